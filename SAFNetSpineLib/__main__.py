@@ -1,0 +1,7 @@
+"""`python -m SAFNetSpineLib ...`: the command line."""
+
+import sys
+
+from SAFNetSpineLib.cli import main
+
+sys.exit(main())

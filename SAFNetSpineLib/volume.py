@@ -81,13 +81,13 @@ class Volume:
         """Volume of one voxel in millilitres."""
         return float(np.prod(self.spacing)) / 1000.0
 
-    def with_array(self, array: np.ndarray, *, is_label: bool | None = None) -> "Volume":
+    def with_array(self, array: np.ndarray, *, is_label: bool | None = None) -> Volume:
         """A Volume on the same grid holding another array of the same shape."""
         if tuple(np.shape(array)) != self.shape:
             raise ValueError(f"array shape {np.shape(array)} does not match grid {self.shape}")
         return replace(self, array=array, is_label=self.is_label if is_label is None else is_label)
 
-    def same_grid(self, other: "Volume", atol: float = 1e-4) -> bool:
+    def same_grid(self, other: Volume, atol: float = 1e-4) -> bool:
         """True if ``other`` has the same shape and geometry (within ``atol`` mm / cosine)."""
         return (
             self.shape == other.shape
@@ -97,7 +97,7 @@ class Volume:
         )
 
     @classmethod
-    def from_affine_ras(cls, array: np.ndarray, affine_ras: np.ndarray, is_label: bool = False) -> "Volume":
+    def from_affine_ras(cls, array: np.ndarray, affine_ras: np.ndarray, is_label: bool = False) -> Volume:
         """Build from an (I, J, K) array and a 4x4 voxel-to-RAS matrix (e.g. Slicer's IJKToRAS)."""
         affine = np.asarray(affine_ras, dtype=np.float64).copy()
         affine[:3, :] = LPS_TO_RAS @ affine[:3, :]
@@ -115,7 +115,7 @@ class Volume:
         return image
 
     @classmethod
-    def from_sitk(cls, image, is_label: bool = False) -> "Volume":
+    def from_sitk(cls, image, is_label: bool = False) -> Volume:
         """Convert a 3D SimpleITK image (geometry kept exactly)."""
         import SimpleITK as sitk
 

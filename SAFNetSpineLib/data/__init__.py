@@ -1,0 +1,1 @@
+"""Data sources: case folders on disk and the synthetic phantom generator."""

@@ -1,0 +1,238 @@
+"""Synthetic T2-like sagittal lumbar-spine MR phantoms with all 19 structures labelled.
+
+Each phantom is built in patient space (LPS, mm) and then sampled on a scanner grid of
+random orientation (any of the 48 axis permutations/flips, optionally oblique), slice
+count, spacing, intensity scale, noise and bias field. Because the anatomy is a
+function of physical position, image and label agree exactly whatever the grid.
+
+Anatomy, from superior to inferior: T9, T9/T10, T10, ... L5, L5/S, S. Each vertebra is
+a body (elliptic cylinder along the local spine axis) plus pedicles and a spinous
+process posteriorly; discs sit between bodies; the sacrum is a tapered block tilted
+backwards. A spinal canal (bright CSF), soft tissue, a subcutaneous fat layer and
+air surround it. The spine axis follows a lordotic curve of random amplitude.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from SAFNetSpineLib.atomic import write_json_atomic
+from SAFNetSpineLib.labels import FOREGROUND_IDS
+from SAFNetSpineLib.volume import Volume
+
+# Superior-to-inferior order of structures along the spine (label ids).
+_SPINE_ORDER = (10, 19, 9, 18, 8, 17, 7, 16, 6, 15, 5, 14, 4, 13, 3, 12, 2, 11, 1)
+_DISC_IDS = {11, 12, 13, 14, 15, 16, 17, 18, 19}
+
+
+@dataclass(frozen=True)
+class PhantomOptions:
+    """Ranges the random phantom parameters are drawn from.
+
+    Attributes:
+        slices: (min, max) number of sagittal slices.
+        slice_spacing_mm: (min, max) slice spacing along left-right.
+        inplane_spacing_mm: (min, max) in-plane pixel size.
+        fov_mm: In-plane field of view (superior-inferior, anterior-posterior).
+        oblique_deg: Maximum in-plane rotation of the grid about the left-right axis.
+        random_orientation: Draw one of the 48 axis permutations/flips for the array.
+    """
+
+    slices: tuple[int, int] = (12, 18)
+    slice_spacing_mm: tuple[float, float] = (3.0, 4.5)
+    inplane_spacing_mm: tuple[float, float] = (1.1, 1.5)
+    fov_mm: tuple[float, float] = (390.0, 280.0)
+    oblique_deg: float = 8.0
+    random_orientation: bool = True
+
+
+def _grid(rng: np.random.Generator, opts: PhantomOptions) -> tuple[tuple[int, int, int], np.ndarray, np.ndarray]:
+    """Draw a sagittal scanner grid: (shape, spacing, direction) in canonical LR/SI/AP axis order."""
+    n_slices = int(rng.integers(opts.slices[0], opts.slices[1] + 1))
+    slice_spacing = rng.uniform(*opts.slice_spacing_mm)
+    pixel = rng.uniform(*opts.inplane_spacing_mm)
+    n_si = int(round(opts.fov_mm[0] / pixel))
+    n_ap = int(round(opts.fov_mm[1] / pixel))
+    angle = np.deg2rad(rng.uniform(-opts.oblique_deg, opts.oblique_deg))
+    # Columns: the LR axis (towards patient left), the SI axis (towards inferior), the AP axis
+    # (towards posterior), the latter two rotated about LR by the oblique angle.
+    c, s = np.cos(angle), np.sin(angle)
+    direction = np.array([[1.0, 0.0, 0.0], [0.0, s, c], [0.0, -c, s]])
+    shape = (n_slices, n_si, n_ap)
+    spacing = np.array([slice_spacing, pixel, pixel])
+    return shape, spacing, direction
+
+
+def _reorder(shape, spacing, direction, rng: np.random.Generator):
+    """Randomly permute and flip the three array axes (geometry follows)."""
+    perm = rng.permutation(3)
+    signs = rng.choice([-1.0, 1.0], size=3)
+    return (tuple(shape[p] for p in perm), spacing[perm], direction[:, perm] * signs[None, :])
+
+
+def _spine_geometry(rng: np.random.Generator) -> dict:
+    """Random sizes of bodies and discs and the curve of the spine axis."""
+    n = len(_SPINE_ORDER)
+    heights = np.array([rng.uniform(7.0, 11.0) if i in _DISC_IDS else rng.uniform(21.0, 27.0)
+                        for i in _SPINE_ORDER])
+    heights[-1] = rng.uniform(60.0, 80.0)  # sacrum
+    # Thoracic bodies are smaller than lumbar ones.
+    scale = np.linspace(0.8, 1.05, n)
+    return {
+        "heights": heights,
+        "depth_mm": rng.uniform(30.0, 38.0) * scale,
+        "width_mm": rng.uniform(38.0, 48.0) * scale,
+        "lordosis_mm": rng.uniform(5.0, 25.0),
+        "canal_mm": rng.uniform(13.0, 18.0),
+        "top_mm": rng.uniform(160.0, 180.0),
+    }
+
+
+def _anatomy(points: np.ndarray, geo: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluate label and T2-like intensity at LPS points.
+
+    Args:
+        points: (N, 3) LPS coordinates in mm, phantom centre at the origin.
+        geo: Output of :func:`_spine_geometry`.
+
+    Returns:
+        (labels (N,) uint8, intensity (N,) float32 in about [0, 1]).
+    """
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]  # left, posterior, superior
+    length = geo["heights"].sum()
+    top = geo["top_mm"]
+    # Lordotic spine axis: anterior bulge (negative y) in the lumbar part.
+    t = np.clip((top - z) / length, 0.0, 1.0)
+    axis_y = -geo["lordosis_mm"] * np.sin(np.pi * t) + 10.0 * t
+    slope = (-geo["lordosis_mm"] * np.pi * np.cos(np.pi * t) + 10.0) / length
+    theta = np.arctan(slope)
+    # Distance along the spine from the top (u) and anterior-posterior offset from the axis (v).
+    u = (top - z) * np.cos(theta) + (y - axis_y) * np.sin(theta)
+    v = (y - axis_y) * np.cos(theta) - (top - z) * np.sin(theta)
+
+    bounds = np.concatenate([[0.0], np.cumsum(geo["heights"])])
+    index = np.clip(np.searchsorted(bounds, u, side="right") - 1, 0, len(_SPINE_ORDER) - 1)
+    inside_run = (u >= 0) & (u < bounds[-1])
+    depth = geo["depth_mm"][index]
+    width = geo["width_mm"][index]
+    ids = np.array(_SPINE_ORDER)[index]
+    is_disc = np.isin(ids, list(_DISC_IDS))
+    is_sacrum = ids == 1
+
+    # Sacrum tapers and tilts backwards along its length.
+    frac = np.clip((u - bounds[-2]) / geo["heights"][-1], 0.0, 1.0)
+    taper = np.where(is_sacrum, 1.0 - 0.55 * frac, 1.0)
+    shift = np.where(is_sacrum, 25.0 * frac, 0.0)
+    shrink = np.where(is_disc, 0.94, 1.0)
+    ell = (x / (0.5 * width * taper * shrink)) ** 2 + ((v - shift) / (0.5 * depth * taper * shrink)) ** 2
+    body = inside_run & (ell <= 1.0)
+
+    canal_front = 0.5 * depth + 1.5
+    canal_back = canal_front + geo["canal_mm"]
+    in_canal_ap = (v > canal_front) & (v < canal_back)
+    canal = inside_run & ~is_sacrum & in_canal_ap & (np.abs(x) < 9.0)
+    # Posterior elements belong to the vertebra at that level (not to discs).
+    vertebral_level = ~is_disc & ~is_sacrum & inside_run
+    pedicle = vertebral_level & in_canal_ap & (np.abs(x) >= 9.0) & (np.abs(x) < 15.0)
+    spinous = vertebral_level & (v >= canal_back) & (v < canal_back + 32.0) & (np.abs(x) < 5.0 + 4.0 * (v < canal_back + 8))
+
+    labels = np.zeros(points.shape[0], np.uint8)
+    labels[body] = ids[body]
+    labels[pedicle | spinous] = ids[pedicle | spinous]
+
+    # T2-like intensities: air 0, soft tissue 0.3, fat 0.7, bone marrow 0.45 (darker cortex),
+    # disc nucleus bright, CSF brightest, cord grey.
+    body_r = np.sqrt((x / 120.0) ** 2 + ((y - 20.0) / 110.0) ** 2)
+    intensity = np.where(body_r < 1.0, 0.3, 0.0)
+    intensity = np.where((body_r >= 0.88) & (body_r < 1.0), 0.7, intensity)
+    intensity = np.where(canal, 0.95, intensity)
+    cord = canal & (np.abs(x) < 4.5) & (np.abs(v - 0.5 * (canal_front + canal_back)) < 4.0) & (u < bounds[9])
+    intensity = np.where(cord, 0.5, intensity)
+    marrow = np.where(ell < 0.75, 0.48, 0.25)
+    disc_core = np.where(ell < 0.5, 0.85, 0.45)
+    intensity = np.where(labels > 0, np.where(np.isin(labels, list(_DISC_IDS)), disc_core, marrow), intensity)
+    return labels, intensity.astype(np.float32)
+
+
+def make_phantom(seed: int, options: PhantomOptions | None = None) -> tuple[Volume, Volume]:
+    """Generate one phantom.
+
+    Args:
+        seed: Random seed; the same seed always gives the same phantom.
+        options: Parameter ranges (defaults: :class:`PhantomOptions`).
+
+    Returns:
+        (image Volume float32, label Volume uint8 with ids 1..19) on the same grid.
+    """
+    opts = options or PhantomOptions()
+    rng = np.random.default_rng(seed)
+    shape, spacing, direction = _grid(rng, opts)
+    if opts.random_orientation:
+        shape, spacing, direction = _reorder(shape, spacing, direction, rng)
+    centre = rng.normal(0.0, 8.0, size=3)
+    extent = direction @ (spacing * (np.array(shape) - 1))
+    origin = centre - 0.5 * extent + rng.normal(0.0, 10.0, size=3)
+    offset = origin - centre  # anatomy is built around `centre`
+
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).reshape(-1, 3)
+    points = ijk * spacing[None, :] @ direction.T + offset[None, :]
+    labels, intensity = _anatomy(points, _spine_geometry(rng))
+    labels = labels.reshape(shape)
+    intensity = intensity.reshape(shape)
+
+    image = _acquisition(intensity, spacing, direction, origin, rng)
+    return (Volume(image, spacing, origin, direction),
+            Volume(labels, spacing, origin, direction, is_label=True))
+
+
+def _acquisition(intensity: np.ndarray, spacing, direction, origin, rng: np.random.Generator) -> np.ndarray:
+    """Blur (partial volume), bias field, Rician-like noise and scanner scale."""
+    import SimpleITK as sitk
+
+    smooth = Volume(intensity, spacing, origin, direction).to_sitk()
+    smooth = sitk.SmoothingRecursiveGaussian(smooth, [0.6 * s for s in spacing])
+    blurred = Volume.from_sitk(smooth).array
+    grids = np.meshgrid(*[np.linspace(-1, 1, n) for n in intensity.shape], indexing="ij")
+    coeffs = rng.normal(0.0, 0.15, size=3)
+    bias = np.exp(sum(c * g for c, g in zip(coeffs, grids, strict=True)))
+    sigma = rng.uniform(0.02, 0.06)
+    real = blurred * bias + rng.normal(0.0, sigma, intensity.shape)
+    imag = rng.normal(0.0, sigma, intensity.shape)
+    magnitude = np.sqrt(real**2 + imag**2)
+    return (magnitude * rng.uniform(300.0, 2000.0)).astype(np.float32)
+
+
+def write_phantom_dataset(out_dir: str | Path, n: int, seed: int = 0, options: PhantomOptions | None = None) -> Path:
+    """Write ``n`` phantoms in the common ``imagesTr/ labelsTr/ dataset.json`` layout.
+
+    Case i uses seed ``seed + i``. Every case lists all 19 structures as annotated.
+
+    Returns:
+        The dataset folder.
+    """
+    from SAFNetSpineLib.io import write_volume
+
+    out = Path(out_dir)
+    (out / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (out / "labelsTr").mkdir(parents=True, exist_ok=True)
+    cases = []
+    for i in range(n):
+        name = f"phantom_{seed + i:04d}"
+        image, label = make_phantom(seed + i, options)
+        write_volume(image, out / "imagesTr" / f"{name}.nii.gz")
+        write_volume(label, out / "labelsTr" / f"{name}.nii.gz")
+        cases.append({
+            "case": name,
+            "image": f"imagesTr/{name}.nii.gz",
+            "label": f"labelsTr/{name}.nii.gz",
+            "source": f"SAFNetSpineLib synthetic phantom, seed {seed + i}",
+            "sequence": "synthetic T2-like",
+            "annotated_labels": list(FOREGROUND_IDS),
+            "shape": list(image.shape),
+            "spacing_mm": [round(float(s), 4) for s in image.spacing],
+        })
+    write_json_atomic({"label_scheme": "MRSpineSeg ids", "cases": cases}, out / "dataset.json")
+    return out

@@ -1,0 +1,169 @@
+"""`Segmenter`: load weights once, segment many volumes.
+
+Steps per volume: preprocess to the network grid (18 x 256 x 128, LR/SI/AP), run the
+network (optionally also on the left-right mirrored input, and over an ensemble of
+weight folders, averaging softmax probabilities), take the argmax, keep the largest
+connected component per label, and map the label map back onto the input's exact
+grid.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.inference.postprocess import keep_largest_component, structure_volumes_ml
+from SAFNetSpineLib.models.precision import autocast_context, cpu_supports_bf16, prepare_for_inference
+from SAFNetSpineLib.preprocessing import PreprocessConfig, preprocess_image, restore_labels
+from SAFNetSpineLib.volume import Volume
+from SAFNetSpineLib.weights import load_model
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Map "auto" | "cpu" | "cuda" | "cuda:N" | "mps" to a torch device (auto: cuda, then mps, then cpu).
+
+    Raises:
+        SpineInputError: a GPU was asked for but none is available.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SpineInputError(None, f"--device {name}: no CUDA GPU is available to this PyTorch build")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise SpineInputError(None, "--device mps: Apple MPS is not available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise SpineInputError(None, f"unknown device {name!r} (use auto, cpu, cuda or mps)") from None
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"auto" becomes bf16 on CPUs with native bf16, fp16 on CUDA, fp32 otherwise."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "fp16"
+    if device.type == "cpu" and cpu_supports_bf16():
+        return "bf16"
+    return "fp32"
+
+
+@dataclass
+class SegmentationResult:
+    """What :meth:`Segmenter.segment` returns.
+
+    Attributes:
+        labels: Label map on the input's exact grid (ids from the label table).
+        volumes_ml: Volume (mL) of every structure found, by short name.
+        timings_s: Seconds per stage (preprocess, network, postprocess, restore).
+    """
+
+    labels: Volume
+    volumes_ml: dict[str, float]
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+class Segmenter:
+    """Segment spine MR volumes with one model or an ensemble.
+
+    Args:
+        weights_dirs: One or more weights folders (an ensemble when several). They must
+            share the preprocessing configuration.
+        device: "auto", "cpu", "cuda", "cuda:N" or "mps".
+        precision: "auto", "fp32", "bf16" or "fp16" (autocast; see resolve_precision).
+        tta: Also run on the left-right mirrored input and average.
+        largest_component: Keep only the largest connected component per label.
+    """
+
+    def __init__(self, weights_dirs: list[str | Path], device: str = "auto", precision: str = "auto",
+                 tta: bool = False, largest_component: bool = True):
+        if not weights_dirs:
+            raise SpineInputError(None, "no weights folder given")
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.tta = tta
+        self.largest_component = largest_component
+        self.models = []
+        self.manifests = []
+        for folder in weights_dirs:
+            model, manifest = load_model(folder, self.device)
+            self.models.append(prepare_for_inference(model, self.device, self.precision))
+            self.manifests.append(manifest)
+        configs = {tuple(sorted(m.preprocess.items())) for m in self.manifests}
+        if len(configs) != 1:
+            raise SpineInputError(weights_dirs[1], "ensemble members use different preprocessing")
+        self.preprocess_config = PreprocessConfig.from_dict(self.manifests[0].preprocess)
+
+    @property
+    def version(self) -> str:
+        """Version name(s) of the model(s), joined with '+'."""
+        return "+".join(m.version for m in self.manifests)
+
+    @torch.inference_mode()
+    def predict_probabilities(self, network_input: np.ndarray) -> torch.Tensor:
+        """Mean softmax over models (and the mirrored input with TTA).
+
+        Args:
+            network_input: Preprocessed image, shape (D, H, W), float32.
+
+        Returns:
+            Probabilities, shape (C, D, H, W), float32 on the CPU.
+        """
+        x = torch.from_numpy(np.ascontiguousarray(network_input))[None, None].to(self.device)
+        if self.precision == "bf16" and self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        inputs = [(x, False)] + ([(torch.flip(x, dims=[2]), True)] if self.tta else [])
+        total = None
+        for model in self.models:
+            for tensor, mirrored in inputs:
+                with autocast_context(self.device, self.precision):
+                    logits = model(tensor)
+                probs = torch.softmax(logits.float(), dim=1)
+                if mirrored:
+                    probs = torch.flip(probs, dims=[2])
+                total = probs if total is None else total + probs
+        return (total / (len(self.models) * len(inputs)))[0].cpu()
+
+    def segment(self, image: Volume, progress=None) -> SegmentationResult:
+        """Segment one image volume.
+
+        Args:
+            image: The MR image (any orientation, spacing, size).
+            progress: Optional callable(stage, fraction, message).
+
+        Returns:
+            SegmentationResult with the label map on the input's exact grid.
+        """
+        report = progress or (lambda *a, **k: None)
+        timings = {}
+        start = time.perf_counter()
+        report("preprocess", 0.05, "reorienting and resampling")
+        network_input, grid = preprocess_image(image, self.preprocess_config)
+        timings["preprocess"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        report("inference", 0.15, f"running {self.version} on {self.device.type}")
+        probabilities = self.predict_probabilities(network_input)
+        timings["network"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        report("postprocess", 0.85, "keeping the largest component per level")
+        labels = torch.argmax(probabilities, dim=0).numpy().astype(np.uint8)
+        if self.largest_component:
+            labels = keep_largest_component(labels)
+        timings["postprocess"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        report("restore", 0.92, "mapping back to the input geometry")
+        restored = restore_labels(labels, grid, image)
+        timings["restore"] = time.perf_counter() - start
+        return SegmentationResult(restored, structure_volumes_ml(restored), {k: round(v, 4) for k, v in timings.items()})

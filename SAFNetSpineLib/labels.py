@@ -80,6 +80,11 @@ VERTEBRA_IDS: tuple[int, ...] = tuple(s.label_id for s in STRUCTURES if s.kind =
 DISC_IDS: tuple[int, ...] = tuple(s.label_id for s in STRUCTURES if s.kind == "disc")
 #: The 17 structures over which the SAFNet paper reports mean Dice (all but T9 and T9/T10).
 PAPER_17_IDS: tuple[int, ...] = tuple(i for i in FOREGROUND_IDS if i not in (10, 19))
+#: Foreground ids in anatomical order along the spine, superior to inferior:
+#: T9, T9/T10, T10, ..., L5, L5/S, S (each disc between the two vertebrae it joins).
+SUPERIOR_TO_INFERIOR_IDS: tuple[int, ...] = tuple(
+    i for pair in zip(range(10, 1, -1), range(19, 10, -1), strict=True) for i in pair
+) + (1,)
 #: Number of network output classes: 19 structures + background.
 NUM_CLASSES: int = len(STRUCTURES)
 

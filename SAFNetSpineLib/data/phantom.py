@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from SAFNetSpineLib.atomic import write_json_atomic
-from SAFNetSpineLib.labels import FOREGROUND_IDS
+from SAFNetSpineLib.labels import DISC_IDS, FOREGROUND_IDS, SUPERIOR_TO_INFERIOR_IDS
 from SAFNetSpineLib.volume import Volume
 
-# Superior-to-inferior order of structures along the spine (label ids).
-_SPINE_ORDER = (10, 19, 9, 18, 8, 17, 7, 16, 6, 15, 5, 14, 4, 13, 3, 12, 2, 11, 1)
-_DISC_IDS = {11, 12, 13, 14, 15, 16, 17, 18, 19}
+_SPINE_ORDER = SUPERIOR_TO_INFERIOR_IDS
+_DISC_IDS = set(DISC_IDS)
 
 
 @dataclass(frozen=True)

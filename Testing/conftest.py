@@ -1,0 +1,38 @@
+"""Shared fixtures: real-data location, small synthetic volumes, tiny trained-free weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+#: Real spine MRI (never copied into the repository); tests that need it skip when absent.
+REAL_DATA = REPO.parent / "shared" / "data" / "spine-mri"
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    if not (REAL_DATA / "dataset.json").is_file():
+        pytest.skip(f"real data not available at {REAL_DATA}")
+    return REAL_DATA
+
+
+def oblique_direction(angle_deg: float = 17.0) -> np.ndarray:
+    """An oblique, flipped, permuted LPS direction matrix (columns orthonormal)."""
+    a = np.deg2rad(angle_deg)
+    rot = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    perm = np.array([[0, 0, -1], [1, 0, 0], [0, -1, 0]], dtype=float)
+    return rot @ perm
+
+
+@pytest.fixture
+def oblique_volume():
+    """A small anisotropic, oblique float32 Volume with structure in it."""
+    from SAFNetSpineLib.volume import Volume
+
+    rng = np.random.default_rng(3)
+    array = rng.normal(100.0, 20.0, size=(20, 14, 30)).astype(np.float32)
+    array[5:15, 4:10, 8:20] += 300.0
+    return Volume(array, np.array([0.9, 4.0, 1.3]), np.array([-12.5, 40.0, 7.25]), oblique_direction())

@@ -12,17 +12,20 @@ def add_parser(subparsers) -> None:
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="dataset folder to write")
     parser.add_argument("--n", type=int, default=4, help="number of phantoms (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first phantom; case i uses seed+i")
+    parser.add_argument("--bodies-only", action="store_true",
+                        help="label vertebral bodies only (posterior elements stay unlabelled, as in many real sets)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from SAFNetSpineLib.data.phantom import write_phantom_dataset
+    from SAFNetSpineLib.data.phantom import PhantomOptions, write_phantom_dataset
     from SAFNetSpineLib.errors import SpineInputError
     from SAFNetSpineLib.io import check_writable_dir
 
     if args.n < 1:
         raise SpineInputError(None, f"--n must be at least 1, got {args.n}")
     check_writable_dir(args.output)
-    out = write_phantom_dataset(args.output, args.n, args.seed)
+    out = write_phantom_dataset(args.output, args.n, args.seed,
+                                PhantomOptions(label_posterior_elements=not args.bodies_only))
     print(f"wrote {args.n} phantoms to {out}")
     return 0

@@ -38,6 +38,9 @@ class PhantomOptions:
         fov_mm: In-plane field of view (superior-inferior, anterior-posterior).
         oblique_deg: Maximum in-plane rotation of the grid about the left-right axis.
         random_orientation: Draw one of the 48 axis permutations/flips for the array.
+        label_posterior_elements: Label pedicles and spinous processes with their
+            vertebra (MRSpineSeg style); False labels vertebral bodies only (as in the
+            real development set), the posterior elements staying visible in the image.
     """
 
     slices: tuple[int, int] = (12, 18)
@@ -46,6 +49,7 @@ class PhantomOptions:
     fov_mm: tuple[float, float] = (390.0, 280.0)
     oblique_deg: float = 8.0
     random_orientation: bool = True
+    label_posterior_elements: bool = True
 
 
 def _grid(rng: np.random.Generator, opts: PhantomOptions) -> tuple[tuple[int, int, int], np.ndarray, np.ndarray]:
@@ -90,12 +94,13 @@ def _spine_geometry(rng: np.random.Generator) -> dict:
     }
 
 
-def _anatomy(points: np.ndarray, geo: dict) -> tuple[np.ndarray, np.ndarray]:
+def _anatomy(points: np.ndarray, geo: dict, label_posterior: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Evaluate label and T2-like intensity at LPS points.
 
     Args:
         points: (N, 3) LPS coordinates in mm, phantom centre at the origin.
         geo: Output of :func:`_spine_geometry`.
+        label_posterior: Give posterior elements their vertebra's label (else 0).
 
     Returns:
         (labels (N,) uint8, intensity (N,) float32 in about [0, 1]).
@@ -140,7 +145,8 @@ def _anatomy(points: np.ndarray, geo: dict) -> tuple[np.ndarray, np.ndarray]:
 
     labels = np.zeros(points.shape[0], np.uint8)
     labels[body] = ids[body]
-    labels[pedicle | spinous] = ids[pedicle | spinous]
+    posterior = pedicle | spinous
+    labels[posterior] = ids[posterior]
 
     # T2-like intensities: air 0, soft tissue 0.3, fat 0.7, bone marrow 0.45 (darker cortex),
     # disc nucleus bright, CSF brightest, cord grey.
@@ -153,6 +159,8 @@ def _anatomy(points: np.ndarray, geo: dict) -> tuple[np.ndarray, np.ndarray]:
     marrow = np.where(ell < 0.75, 0.48, 0.25)
     disc_core = np.where(ell < 0.5, 0.85, 0.45)
     intensity = np.where(labels > 0, np.where(np.isin(labels, list(_DISC_IDS)), disc_core, marrow), intensity)
+    if not label_posterior:
+        labels[posterior] = 0
     return labels, intensity.astype(np.float32)
 
 
@@ -178,7 +186,7 @@ def make_phantom(seed: int, options: PhantomOptions | None = None) -> tuple[Volu
 
     ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).reshape(-1, 3)
     points = ijk * spacing[None, :] @ direction.T + offset[None, :]
-    labels, intensity = _anatomy(points, _spine_geometry(rng))
+    labels, intensity = _anatomy(points, _spine_geometry(rng), opts.label_posterior_elements)
     labels = labels.reshape(shape)
     intensity = intensity.reshape(shape)
 

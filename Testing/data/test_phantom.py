@@ -56,3 +56,14 @@ def test_write_dataset_layout(tmp_path):
     expected_image, expected_labels = make_phantom(3)
     assert image.same_grid(expected_image)
     np.testing.assert_array_equal(labels.array, expected_labels.array)
+
+
+def test_bodies_only_option_unlabels_posterior_elements_but_keeps_the_image():
+    image, labels = make_phantom(4)
+    image_b, labels_b = make_phantom(4, PhantomOptions(label_posterior_elements=False))
+    np.testing.assert_array_equal(image.array, image_b.array)
+    removed = (labels.array > 0) & (labels_b.array == 0)
+    assert removed.sum() > 0
+    assert np.all(labels_b.array[~removed] == labels.array[~removed])
+    # Only vertebrae lose voxels (posterior elements), never discs.
+    assert set(np.unique(labels.array[removed])) <= set(range(2, 11))

@@ -42,10 +42,23 @@ def fsync_tree(folder: Path) -> None:
     fsync_folder(folder)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temp_file(path: Path) -> tuple[int, str]:
+    """A new temporary file beside ``path``, with the permissions a plain ``open`` would give."""
+    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", dir=path.parent)
+    os.chmod(temp_name, 0o666 & ~_current_umask())
+    return fd, temp_name
+
+
 def write_json_atomic(data: object, path: Path) -> None:
     """Write ``data`` as indented JSON to ``path``, replacing any old file atomically."""
     path = Path(path)
-    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", dir=path.parent)
+    fd, temp_name = _temp_file(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=1)
@@ -84,7 +97,7 @@ def save_tensors_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: 
     from safetensors.torch import save_file
 
     path = Path(path)
-    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", dir=path.parent)
+    fd, temp_name = _temp_file(path)
     os.close(fd)
     try:
         save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, temp_name, metadata=metadata)

@@ -6,6 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+from SAFNetSpineLib.models import build_model
+from SAFNetSpineLib.preprocessing import PreprocessConfig
+from SAFNetSpineLib.weights import ModelManifest, save_weights
 
 REPO = Path(__file__).resolve().parents[1]
 #: Real spine MRI (never copied into the repository); tests that need it skip when absent.
@@ -36,3 +41,26 @@ def oblique_volume():
     array = rng.normal(100.0, 20.0, size=(20, 14, 30)).astype(np.float32)
     array[5:15, 4:10, 8:20] += 300.0
     return Volume(array, np.array([0.9, 4.0, 1.3]), np.array([-12.5, 40.0, 7.25]), oblique_direction())
+
+
+#: A small network grid for fast tests (the paper's is 18 x 256 x 128).
+SMALL = PreprocessConfig(target_shape=(8, 64, 32))
+
+
+
+def save_tiny_weights(folder, seed=0, version="tiny"):
+    """An untrained width-8 SAFNet on a small grid: fast, and real weights on disk."""
+    torch.manual_seed(seed)
+    model = build_model("safnet", width=8)
+    manifest = ModelManifest("safnet", {"width": 8}, SMALL.to_dict(), trained_on="nothing (test)", version=version)
+    return save_weights(model, folder, manifest)
+
+
+@pytest.fixture
+def make_tiny_weights():
+    return save_tiny_weights
+
+
+@pytest.fixture
+def tiny_weights(tmp_path):
+    return save_tiny_weights(tmp_path / "tiny")

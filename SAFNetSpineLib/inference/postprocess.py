@@ -12,25 +12,36 @@ def keep_largest_component(labels: np.ndarray) -> np.ndarray:
     """Keep, for every label id, only its largest 26-connected component.
 
     A level exists once in a spine; islands of the same id elsewhere are errors.
+    Each label is processed inside its own bounding box, so the cost follows the
+    size of the structures, not of the volume.
 
     Args:
-        labels: Integer label map, any 3D shape.
+        labels: Integer label map (values 0..255), any 3D shape.
 
     Returns:
         A new label map of the same shape and dtype; removed voxels become 0.
     """
     import SimpleITK as sitk
 
-    cleaned = np.zeros_like(labels)
-    for label_id in np.unique(labels):
-        if label_id == 0:
+    image = sitk.GetImageFromArray(np.ascontiguousarray(labels, dtype=np.uint8))
+    shapes = sitk.LabelShapeStatisticsImageFilter()
+    shapes.Execute(image)
+    cleaned = labels.copy()
+    finder = sitk.ConnectedComponentImageFilter()
+    finder.SetFullyConnected(True)
+    for label_id in shapes.GetLabels():
+        # sitk bounding box: (x, y, z, size_x, size_y, size_z); numpy array axes are reversed.
+        box = shapes.GetBoundingBox(label_id)
+        start, size = box[:3][::-1], box[3:][::-1]
+        window = tuple(slice(b, b + n) for b, n in zip(start, size, strict=True))
+        mask = labels[window] == label_id
+        components = sitk.GetArrayFromImage(finder.Execute(sitk.GetImageFromArray(mask.astype(np.uint8))))
+        if finder.GetObjectCount() < 2:
             continue
-        mask = (labels == label_id).astype(np.uint8)
-        components = sitk.GetArrayViewFromImage(
-            sitk.ConnectedComponent(sitk.GetImageFromArray(mask), fullyConnected=True))
         counts = np.bincount(components.reshape(-1))
         counts[0] = 0
-        cleaned[components == int(np.argmax(counts))] = label_id
+        region = cleaned[window]
+        region[mask & (components != int(np.argmax(counts)))] = 0
     return cleaned
 
 

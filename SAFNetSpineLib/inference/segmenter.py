@@ -2,9 +2,9 @@
 
 Steps per volume: preprocess to the network grid (18 x 256 x 128, LR/SI/AP), run the
 network (optionally also on the left-right mirrored input, and over an ensemble of
-weight folders, averaging softmax probabilities), take the argmax, keep the largest
-connected component per label, and map the label map back onto the input's exact
-grid.
+weight folders, averaging softmax probabilities), map the probabilities back onto the
+input's exact grid (linear interpolation, then argmax), and keep the largest connected
+component per label.
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ import torch
 
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.inference.postprocess import keep_largest_component, structure_volumes_ml
-from SAFNetSpineLib.models.precision import autocast_context, cpu_supports_bf16, prepare_for_inference
+from SAFNetSpineLib.models.precision import (
+    autocast_context,
+    check_precision,
+    default_precision,
+    input_memory_format,
+    prepare_for_inference,
+)
 from SAFNetSpineLib.preprocessing import PreprocessConfig, preprocess_image, restore_labels
 from SAFNetSpineLib.volume import Volume
 from SAFNetSpineLib.weights import load_model
@@ -46,17 +52,6 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise SpineInputError(None, f"unknown device {name!r} (use auto, cpu, cuda or mps)") from None
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """"auto" becomes bf16 on CPUs with native bf16, fp16 on CUDA, fp32 otherwise."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "fp16"
-    if device.type == "cpu" and cpu_supports_bf16():
-        return "bf16"
-    return "fp32"
-
-
 @dataclass
 class SegmentationResult:
     """What :meth:`Segmenter.segment` returns.
@@ -79,7 +74,8 @@ class Segmenter:
         weights_dirs: One or more weights folders (an ensemble when several). They must
             share the preprocessing configuration.
         device: "auto", "cpu", "cuda", "cuda:N" or "mps".
-        precision: "auto", "fp32", "bf16" or "fp16" (autocast; see resolve_precision).
+        precision: "auto" (bf16 on CPUs with native bf16, fp16 on CUDA, else fp32),
+            "fp32", "bf16" or "fp16" (autocast).
         tta: Also run on the left-right mirrored input and average.
         largest_component: Keep only the largest connected component per label.
     """
@@ -89,7 +85,11 @@ class Segmenter:
         if not weights_dirs:
             raise SpineInputError(None, "no weights folder given")
         self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
+        try:
+            self.precision = check_precision(
+                self.device, default_precision(self.device) if precision == "auto" else precision)
+        except ValueError as error:
+            raise SpineInputError(None, f"--precision {precision}: {error}") from None
         self.tta = tta
         self.largest_component = largest_component
         self.models = []
@@ -98,10 +98,11 @@ class Segmenter:
             model, manifest = load_model(folder, self.device)
             self.models.append(prepare_for_inference(model, self.device, self.precision))
             self.manifests.append(manifest)
-        configs = {tuple(sorted(m.preprocess.items())) for m in self.manifests}
-        if len(configs) != 1:
-            raise SpineInputError(weights_dirs[1], "ensemble members use different preprocessing")
-        self.preprocess_config = PreprocessConfig.from_dict(self.manifests[0].preprocess)
+        configs = [PreprocessConfig.from_dict(m.preprocess) for m in self.manifests]
+        for folder, config in zip(weights_dirs, configs, strict=True):
+            if config != configs[0]:
+                raise SpineInputError(folder, "ensemble members use different preprocessing")
+        self.preprocess_config = configs[0]
 
     @property
     def version(self) -> str:
@@ -118,9 +119,8 @@ class Segmenter:
         Returns:
             Probabilities, shape (C, D, H, W), float32 on the CPU.
         """
-        x = torch.from_numpy(np.ascontiguousarray(network_input))[None, None].to(self.device)
-        if self.precision == "bf16" and self.device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last_3d)
+        x = torch.from_numpy(np.ascontiguousarray(network_input))[None, None]
+        x = x.to(self.device, memory_format=input_memory_format(self.device, self.precision))
         inputs = [(x, False)] + ([(torch.flip(x, dims=[2]), True)] if self.tta else [])
         total = None
         for model in self.models:
@@ -156,14 +156,13 @@ class Segmenter:
         timings["network"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        report("postprocess", 0.85, "keeping the largest component per level")
-        labels = torch.argmax(probabilities, dim=0).numpy().astype(np.uint8)
-        if self.largest_component:
-            labels = keep_largest_component(labels)
-        timings["postprocess"] = time.perf_counter() - start
+        report("restore", 0.85, "mapping back to the input geometry")
+        restored = restore_labels(probabilities.numpy(), grid, image)
+        timings["restore"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        report("restore", 0.92, "mapping back to the input geometry")
-        restored = restore_labels(labels, grid, image)
-        timings["restore"] = time.perf_counter() - start
+        if self.largest_component:
+            report("postprocess", 0.92, "keeping the largest component per level")
+            restored = restored.with_array(keep_largest_component(restored.array))
+        timings["postprocess"] = time.perf_counter() - start
         return SegmentationResult(restored, structure_volumes_ml(restored), {k: round(v, 4) for k, v in timings.items()})

@@ -5,7 +5,14 @@ import torch
 
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.models import build_model
-from SAFNetSpineLib.weights import MANIFEST_FILE, TENSOR_FILE, ModelManifest, load_model, read_manifest, save_weights
+from SAFNetSpineLib.weights import (
+    MANIFEST_FILE,
+    TENSOR_FILE,
+    ModelManifest,
+    load_model,
+    read_manifest,
+    save_weights,
+)
 
 
 def _manifest(**overrides):

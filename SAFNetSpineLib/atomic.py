@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 #: Prefix of every temporary file or folder; listings skip names starting with it.
 TEMP_PREFIX = ".tmp-"
@@ -48,28 +51,52 @@ def _current_umask() -> int:
     return mask
 
 
-def _temp_file(path: Path) -> tuple[int, str]:
-    """A new temporary file beside ``path``, with the permissions a plain ``open`` would give."""
-    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", dir=path.parent)
-    os.chmod(temp_name, 0o666 & ~_current_umask())
-    return fd, temp_name
+def write_file_atomic(path: Path, write: Callable[[Path], object], suffix: str = "") -> Path:
+    """Call ``write(temp_path)`` for a temporary file beside ``path``, fsync it, then rename it to ``path``.
+
+    Readers (and a restart after a crash) see the old file or the new one, never half of
+    one. The temporary name starts with :data:`TEMP_PREFIX` (listings skip it) and ends
+    with ``suffix``, for writers that choose the format from the file name.
+
+    Args:
+        path: Final file path.
+        write: Writes the whole content to the path it is given.
+        suffix: Ending of the temporary name (e.g. ".nii.gz").
+
+    Returns:
+        ``path``. On any error the temporary file is removed and the error re-raised.
+    """
+    path = Path(path)
+    fd, temp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    temp = Path(temp_name)
+    try:
+        os.chmod(temp, 0o666 & ~_current_umask())  # what a plain open() gives, not mkstemp's 0600
+        write(temp)
+        with open(temp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    fsync_folder(path.parent)
+    return path
 
 
 def write_json_atomic(data: object, path: Path) -> None:
     """Write ``data`` as indented JSON to ``path``, replacing any old file atomically."""
-    path = Path(path)
-    fd, temp_name = _temp_file(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    fsync_folder(path.parent)
+
+    def write(temp: Path) -> None:
+        temp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+    write_file_atomic(Path(path), write)
+
+
+def save_tensors_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """safetensors ``save_file`` through a temporary file and an atomic rename."""
+    from safetensors.torch import save_file
+
+    contiguous = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    write_file_atomic(Path(path), lambda temp: save_file(contiguous, str(temp), metadata=metadata))
 
 
 def publish_folder(temp_folder: Path, final_folder: Path) -> None:
@@ -91,20 +118,3 @@ def publish_folder(temp_folder: Path, final_folder: Path) -> None:
         raise
     fsync_folder(final_folder.parent)
 
-
-def save_tensors_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    """safetensors ``save_file`` through a temporary file and an atomic rename."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    fd, temp_name = _temp_file(path)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, temp_name, metadata=metadata)
-        with open(temp_name, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    fsync_folder(path.parent)

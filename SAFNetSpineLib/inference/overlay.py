@@ -31,7 +31,7 @@ def write_overlay_png(image: Volume, labels: Volume, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    from SAFNetSpineLib.atomic import TEMP_PREFIX
+    from SAFNetSpineLib.atomic import write_file_atomic
 
     image_dha = reorient_to_network_axes(image)
     labels_dha = reorient_to_network_axes(labels)
@@ -64,9 +64,7 @@ def write_overlay_png(image: Volume, labels: Volume, path: str | Path) -> Path:
     if handles:
         ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
-    path = Path(path)
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}")
-    fig.savefig(temp, format="png")
-    plt.close(fig)
-    temp.replace(path)
-    return path
+    try:
+        return write_file_atomic(Path(path), lambda temp: fig.savefig(temp, format="png"), suffix=".png")
+    finally:
+        plt.close(fig)

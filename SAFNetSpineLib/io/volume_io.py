@@ -1,0 +1,297 @@
+"""Read and write images and label maps with their exact geometry.
+
+Readers: NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd), a DICOM
+series (a folder, or one .dcm file of the series) and Slicer segmentations
+(.seg.nrrd, read as a label map in label-table ids). Writers: NIfTI, NRRD, MetaImage
+and Slicer .seg.nrrd (:mod:`SAFNetSpineLib.io.seg_nrrd`).
+
+Every problem with a file becomes one :class:`SpineInputError` naming it, never a
+SimpleITK traceback; files are written under a temporary name in the target folder
+and renamed, so a crash never leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from SAFNetSpineLib.atomic import write_file_atomic
+from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.io.nifti import check_nifti_complete
+from SAFNetSpineLib.io.validation import check_image, check_size, check_writable_dir
+from SAFNetSpineLib.volume import Volume
+
+# ITK prints warnings (oblique NIfTI, DICOM slice spacing...) straight to stderr; the
+# user should see one clean line from us instead.
+sitk.ProcessObject_SetGlobalWarningDisplay(False)
+
+#: Readable single-file formats by (lower-case) suffix.
+IMAGE_FORMATS = {
+    ".nii": "NIfTI",
+    ".nii.gz": "NIfTI",
+    ".nrrd": "NRRD",
+    ".nhdr": "NRRD",
+    ".mha": "MetaImage",
+    ".mhd": "MetaImage",
+}
+#: Suffixes of single DICOM files (the whole series they belong to is read).
+DICOM_SUFFIXES = (".dcm", ".ima")
+#: Suffixes write_volume accepts.
+WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".seg.nrrd")
+
+
+def file_suffix(path: str | Path) -> str:
+    """The format suffix of a file name in lower case, counting ".nii.gz" and ".seg.nrrd" as one."""
+    name = Path(path).name.lower()
+    for double in (".nii.gz", ".seg.nrrd"):
+        if name.endswith(double):
+            return double
+    return Path(name).suffix
+
+
+def read_volume(path: str | Path, is_label: bool = False, check: bool = True) -> Volume:
+    """Read a 3D image or label map with its geometry.
+
+    Args:
+        path: A NIfTI, NRRD, MetaImage or .seg.nrrd file, a DICOM series folder (the
+            series with the most files is read) or one file of a DICOM series.
+        is_label: Read as a label map (integer voxels). A .seg.nrrd is always a label map.
+        check: For images, refuse non-finite, constant or absurdly sized volumes
+            (:func:`~SAFNetSpineLib.io.validation.check_image`).
+
+    Returns:
+        The volume, array indexed [i, j, k], geometry in LPS.
+
+    Raises:
+        SpineInputError: missing, unreadable, corrupt, 2D, 4D, multi-component or
+            otherwise unusable input, naming the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SpineInputError(path, "file not found")
+    suffix = file_suffix(path)
+    if path.is_dir():
+        image = _read_dicom_series(path)
+    elif suffix == ".seg.nrrd":
+        from SAFNetSpineLib.io.seg_nrrd import read_seg_nrrd
+
+        return read_seg_nrrd(path)
+    elif suffix in IMAGE_FORMATS:
+        image = _read_image_file(path, IMAGE_FORMATS[suffix])
+    elif suffix in DICOM_SUFFIXES:
+        image = _read_dicom_series_of_file(path)
+    else:
+        raise SpineInputError(
+            path, f"unsupported file type '{suffix or path.name}' (use NIfTI, NRRD, MHA/MHD or a DICOM folder)"
+        )
+    volume = _to_volume(image, path, is_label)
+    if check and not is_label:
+        check_image(volume, path)
+    return volume
+
+
+def write_volume(volume: Volume, path: str | Path) -> Path:
+    """Write a volume atomically; label maps are stored as uint8.
+
+    Args:
+        volume: Image or label map.
+        path: Output file ending in .nii.gz, .nii, .nrrd, .mha or .seg.nrrd.
+
+    Returns:
+        The written path.
+
+    Raises:
+        SpineInputError: unsupported suffix, unwritable folder, or labels outside 0..255.
+    """
+    path = Path(path)
+    suffix = file_suffix(path)
+    if suffix not in WRITE_SUFFIXES:
+        raise SpineInputError(path, f"cannot write '{suffix or path.name}' files (use {', '.join(WRITE_SUFFIXES)})")
+    if suffix == ".seg.nrrd":
+        from SAFNetSpineLib.io.seg_nrrd import write_seg_nrrd
+
+        return write_seg_nrrd(volume, path)
+    check_writable_dir(path.parent)
+    if volume.is_label:
+        image = volume.with_array(label_array_uint8(volume.array, path)).to_sitk()
+    elif volume.array.dtype == bool:
+        image = volume.with_array(volume.array.astype(np.uint8)).to_sitk()
+    else:
+        image = volume.to_sitk()
+    def write(temp: Path) -> None:
+        # Plain .nii is uncompressed by definition; everything else is gzip-compressed.
+        with native_stderr_silenced():
+            sitk.WriteImage(image, str(temp), useCompression=suffix != ".nii")
+
+    write_atomically(path, write)
+    return path
+
+
+def label_array_uint8(array: np.ndarray, path: str | Path | None) -> np.ndarray:
+    """A label array as uint8, refusing values that are not integers in 0..255."""
+    array = np.asarray(array)
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind == "f" and not np.array_equal(array, np.round(array)):
+        raise SpineInputError(path, "label map has non-integer values")
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise SpineInputError(path, f"label values {array.min()}..{array.max()} do not fit 0..255")
+    return array.astype(np.uint8)
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """:func:`SAFNetSpineLib.atomic.write_file_atomic` keeping the real suffix, with errors as SpineInputError.
+
+    Raises:
+        SpineInputError: if writing or renaming fails; the temporary file is removed.
+    """
+    try:
+        write_file_atomic(path, write, suffix=file_suffix(path))
+    except (OSError, RuntimeError) as error:
+        reason = getattr(error, "strerror", None) or _last_line(error)
+        raise SpineInputError(path, f"could not write file ({reason})") from None
+
+
+@contextmanager
+def native_stderr_silenced():
+    """Point file descriptor 2 at /dev/null while ITK runs.
+
+    ``ProcessObject_SetGlobalWarningDisplay`` does not reach every ITK library: the
+    MetaImage and GDCM readers print to C++ ``std::cerr`` directly. Whatever else
+    writes to fd 2 meanwhile (another thread) is lost too, so this wraps single
+    native calls only.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 (e.g. some embedded interpreters): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _last_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1][:200] if lines else type(error).__name__
+
+
+def _check_layout(dimension: int, size: tuple, components: int, spacing: tuple, path: Path) -> None:
+    """Refuse non-3D or multi-channel images from header information alone."""
+    dims = " x ".join(str(n) for n in size)
+    if components != 1:
+        raise SpineInputError(path, f"image has {components} values per voxel (colour or vector); one is needed")
+    if dimension == 2:
+        raise SpineInputError(path, f"2D image ({dims}); a 3D volume is needed")
+    if dimension == 4 and size[3] != 1:
+        raise SpineInputError(path, f"4D image ({dims}); a single 3D volume is needed")
+    if dimension not in (3, 4):
+        raise SpineInputError(path, f"{dimension}D image ({dims}); a 3D volume is needed")
+    check_size(size[:3], spacing[:3], path)
+
+
+def _read_image_file(path: Path, kind: str) -> sitk.Image:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        with native_stderr_silenced():
+            reader.ReadImageInformation()
+    except RuntimeError:
+        raise SpineInputError(path, f"unreadable or corrupt {kind} file") from None
+    size = reader.GetSize()
+    _check_layout(reader.GetDimension(), size, reader.GetNumberOfComponents(), reader.GetSpacing(), path)
+    if kind == "NIfTI":
+        check_nifti_complete(path)
+    try:
+        with native_stderr_silenced():
+            image = reader.Execute()
+    except RuntimeError:
+        raise SpineInputError(path, f"unreadable or corrupt {kind} file (voxel data could not be read)") from None
+    if image.GetDimension() == 4:
+        # A 4D file with one time point is a 3D volume in disguise.
+        extractor = sitk.ExtractImageFilter()
+        extractor.SetSize(list(size[:3]) + [0])
+        extractor.SetIndex([0, 0, 0, 0])
+        extractor.SetDirectionCollapseToStrategy(extractor.DIRECTIONCOLLAPSETOSUBMATRIX)
+        image = extractor.Execute(image)
+    return image
+
+
+def _dicom_series_in(folder: Path) -> list[list[str]]:
+    """File lists of every DICOM series found in ``folder`` and its subfolders."""
+    found = []
+    for directory, _, files in os.walk(folder):
+        if not files:
+            continue
+        with native_stderr_silenced():
+            series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(directory)
+        for series_id in series_ids:
+            with native_stderr_silenced():
+                found.append(list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(directory, series_id)))
+    return found
+
+
+def _read_series_files(files: list[str], subject: Path) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    try:
+        with native_stderr_silenced():
+            image = reader.Execute()
+    except RuntimeError:
+        raise SpineInputError(subject, "unreadable or corrupt DICOM series") from None
+    _check_layout(image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel(),
+                  image.GetSpacing(), subject)
+    return image
+
+
+def _read_dicom_series(folder: Path) -> sitk.Image:
+    series = _dicom_series_in(folder)
+    if not series:
+        raise SpineInputError(folder, "no DICOM series found in folder")
+    return _read_series_files(max(series, key=len), folder)
+
+
+def _read_dicom_series_of_file(path: Path) -> sitk.Image:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        with native_stderr_silenced():
+            reader.ReadImageInformation()
+        series_id = reader.GetMetaData("0020|000e").strip() if reader.HasMetaDataKey("0020|000e") else ""
+    except RuntimeError:
+        raise SpineInputError(path, "unreadable or corrupt DICOM file") from None
+    files = []
+    if series_id:
+        with native_stderr_silenced():
+            files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path.parent), series_id))
+    return _read_series_files(files or [str(path)], path)
+
+
+def _to_volume(image: sitk.Image, path: Path, is_label: bool) -> Volume:
+    try:
+        volume = Volume.from_sitk(image, is_label=is_label)
+    except ValueError as error:
+        raise SpineInputError(path, f"invalid geometry ({error})") from None
+    if not is_label:
+        return volume
+    array = volume.array
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
+            raise SpineInputError(path, "label map has non-integer values")
+    elif array.dtype.kind not in "biu":
+        raise SpineInputError(path, f"label map has unsupported voxel type {array.dtype}")
+    low, high = (array.min(), array.max()) if array.size else (0, 0)
+    if low >= 0 and high <= 255:
+        return volume.with_array(array.astype(np.uint8, copy=False))
+    if low < np.iinfo(np.int32).min or high > np.iinfo(np.int32).max:
+        raise SpineInputError(path, f"label values {low}..{high} are not label ids")
+    return volume.with_array(array.astype(np.int32, copy=False))

@@ -1,0 +1,53 @@
+"""Preprocessing parameters: saved in every weight manifest, so inference repeats training."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from SAFNetSpineLib.errors import SpineInputError
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How a volume is mapped onto the network grid (SAFNet paper defaults).
+
+    Attributes:
+        target_shape: Network grid (D, H, W) = (left-right, superior-inferior,
+            anterior-posterior) voxels; paper: 18 x 256 x 128.
+        ap_crop_fraction: Central fraction of the anterior-posterior field of view kept
+            (paper: the central half, 0.5; 1.0 keeps everything).
+    """
+
+    target_shape: tuple[int, int, int] = (18, 256, 128)
+    ap_crop_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        shape = tuple(int(n) for n in self.target_shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"target_shape must be three positive sizes (D, H, W), got {self.target_shape}")
+        if not 0.0 < float(self.ap_crop_fraction) <= 1.0:
+            raise ValueError(f"ap_crop_fraction must be in (0, 1], got {self.ap_crop_fraction}")
+        object.__setattr__(self, "target_shape", shape)
+        object.__setattr__(self, "ap_crop_fraction", float(self.ap_crop_fraction))
+
+    def to_dict(self) -> dict:
+        """JSON-able dict (lists, not tuples)."""
+        data = asdict(self)
+        data["target_shape"] = list(self.target_shape)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PreprocessConfig:
+        """Inverse of :meth:`to_dict`; missing keys take the defaults.
+
+        Raises:
+            SpineInputError: unknown keys or invalid values (e.g. a tampered manifest).
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SpineInputError("preprocess config", f"unknown keys {unknown}")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as error:
+            raise SpineInputError("preprocess config", str(error)) from None

@@ -26,6 +26,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check SAFNetSpineLib SAFNetSpine Testing
 
+screenshot: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) Testing/slicer/render_panel_screenshot.py --icons
+
 bench: $(STAMP)
 	$(PY) Testing/benchmarks/bench_model_speed.py
 	$(PY) Testing/benchmarks/bench_segment.py

@@ -25,7 +25,10 @@ def add_parser(subparsers) -> None:
                         help="image file (.nii/.nii.gz/.nrrd/.mha/.mhd) or DICOM series folder")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder")
     parser.add_argument("--weights", action="append", type=Path, metavar="DIR",
-                        help="weights folder (repeat for an ensemble); default: the bundled weights")
+                        help="weights folder (repeat for an ensemble); default: the active version of "
+                             "--models, else the bundled weights")
+    parser.add_argument("--models", type=Path, metavar="MODELSDIR",
+                        help="folder of fine-tuned versions (see `models list`): use its active version")
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                         help="auto: bf16 on CPUs with native bf16, fp16 on CUDA, else fp32")
@@ -73,7 +76,14 @@ def run(args: argparse.Namespace) -> int:
         if not path.exists():
             raise SpineInputError(path, "file not found")
     out_dir = check_writable_dir(args.output)
-    weights = args.weights or [default_weights_dir()]
+    if args.weights:
+        weights = args.weights
+    elif args.models:
+        from SAFNetSpineLib.finetune import ModelStore
+
+        weights = [ModelStore(args.models).active()]
+    else:
+        weights = [default_weights_dir()]
     started = time.perf_counter()
     segmenter = Segmenter(weights, device=args.device, precision=args.precision, tta=args.tta,
                           largest_component=args.largest_component)

@@ -1,0 +1,192 @@
+"""Case folders: where training and evaluation find image/label pairs on disk.
+
+Two layouts are recognised:
+
+* The common ``imagesTr/ labelsTr/ dataset.json`` layout (as in ``../shared/data/spine-mri``
+  and the phantom writer). ``dataset.json`` holds a ``"cases"`` list whose entries name
+  ``case``, ``image``, ``label`` (paths relative to the folder) and ``annotated_labels``:
+  the label ids that were actually drawn in that case. An id missing from that list may
+  still be visible in the image, so it is *unknown*, not background. An nnU-Net style
+  ``"training"`` list (``image``/``label`` only) is read as fully annotated.
+* MRSpineSeg's own layout: ``MR/CaseN.nii.gz`` with ``Mask/mask_caseN.nii.gz``, every
+  one of the 19 structures annotated.
+
+Listing a folder only checks that the files exist; label values and grids are checked
+when a case is loaded (:func:`load_case`), where reading the volumes is paid anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.labels import FOREGROUND_IDS, NUM_CLASSES
+from SAFNetSpineLib.volume import Volume
+
+_MRSPINESEG_IMAGE = re.compile(r"^case(\d+)\.nii(\.gz)?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One training/evaluation case.
+
+    Attributes:
+        case_id: Unique name of the case ("myo_01", "Case12").
+        image_path: The MR image file.
+        label_path: The label map file (MRSpineSeg ids).
+        annotated_labels: Foreground ids drawn in this case, sorted; others are unknown.
+    """
+
+    case_id: str
+    image_path: Path
+    label_path: Path
+    annotated_labels: tuple[int, ...]
+
+    def annotated_mask(self) -> np.ndarray:
+        """Boolean (NUM_CLASSES,) mask, True for background and every annotated id."""
+        mask = np.zeros(NUM_CLASSES, dtype=bool)
+        mask[0] = True
+        mask[list(self.annotated_labels)] = True
+        return mask
+
+
+def load_case_folder(path: str | Path) -> list[Case]:
+    """List the cases of a dataset folder (either layout), checking that every file exists.
+
+    Args:
+        path: A folder with ``dataset.json`` or with ``MR/`` and ``Mask/`` subfolders.
+
+    Returns:
+        The cases in the order the folder lists them.
+
+    Raises:
+        SpineInputError: unknown layout, malformed dataset.json, a listed file that is
+            missing, an annotated id outside the label table, or a duplicate case id.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise SpineInputError(folder, "dataset folder not found")
+    if (folder / "dataset.json").is_file():
+        cases = _common_layout(folder)
+    elif (folder / "MR").is_dir() and (folder / "Mask").is_dir():
+        cases = _mrspineseg_layout(folder)
+    else:
+        raise SpineInputError(folder, "not a dataset folder (expected dataset.json, or MR/ and Mask/ subfolders)")
+    if not cases:
+        raise SpineInputError(folder, "dataset lists no cases")
+    seen: set[str] = set()
+    for case in cases:
+        if case.case_id in seen:
+            raise SpineInputError(folder, f"case id '{case.case_id}' is listed twice")
+        seen.add(case.case_id)
+    return cases
+
+
+def load_case(case: Case) -> tuple[Volume, Volume]:
+    """Read a case's image and label map and check that they belong together.
+
+    Returns:
+        (image, label) volumes on the same grid; the label array is int64.
+
+    Raises:
+        SpineInputError: unreadable files, label values outside the label table, or an
+            image and label map whose grids differ (all naming the case and file).
+    """
+    from SAFNetSpineLib.io import read_volume
+
+    image = read_volume(case.image_path)
+    label = read_volume(case.label_path, is_label=True)
+    array = np.asarray(label.array)
+    if array.dtype.kind == "f" and not np.array_equal(array, np.round(array)):
+        raise SpineInputError(case.label_path, f"case {case.case_id}: label map has non-integer values")
+    values = np.unique(array).astype(np.int64)
+    outside = [int(v) for v in values if not 0 <= v < NUM_CLASSES]
+    if outside:
+        raise SpineInputError(
+            case.label_path,
+            f"case {case.case_id}: label values {outside[:5]} are not in the spine label table (0..{NUM_CLASSES - 1})",
+        )
+    if not image.same_grid(label, atol=1e-3):
+        raise SpineInputError(
+            case.label_path,
+            f"case {case.case_id}: label grid (shape {label.shape}, spacing {np.round(label.spacing, 3).tolist()}) "
+            f"does not match the image grid (shape {image.shape}, spacing {np.round(image.spacing, 3).tolist()})",
+        )
+    return image, label.with_array(array.astype(np.int64))
+
+
+def _annotated(raw, folder: Path, case_id: str) -> tuple[int, ...]:
+    if raw is None:
+        return FOREGROUND_IDS
+    try:
+        ids = sorted({int(v) for v in raw})
+    except (TypeError, ValueError):
+        raise SpineInputError(folder / "dataset.json", f"case {case_id}: annotated_labels is not a list of ids") from None
+    bad = [i for i in ids if i not in FOREGROUND_IDS]
+    if bad:
+        raise SpineInputError(
+            folder / "dataset.json", f"case {case_id}: annotated label ids {bad} are not structures of the label table"
+        )
+    return tuple(ids)
+
+
+def _existing(folder: Path, relative, case_id: str, what: str) -> Path:
+    if not isinstance(relative, str) or not relative:
+        raise SpineInputError(folder / "dataset.json", f"case {case_id}: no {what} path")
+    path = (folder / relative).resolve()
+    if not path.exists():
+        raise SpineInputError(path, f"case {case_id}: {what} file listed in dataset.json is missing")
+    return path
+
+
+def _common_layout(folder: Path) -> list[Case]:
+    manifest = folder / "dataset.json"
+    try:
+        data = json.loads(manifest.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SpineInputError(manifest, f"unreadable dataset.json ({error})") from None
+    if not isinstance(data, dict):
+        raise SpineInputError(manifest, "dataset.json is not a JSON object")
+    if isinstance(data.get("cases"), list):
+        entries = data["cases"]
+    elif isinstance(data.get("training"), list):
+        entries = data["training"]
+    else:
+        raise SpineInputError(manifest, "dataset.json has no 'cases' (or 'training') list")
+    cases = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise SpineInputError(manifest, f"entry {index} of the case list is not an object")
+        image = entry.get("image")
+        case_id = entry.get("case") or (Path(image).name.split(".")[0] if isinstance(image, str) else f"#{index}")
+        case_id = str(case_id)
+        cases.append(
+            Case(
+                case_id=case_id,
+                image_path=_existing(folder, image, case_id, "image"),
+                label_path=_existing(folder, entry.get("label"), case_id, "label"),
+                annotated_labels=_annotated(entry.get("annotated_labels"), folder, case_id),
+            )
+        )
+    return cases
+
+
+def _mrspineseg_layout(folder: Path) -> list[Case]:
+    cases = []
+    images = sorted(
+        (p for p in (folder / "MR").iterdir() if _MRSPINESEG_IMAGE.match(p.name)),
+        key=lambda p: int(_MRSPINESEG_IMAGE.match(p.name).group(1)),
+    )
+    for image in images:
+        number = _MRSPINESEG_IMAGE.match(image.name).group(1)
+        candidates = [folder / "Mask" / f"mask_case{number}{ext}" for ext in (".nii.gz", ".nii")]
+        label = next((p for p in candidates if p.exists()), None)
+        if label is None:
+            raise SpineInputError(candidates[0], f"case Case{number}: mask file is missing")
+        cases.append(Case(f"Case{number}", image.resolve(), label.resolve(), FOREGROUND_IDS))
+    return cases

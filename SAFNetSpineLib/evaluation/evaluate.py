@@ -1,0 +1,86 @@
+"""`evaluate_model`: segment cases with a model and score them in the input's own geometry."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from SAFNetSpineLib.data.cases import Case, load_case
+from SAFNetSpineLib.evaluation.metrics import score_case
+from SAFNetSpineLib.labels import STRUCTURES
+
+
+@torch.no_grad()
+def predict_case(model: torch.nn.Module, image, preprocess: dict, device: torch.device | str,
+                 largest_component: bool = True, autocast=contextlib.nullcontext):
+    """Label map of ``model`` for one image, on the image's exact grid.
+
+    Args:
+        model: Network in eval mode on ``device``.
+        image: Input Volume.
+        preprocess: PreprocessConfig.to_dict() the model was trained with.
+        device: Device of the model.
+        largest_component: Keep the largest connected component per label (as ``segment`` does).
+        autocast: Zero-argument callable returning the precision context.
+
+    Returns:
+        Label Volume on the image grid.
+    """
+    from SAFNetSpineLib.preprocessing import PreprocessConfig, preprocess_image, restore_labels
+
+    network_input, grid = preprocess_image(image, PreprocessConfig.from_dict(preprocess))
+    x = torch.from_numpy(network_input)[None, None].to(device)
+    with autocast():
+        logits = model(x)
+    probabilities = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
+    labels = restore_labels(probabilities, grid, image)
+    if largest_component:
+        from SAFNetSpineLib.inference.postprocess import keep_largest_component
+
+        labels = labels.with_array(keep_largest_component(labels.array))
+    return labels
+
+
+def evaluate_model(model: torch.nn.Module, manifest, cases: Sequence[Case], device: torch.device | str = "cpu", *,
+                   surface: bool = True, largest_component: bool = True, progress=None) -> list[dict]:
+    """Score a model on cases: every annotated structure of every case, in input space.
+
+    Args:
+        model: Network (put in eval mode here; moved to ``device``).
+        manifest: Its ModelManifest (for the preprocessing), or a dict with "preprocess".
+        cases: Cases with reference labels.
+        device: Torch device.
+        surface: Also compute MSD and HD95 (mm); otherwise those are NaN.
+        largest_component: Post-process as ``segment`` does.
+        progress: Optional callable(stage, fraction, message).
+
+    Returns:
+        One row per (case, annotated structure): {"case", "label_id", "structure",
+        "dice", "msd_mm", "hd95_mm"}; NaN where undefined (see metrics module).
+    """
+    preprocess = manifest["preprocess"] if isinstance(manifest, dict) else manifest.preprocess
+    device = torch.device(device)
+    model = model.to(device).eval()
+    rows = []
+    for index, case in enumerate(cases):
+        image, reference = load_case(case)
+        prediction = predict_case(model, image, preprocess, device, largest_component)
+        scores = score_case(prediction.array.astype(np.int64), reference.array, image.spacing,
+                            case.annotated_labels, surface=surface)
+        for label_id, values in scores.items():
+            rows.append({"case": case.case_id, "label_id": label_id, "structure": STRUCTURES[label_id].short_name,
+                         **values})
+        if progress is not None:
+            progress("evaluate", (index + 1) / len(cases), f"{case.case_id} ({index + 1}/{len(cases)})")
+    return rows
+
+
+def mean_metric(rows: Iterable[dict], metric: str = "dice", label_ids: Iterable[int] | None = None) -> float:
+    """Mean of a metric over rows (NaN excluded), optionally over some structures only; NaN if none."""
+    wanted = None if label_ids is None else set(label_ids)
+    values = [r[metric] for r in rows if (wanted is None or r["label_id"] in wanted) and math.isfinite(r[metric])]
+    return float(np.mean(values)) if values else float("nan")

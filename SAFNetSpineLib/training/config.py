@@ -1,0 +1,124 @@
+"""`TrainConfig`: the training recipe as data (defaults = the SAFNet paper's recipe)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+
+def _default_preprocess() -> dict:
+    from SAFNetSpineLib.preprocessing import PreprocessConfig
+
+    return PreprocessConfig().to_dict()
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run; saved as ``train_config.json`` beside its outputs.
+
+    Defaults follow the paper: Adam (lr 1e-3, weight decay 1e-4), ReduceLROnPlateau on
+    validation Dice (mode max, patience 10, factor 0.5), 50 epochs, batch 8, random
+    rotation, contrast and elastic deformation, best-on-validation checkpoint.
+
+    Attributes:
+        model: Registry name of the network ("safnet", "unet3d", ...).
+        width: Network width (SAFNet paper: 128).
+        model_options: Further build_model keyword arguments (e.g. {"use_aspp": False}).
+        preprocess: PreprocessConfig.to_dict() (target shape, crop, ...).
+        epochs: Number of epochs.
+        batch_size: Cases per optimiser step (summed over all DDP processes).
+        lr: Initial Adam learning rate.
+        weight_decay: Adam weight decay (L2).
+        plateau_patience: Epochs without validation Dice gain before the lr is reduced.
+        plateau_factor: Factor applied to the lr on a plateau.
+        min_lr: Lower bound of the lr.
+        dice_loss_weight: Weight of an added marginal soft-Dice term (0 = paper: CE only).
+        augment: Apply the random augmentations below to training cases.
+        rotate_degrees: Maximum in-plane (sagittal) rotation, degrees.
+        rotate_prob: Probability of a rotation.
+        contrast_gamma: (min, max) gamma of the random contrast change.
+        contrast_prob: Probability of a contrast change.
+        elastic_prob: Probability of an elastic deformation.
+        elastic_spacing: (H, W) distance between the deformation's control points, voxels.
+        elastic_magnitude: (min, max) random control point displacement (MONAI Rand2DElastic units;
+            (1, 2) moves voxels by about 1 voxel on average, 4-5 at most).
+        precision: "auto" (bf16 autocast on CUDA, fp32 elsewhere), "fp32", "bf16" or "fp16".
+        device: "auto" (cuda, mps, cpu) or a torch device string.
+        num_workers: Data loader worker processes (-1: auto, 0 on CPU).
+        val_every: Validate every n epochs (the last epoch is always validated).
+        seed: Seed of weights initialisation, shuffling and augmentation.
+    """
+
+    model: str = "safnet"
+    width: int = 128
+    model_options: dict = field(default_factory=dict)
+    preprocess: dict = field(default_factory=_default_preprocess)
+    epochs: int = 50
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    plateau_patience: int = 10
+    plateau_factor: float = 0.5
+    min_lr: float = 1e-6
+    dice_loss_weight: float = 0.0
+    augment: bool = True
+    rotate_degrees: float = 15.0
+    rotate_prob: float = 0.5
+    contrast_gamma: tuple[float, float] = (0.7, 1.5)
+    contrast_prob: float = 0.5
+    elastic_prob: float = 0.3
+    elastic_spacing: tuple[float, float] = (32.0, 32.0)
+    elastic_magnitude: tuple[float, float] = (1.0, 2.0)
+    precision: str = "auto"
+    device: str = "auto"
+    num_workers: int = -1
+    val_every: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.width >= 1, "width must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (0 < self.plateau_factor < 1, "plateau_factor must be in (0, 1)"),
+            (self.val_every >= 1, "val_every must be >= 1"),
+            (self.precision in ("auto", "fp32", "bf16", "fp16"), "precision must be auto, fp32, bf16 or fp16"),
+        ]
+        for ok, problem in checks:
+            if not ok:
+                from SAFNetSpineLib.errors import SpineInputError
+
+                raise SpineInputError("training config", problem)
+
+    @property
+    def model_config(self) -> dict:
+        """Keyword arguments for build_model (also stored in the weights manifest)."""
+        from SAFNetSpineLib.labels import NUM_CLASSES
+
+        return {"width": self.width, "in_channels": 1, "num_classes": NUM_CLASSES, **self.model_options}
+
+    def preprocess_config(self):
+        """The PreprocessConfig object."""
+        from SAFNetSpineLib.preprocessing import PreprocessConfig
+
+        return PreprocessConfig.from_dict(self.preprocess)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("contrast_gamma", "elastic_spacing", "elastic_magnitude"):
+            data[key] = list(data[key])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("contrast_gamma", "elastic_spacing", "elastic_magnitude"):
+            if key in values:
+                values[key] = tuple(float(v) for v in values[key])
+        return cls(**values)
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with some fields changed."""
+        return replace(self, **changes)

@@ -1,0 +1,99 @@
+"""Torch dataset over preprocessed cases, and validation Dice in network space."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from SAFNetSpineLib.training.augmentation import augment_pair
+from SAFNetSpineLib.training.cache import PreprocessedCase
+
+
+class TrainingCases(Dataset):
+    """Preprocessed cases as training samples, augmented reproducibly.
+
+    The augmentation of sample ``i`` in epoch ``e`` is drawn from seed (seed, e, i), so
+    a resumed run and a DDP run see the same augmentations as an uninterrupted one.
+
+    Args:
+        cases: Preprocessed cases (held in memory).
+        transform: From build_augmentation, or None.
+        seed: Run seed.
+    """
+
+    def __init__(self, cases: Sequence[PreprocessedCase], transform=None, seed: int = 0):
+        self.cases = list(cases)
+        self.transform = transform
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation draw of ``epoch`` (call before iterating)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        """Sample ``index``: image (1, D, H, W) float32, label (D, H, W) int64, annotated (C,) bool."""
+        case = self.cases[index]
+        draw = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
+        image, label = augment_pair(self.transform, case.image, case.label, draw)
+        return {"image": image, "label": label, "annotated": torch.from_numpy(case.annotated.copy())}
+
+
+def dice_scores(prediction: torch.Tensor, target: torch.Tensor, annotated: np.ndarray) -> np.ndarray:
+    """Dice per class of one case, NaN for unannotated classes and classes absent from both.
+
+    Args:
+        prediction: (D, H, W) predicted ids.
+        target: (D, H, W) reference ids.
+        annotated: (C,) bool annotated classes (index 0 = background, ignored).
+
+    Returns:
+        (C,) float64; entry 0 is NaN.
+    """
+    num_classes = len(annotated)
+    pred_counts = torch.bincount(prediction.flatten(), minlength=num_classes)[:num_classes].double()
+    true_counts = torch.bincount(target.flatten(), minlength=num_classes)[:num_classes].double()
+    agree = prediction == target
+    inter = torch.bincount(target[agree].flatten(), minlength=num_classes)[:num_classes].double()
+    denominator = pred_counts + true_counts
+    dice = torch.where(denominator > 0, 2 * inter / denominator.clamp(min=1), torch.full_like(denominator, np.nan))
+    result = dice.cpu().numpy()
+    result[0] = np.nan
+    result[~np.asarray(annotated, dtype=bool)] = np.nan
+    return result
+
+
+@torch.no_grad()
+def validation_dice(model: torch.nn.Module, cases: Sequence[PreprocessedCase], device: torch.device,
+                    autocast) -> np.ndarray:
+    """Per-case, per-class Dice of ``model`` on preprocessed cases (network space).
+
+    Args:
+        model: The network (evaluated in eval mode; its mode is restored).
+        cases: Validation cases.
+        device: Device of the model.
+        autocast: Zero-argument callable returning the autocast context to run under.
+
+    Returns:
+        (N, C) Dice array with NaN where undefined (see :func:`dice_scores`).
+    """
+    was_training = model.training
+    model.eval()
+    rows = []
+    for case in cases:
+        image = torch.from_numpy(case.image[None, None]).to(device)
+        with autocast():
+            logits = model(image)
+        prediction = logits[0].float().argmax(0)
+        target = torch.from_numpy(case.label.astype(np.int64)).to(device)
+        rows.append(dice_scores(prediction, target, case.annotated))
+    model.train(was_training)
+    from SAFNetSpineLib.labels import NUM_CLASSES
+
+    return np.array(rows, dtype=np.float64).reshape(len(rows), NUM_CLASSES)

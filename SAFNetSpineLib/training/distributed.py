@@ -1,0 +1,111 @@
+"""Device choice and the multi-process (torchrun) context of a training run.
+
+Launched by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment, set by torchrun, not by
+users) each process joins a process group: NCCL when it trains on a GPU, gloo on CPU.
+Only rank 0 writes files; every collective used here moves plain tensors (nothing is
+pickled between processes).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+def resolve_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
+    """The torch device to train or predict on.
+
+    Args:
+        preference: "auto" (cuda, then mps, then cpu) or a device string ("cpu", "cuda:1").
+        local_rank: Index of this process on its node (picks the GPU under torchrun).
+    """
+    if preference == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(preference)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
+    return device
+
+
+@dataclass
+class DistributedContext:
+    """Where this process sits in a (possibly single-process) run.
+
+    Attributes:
+        rank: Global rank (0 writes files and reports progress).
+        world_size: Number of processes.
+        local_rank: Rank on this node.
+        device: This process's device.
+        initialized: True if this context created the process group (and must destroy it).
+    """
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    initialized: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        if self.distributed:
+            if self.device.type == "cuda":
+                dist.barrier(device_ids=[self.device.index])
+            else:
+                dist.barrier()
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum a tensor over all processes (identity without DDP)."""
+        if not self.distributed:
+            return tensor
+        moved = tensor.to(self.device)
+        dist.all_reduce(moved, op=dist.ReduceOp.SUM)
+        return moved.to(tensor.device)
+
+    def any_true(self, flag: bool) -> bool:
+        """True if ``flag`` is true on any process (keeps ranks stopping together)."""
+        if not self.distributed:
+            return flag
+        return bool(self.all_reduce_sum(torch.tensor([1.0 if flag else 0.0])).item() > 0)
+
+    def broadcast_float(self, value: float) -> float:
+        """Rank 0's value on every process."""
+        if not self.distributed:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.broadcast(tensor, src=0)
+        return float(tensor.item())
+
+    def close(self) -> None:
+        if self.initialized and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def setup_distributed(device_preference: str = "auto") -> DistributedContext:
+    """Join the torchrun process group if launched by torchrun, else a single-process context."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_preference, local_rank)
+    if world_size <= 1:
+        return DistributedContext(0, 1, 0, device)
+    initialized = False
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+        initialized = True
+    return DistributedContext(dist.get_rank(), dist.get_world_size(), local_rank, device, initialized)

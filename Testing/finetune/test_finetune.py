@@ -1,0 +1,219 @@
+"""finetune(): promote / keep as candidate / rollback, cancel and crash safety, bad inputs.
+
+Small synthetic cases keep this fast: a sagittal 12 x 48 x 80 volume with a bright
+block labelled L4 (id 3) and a brighter block labelled L4/L5 (id 12), which a width-8
+SAFNet learns in a few epochs on a (8, 32, 16) network grid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.finetune import CaseStore, FinetuneCancelled, ModelStore, finetune, split_roles
+from SAFNetSpineLib.models import build_model
+from SAFNetSpineLib.preprocessing import PreprocessConfig
+from SAFNetSpineLib.volume import Volume
+from SAFNetSpineLib.weights import ModelManifest, save_weights
+
+TINY = {"width": 8, "in_channels": 1, "num_classes": 20}
+GRID = PreprocessConfig(target_shape=(8, 32, 16))
+FAST = {"device": "cpu", "batch_size": 1, "augment": False}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny tensors run faster on one thread, and far faster on a machine shared with other jobs."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def block_case(seed: int, swap: bool = False) -> tuple[Volume, Volume]:
+    """Image + label; ``swap`` gives the blocks each other's id (a wrong correction)."""
+    rng = np.random.default_rng(seed)
+    shape = (12, 48, 80)  # (left-right, posterior, superior) voxels, LPS identity direction
+    image = rng.normal(100.0, 15.0, size=shape).astype(np.float32)
+    label = np.zeros(shape, np.uint8)
+    k0, j0 = int(rng.integers(6, 20)), int(rng.integers(14, 20))
+    label[2:10, j0 : j0 + 14, k0 : k0 + 22] = 3
+    label[2:10, j0 : j0 + 14, k0 + 24 : k0 + 32] = 12
+    image[label == 3] += 300
+    image[label == 12] += 600
+    if swap:
+        label = np.where(label == 3, 12, np.where(label == 12, 3, 0)).astype(np.uint8)
+    spacing, origin = (3.0, 1.1, 1.0), (5.0, -3.0, 20.0)
+    return Volume(image, spacing, origin, np.eye(3)), Volume(label, spacing, origin, np.eye(3), is_label=True)
+
+
+def write_base(folder: Path, seed: int = 0, label_table: list | None = None) -> Path:
+    torch.manual_seed(seed)
+    manifest = ModelManifest(
+        "safnet", TINY, GRID.to_dict(), trained_on="nothing (random init)", version="base"
+    )
+    save_weights(build_model("safnet", **TINY), folder, manifest)
+    if label_table is not None:
+        data = json.loads((folder / "model.json").read_text())
+        data["label_table"] = label_table
+        (folder / "model.json").write_text(json.dumps(data))
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` by relative path."""
+    if not folder.exists():
+        return {}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_promote_then_keep_candidate_then_rollback(tmp_path):
+    base = write_base(tmp_path / "bundled" / "base")
+    models = ModelStore(tmp_path / "models", bundled_dir=base)
+    good = CaseStore(tmp_path / "good")
+    for seed in range(4):
+        good.add(*block_case(seed), [3, 12], "base", case_id=f"good-{seed}")
+
+    first = finetune(good, None, models.models_dir, epochs=5, lr=2e-2, bundled_dir=base, **FAST)
+    assert first.version == "safnet-v1" and first.parent == "base"
+    assert first.dice_after > first.dice_before + 0.1, (first.dice_before, first.dice_after)
+    assert first.promoted and first.status == "promoted"
+    assert models.active() == models.models_dir / "safnet-v1"
+    roles = split_roles([f"good-{s}" for s in range(4)], 20)
+    assert first.val_cases == [c for c, r in roles.items() if r == "validation"]
+    assert set(first.train_cases) | set(first.val_cases) == set(roles) and first.epochs_run == 5
+    summary = json.loads((first.folder / "finetune.json").read_text())
+    assert summary["status"] == "promoted" and summary["dice_after"] == pytest.approx(first.dice_after)
+    manifest = json.loads((first.folder / "model.json").read_text())
+    assert manifest["version"] == "safnet-v1" and manifest["parent_version"] == "base"
+
+    # A batch of wrong corrections (ids swapped in every training case) with a large
+    # learning rate: validation Dice on the correct case must drop, so v2 stays a candidate.
+    ids = ["bad-0", "bad-1", "bad-2", "bad-3"]
+    bad_roles = split_roles(ids, 20)
+    bad = CaseStore(tmp_path / "bad")
+    for seed, case_id in enumerate(ids):
+        bad.add(
+            *block_case(10 + seed, swap=bad_roles[case_id] == "train"), [3, 12], "safnet-v1", case_id=case_id
+        )
+    second = finetune(bad, None, models.models_dir, epochs=3, lr=0.1, bundled_dir=base, **FAST)
+    assert second.version == "safnet-v2" and second.parent == "safnet-v1"
+    assert second.dice_after < second.dice_before, (second.dice_before, second.dice_after)
+    assert not second.promoted and second.status == "candidate"
+    assert "dropped" in second.reason and "kept as candidate" in second.reason
+    assert models.active_name() == "safnet-v1"
+    listed = {v.name: v for v in models.versions()}
+    assert listed["safnet-v2"].status == "candidate" and not listed["safnet-v2"].active
+    assert listed["safnet-v1"].status == "promoted" and listed["safnet-v1"].active
+
+    # The user may still choose the candidate, and roll back.
+    models.activate("safnet-v2")
+    assert models.rollback() == "safnet-v1"
+    assert models.rollback() == "base"
+    assert models.active() == base
+
+
+def test_cancel_after_first_batch_changes_nothing(tmp_path):
+    from SAFNetSpineLib.data.phantom import make_phantom
+
+    base = write_base(tmp_path / "base")
+    store = CaseStore(tmp_path / "store")
+    ids = ["phantom-0", "phantom-1", "phantom-2"]
+    assert list(split_roles(ids, 20).values()).count("train") == 2  # so cancel lands between two batches
+    for seed, case_id in enumerate(ids):
+        store.add(*make_phantom(seed), range(1, 20), "base", case_id=case_id)
+    models = ModelStore(tmp_path / "models", bundled_dir=base)
+    models.models_dir.mkdir()
+    (models.models_dir / "active.json").write_text(json.dumps({"active": None, "history": []}))
+    before_store, before_models = snapshot(store.folder), snapshot(models.models_dir)
+
+    cancel = threading.Event()
+    seen = []
+
+    def progress(stage, fraction, message="", **extra):
+        seen.append(stage)
+        if stage == "train":
+            cancel.set()
+
+    with pytest.raises(FinetuneCancelled):
+        finetune(
+            store,
+            base,
+            models.models_dir,
+            epochs=3,
+            lr=1e-3,
+            progress=progress,
+            cancel=cancel,
+            bundled_dir=base,
+            **FAST,
+        )
+    assert seen.count("train") == 1  # stopped before the second batch
+    assert snapshot(store.folder) == before_store
+    assert snapshot(models.models_dir) == before_models
+    assert sorted(p.name for p in models.models_dir.iterdir()) == ["active.json"]
+
+
+def test_crash_during_training_leaves_no_version(tmp_path):
+    base = write_base(tmp_path / "base")
+    store = CaseStore(tmp_path / "store")
+    for seed in range(3):
+        store.add(*block_case(seed), [3], "base")
+
+    def crash(stage, fraction, message="", **extra):
+        if stage == "train":
+            raise RuntimeError("process killed (simulated)")
+
+    with pytest.raises(RuntimeError, match="simulated"):
+        finetune(store, base, tmp_path / "models", epochs=2, progress=crash, bundled_dir=base, **FAST)
+    assert list((tmp_path / "models").iterdir()) == []
+    assert ModelStore(tmp_path / "models", bundled_dir=base).active() == base
+
+
+def test_too_few_cases_and_foreign_weights_are_refused(tmp_path):
+    base = write_base(tmp_path / "base")
+    store = CaseStore(tmp_path / "store")
+    with pytest.raises(SpineInputError, match="at least 2 corrected cases.*has 0"):
+        finetune(store, base, tmp_path / "models", bundled_dir=base, **FAST)
+    store.add(*block_case(0), [3], "base")
+    with pytest.raises(SpineInputError, match="has 1"):
+        finetune(store, base, tmp_path / "models", bundled_dir=base, **FAST)
+    store.add(*block_case(1), [3], "base")
+    table = [[i, f"X{i}"] for i in range(20)]
+    foreign = write_base(tmp_path / "foreign", label_table=table)
+    with pytest.raises(SpineInputError, match="foreign.*different label table"):
+        finetune(store, foreign, tmp_path / "models", bundled_dir=base, **FAST)
+    with pytest.raises(SpineInputError, match="weights folder not found"):
+        finetune(store, tmp_path / "missing", tmp_path / "models", bundled_dir=base, **FAST)
+    for bad in ({"epochs": 0}, {"lr": 0.0}, {"val_fraction": 1.0}, {"batch_size": 0}):
+        with pytest.raises(SpineInputError, match="fine-tuning"):
+            finetune(store, base, tmp_path / "models", bundled_dir=base, **{**FAST, **bad})
+    with pytest.raises(SpineInputError, match="model name ../x"):
+        finetune(store, base, tmp_path / "models", bundled_dir=base, name="../x", **FAST)
+    with pytest.raises(SpineInputError, match="device tpu7: unknown device"):
+        finetune(store, base, tmp_path / "models", bundled_dir=base, **{**FAST, "device": "tpu7"})
+    if not torch.cuda.is_available():
+        with pytest.raises(SpineInputError, match="CUDA is not available"):
+            finetune(store, base, tmp_path / "models", bundled_dir=base, **{**FAST, "device": "cuda"})
+    assert not (tmp_path / "models").exists() or list((tmp_path / "models").iterdir()) == []
+
+
+def test_changed_stored_case_is_refused(tmp_path):
+    base = write_base(tmp_path / "base")
+    store = CaseStore(tmp_path / "store")
+    for seed in range(2):
+        store.add(*block_case(seed), [3], "base", case_id=f"c{seed}")
+    image_path = store.get("c1").image_path
+    image_path.write_bytes(image_path.read_bytes()[:-10])
+    with pytest.raises(SpineInputError, match="c1.*sha256"):
+        finetune(store, base, tmp_path / "models", bundled_dir=base, **FAST)

@@ -1,0 +1,131 @@
+"""The training loop: it learns, writes usable weights, resumes after a cancel, refuses bad runs."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from SAFNetSpineLib.data.cases import load_case_folder
+from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.preprocessing import PreprocessConfig
+from SAFNetSpineLib.training import TrainConfig, train
+from SAFNetSpineLib.training.checkpoint import CHECKPOINT_FILE, read_checkpoint
+from SAFNetSpineLib.weights import load_model
+
+TINY_GRID = PreprocessConfig(target_shape=(8, 64, 32)).to_dict()
+FAST = dict(width=8, batch_size=1, lr=1e-2, augment=False, preprocess=TINY_GRID)
+
+
+@pytest.fixture(scope="module")
+def learned(small_phantoms, tmp_path_factory):
+    """A 40-epoch run on 4 phantoms, validated on a fifth (about 20 s on one core)."""
+    cases = load_case_folder(small_phantoms)
+    out = tmp_path_factory.mktemp("run")
+    result = train(TrainConfig(epochs=40, **FAST), cases[:4], cases[4:], out)
+    return result, out, cases
+
+
+def test_training_lowers_the_loss_and_raises_validation_dice(learned):
+    result, _, _ = learned
+    losses = [h["loss"] for h in result.history]
+    dice = [h["val_dice"] for h in result.history]
+    assert result.epochs_run == 40 and not result.cancelled
+    assert losses[-1] < 0.25 * losses[0]
+    assert np.mean(dice[-3:]) > 0.08
+    assert np.mean(dice[-3:]) > 4 * dice[0]
+    assert result.best_val_dice == pytest.approx(max(dice))
+    assert result.best_epoch == 1 + int(np.argmax(dice))
+
+
+def test_best_weights_are_a_loadable_weights_folder(learned):
+    result, out, cases = learned
+    model, manifest = load_model(result.weights_dir)
+    assert manifest.architecture == "safnet" and manifest.model_config["width"] == 8
+    assert manifest.preprocess == TINY_GRID
+    assert manifest.metrics["val_dice"] == pytest.approx(result.best_val_dice)
+    assert manifest.metrics["val_cases"] == [cases[4].case_id]
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == list(range(1, 41))
+    saved = json.loads((out / "train_config.json").read_text())
+    assert TrainConfig.from_dict(saved) == TrainConfig(epochs=40, **FAST)
+
+
+class CancelAfter:
+    """Cancel hook that says stop once it has been asked ``n`` times (batches started)."""
+
+    def __init__(self, n: int):
+        self.n, self.asked = n, 0
+
+    def __call__(self) -> bool:
+        self.asked += 1
+        return self.asked > self.n
+
+
+def test_cancel_keeps_the_last_checkpoint_and_resume_continues(small_phantoms, tmp_path):
+    cases = load_case_folder(small_phantoms)
+    config = TrainConfig(epochs=4, **FAST)
+    out = tmp_path / "run"
+    # 3 training cases at batch 1: 3 batches per epoch; stop in the middle of epoch 3.
+    first = train(config, cases[:3], cases[3:4], out, cancel=CancelAfter(7))
+    assert first.cancelled and first.epochs_run == 2
+    before = (out / CHECKPOINT_FILE).read_bytes()
+    tensors, meta = read_checkpoint(out)
+    assert meta["state"]["epoch"] == 2 and len(meta["state"]["history"]) == 2
+    assert any(k.startswith("optimizer/") for k in tensors)
+
+    with pytest.raises(SpineInputError, match="already holds a training checkpoint"):
+        train(config, cases[:3], cases[3:4], out)
+    with pytest.raises(SpineInputError, match=r"config differs from the checkpoint's in \['lr'\]"):
+        train(config.replace(lr=5e-3), cases[:3], cases[3:4], out, resume=True)
+    assert (out / CHECKPOINT_FILE).read_bytes() == before
+
+    event = threading.Event()
+    resumed = train(config, cases[:3], cases[3:4], out, resume=True, cancel=event)
+    assert not resumed.cancelled and resumed.epochs_run == 4
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    assert resumed.history[:2] == meta["state"]["history"]
+    assert read_checkpoint(out)[1]["state"]["epoch"] == 4
+
+
+def test_resumed_run_matches_an_uninterrupted_one(small_phantoms, tmp_path):
+    cases = load_case_folder(small_phantoms)
+    config = TrainConfig(epochs=2, **{**FAST, "augment": True})
+    straight = train(config, cases[:2], cases[2:3], tmp_path / "a")
+    train(config.replace(epochs=1), cases[:2], cases[2:3], tmp_path / "b")
+    resumed = train(config, cases[:2], cases[2:3], tmp_path / "b", resume=True)
+    assert resumed.history[-1]["loss"] == pytest.approx(straight.history[-1]["loss"], rel=1e-4)
+    tensors_a, _ = read_checkpoint(tmp_path / "a")
+    tensors_b, _ = read_checkpoint(tmp_path / "b")
+    assert set(tensors_a) == set(tensors_b)
+    for name in tensors_a:
+        if name.startswith("model/"):
+            assert np.allclose(tensors_a[name].numpy(), tensors_b[name].numpy(), atol=1e-5), name
+
+
+def test_fine_tuning_takes_architecture_from_the_init_weights(small_phantoms, tmp_path, make_tiny_weights):
+    cases = load_case_folder(small_phantoms)
+    weights = make_tiny_weights(tmp_path / "start", version="tiny-v1")
+    config = TrainConfig(epochs=1, width=16, batch_size=2, augment=False)  # width and grid come from the weights
+    result = train(config, cases[:2], cases[2:3], tmp_path / "ft", init_weights=weights, version="tiny-v2")
+    model, manifest = load_model(result.weights_dir)
+    assert manifest.model_config["width"] == 8 and manifest.preprocess["target_shape"] == [8, 64, 32]
+    assert manifest.parent_version == "tiny-v1" and manifest.version == "tiny-v2"
+    assert result.config.width == 8
+
+
+def test_without_validation_cases_the_latest_epoch_is_kept(small_phantoms, tmp_path):
+    cases = load_case_folder(small_phantoms)
+    result = train(TrainConfig(epochs=2, **FAST), cases[:2], [], tmp_path / "noval")
+    assert result.best_epoch == 2 and np.isnan(result.best_val_dice)
+    assert load_model(result.weights_dir)[1].metrics["epoch"] == 2
+
+
+def test_bad_runs_are_refused(small_phantoms, tmp_path):
+    cases = load_case_folder(small_phantoms)
+    with pytest.raises(SpineInputError, match="no training cases"):
+        train(TrainConfig(epochs=1, **FAST), [], cases[:1], tmp_path / "x")
+    with pytest.raises(SpineInputError, match="epochs must be >= 1"):
+        TrainConfig(epochs=0)

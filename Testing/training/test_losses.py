@@ -1,0 +1,96 @@
+"""Marginal cross-entropy: hand-computed values for full and partial annotation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from SAFNetSpineLib.training.losses import marginal_cross_entropy, marginal_soft_dice_loss
+
+
+def _two_voxels():
+    """Logits of 3 classes at 2 voxels with softmax (1/6, 2/6, 3/6) and (1/2, 1/6, 1/3)."""
+    a = [math.log(1), math.log(2), math.log(3)]
+    b = [math.log(3), math.log(1), math.log(2)]
+    logits = torch.tensor([a, b]).T.reshape(1, 3, 1, 1, 2)  # (B, C, D, H, W)
+    target = torch.tensor([2, 0]).reshape(1, 1, 1, 2)  # voxel a: class 2, voxel b: background
+    return logits, target
+
+
+def test_fully_annotated_is_plain_cross_entropy_by_hand():
+    logits, target = _two_voxels()
+    annotated = torch.tensor([[True, True, True]])
+    # -(ln 1/2 + ln 1/2) / 2
+    assert marginal_cross_entropy(logits, target, annotated).item() == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_unannotated_target_class_merges_into_background_by_hand():
+    logits, target = _two_voxels()
+    annotated = torch.tensor([[True, True, False]])
+    # voxel a: class 2 unknown -> background group {0, 2}: p = 1/6 + 3/6; voxel b: p = 1/2 + 1/3
+    expected = -(math.log(4 / 6) + math.log(5 / 6)) / 2
+    assert marginal_cross_entropy(logits, target, annotated).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_unannotated_other_class_merges_into_background_by_hand():
+    logits, target = _two_voxels()
+    annotated = torch.tensor([[True, False, True]])
+    # voxel a: class 2 annotated -> p = 1/2; voxel b: background group {0, 1}: p = 1/2 + 1/6
+    expected = -(math.log(1 / 2) + math.log(2 / 3)) / 2
+    assert marginal_cross_entropy(logits, target, annotated).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_each_case_of_a_batch_uses_its_own_annotation():
+    logits, target = _two_voxels()
+    logits = torch.cat([logits, logits])
+    target = torch.cat([target, target])
+    annotated = torch.tensor([[True, True, True], [True, True, False]])
+    expected = (2 * math.log(2) - math.log(4 / 6) - math.log(5 / 6)) / 4
+    assert marginal_cross_entropy(logits, target, annotated).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_matches_torch_cross_entropy_on_random_full_annotation():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 20, 3, 4, 5, generator=generator) * 3
+    target = torch.randint(0, 20, (2, 3, 4, 5), generator=generator)
+    annotated = torch.ones(2, 20, dtype=torch.bool)
+    ours = marginal_cross_entropy(logits, target, annotated)
+    assert ours.item() == pytest.approx(F.cross_entropy(logits, target).item(), rel=1e-5)
+
+
+def test_finding_an_unannotated_structure_is_never_punished():
+    logits, target = _two_voxels()
+    annotated = torch.tensor([[True, True, False]])
+    logits = logits.clone().requires_grad_(True)
+    marginal_cross_entropy(logits, target, annotated).backward()
+    # At the background voxel b, raising the unannotated class 2 lowers (never raises) the loss ...
+    assert logits.grad[0, 2, 0, 0, 1] < 0
+    # ... while with full annotation it is pushed down.
+    full = logits.detach().clone().requires_grad_(True)
+    marginal_cross_entropy(full, target, torch.ones(1, 3, dtype=torch.bool)).backward()
+    assert full.grad[0, 2, 0, 0, 1] > 0
+
+
+def test_loss_is_finite_in_bf16_and_annotation_shape_is_checked():
+    logits, target = _two_voxels()
+    value = marginal_cross_entropy(logits.bfloat16(), target, torch.tensor([[True, True, False]]))
+    assert torch.isfinite(value)
+    with pytest.raises(ValueError, match="annotated mask has 2 classes"):
+        marginal_cross_entropy(logits, target, torch.tensor([[True, True]]))
+
+
+def test_soft_dice_perfect_and_wrong_predictions():
+    target = torch.zeros(1, 1, 4, 4, dtype=torch.long)
+    target[..., :2, :] = 1
+    perfect = F.one_hot(target, 3).movedim(-1, 1).float() * 40.0
+    annotated = torch.tensor([[True, True, False]])
+    assert marginal_soft_dice_loss(perfect, target, annotated).item() == pytest.approx(0.0, abs=1e-4)
+    swapped = F.one_hot(1 - target, 3).movedim(-1, 1).float() * 40.0
+    assert marginal_soft_dice_loss(swapped, target, annotated).item() == pytest.approx(1.0, abs=1e-4)
+    # predicting the unannotated class 2 where the label says background costs nothing
+    unknown = perfect.clone()
+    unknown[:, 2, :, 2:, :] = 80.0
+    assert marginal_soft_dice_loss(unknown, target, annotated).item() == pytest.approx(0.0, abs=1e-4)

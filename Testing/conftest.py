@@ -12,6 +12,10 @@ from SAFNetSpineLib.models import build_model
 from SAFNetSpineLib.preprocessing import PreprocessConfig
 from SAFNetSpineLib.weights import ModelManifest, save_weights
 
+# Tests run many tiny tensors, where one thread is faster than two and the suite's child
+# processes (CLI runs, 2-process DDP) do not fight over the machine's two cores.
+torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 #: Real spine MRI (never copied into the repository); tests that need it skip when absent.
 REAL_DATA = REPO.parent / "shared" / "data" / "spine-mri"

@@ -1,6 +1,6 @@
 """One command line, one subcommand per job.
 
-``python -m SAFNetSpineLib segment|phantom|train|cv|finetune|models ...``
+``python -m SAFNetSpineLib segment|phantom|train|cv|finetune|models|evaluate ...``
 
 Each subcommand lives in its own module exposing ``add_parser(subparsers)``; the
 parser's ``func(args)`` calls library functions and returns an exit code. Bad input

@@ -7,6 +7,11 @@ means. For an annotated structure:
 * present in only one of them: Dice 0, distances NaN (undefined without two surfaces);
 * absent from both (outside this scan's field of view): all NaN.
 
+``level_ok`` says whether the level was *named* correctly: 1 if the foreground id
+predicted most often inside the reference structure is that structure's id, 0 if it is
+another id (an off-by-one vertebra) or nothing was predicted there, NaN if the structure
+is not in the reference.
+
 Surface distances come from MONAI (``compute_average_surface_distance`` with
 ``symmetric=True`` and ``compute_hausdorff_distance`` with ``percentile=95``), with the
 voxel spacing, on a crop around the two masks: distances between two surfaces do not
@@ -20,7 +25,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-METRICS = ("dice", "msd_mm", "hd95_mm")
+METRICS = ("dice", "msd_mm", "hd95_mm", "level_ok")
 
 
 def dice_per_structure(prediction: np.ndarray, reference: np.ndarray, annotated: Iterable[int]) -> dict[int, float]:
@@ -47,6 +52,19 @@ def dice_per_structure(prediction: np.ndarray, reference: np.ndarray, annotated:
         total = pred_counts[i] + ref_counts[i]
         result[i] = float(2 * inter[i] / total) if total else float("nan")
     return result
+
+
+def level_named_correctly(prediction: np.ndarray, reference: np.ndarray, label_id: int) -> float:
+    """1.0 if the majority foreground prediction inside reference structure ``label_id`` is
+    ``label_id``, 0.0 if it is another id or only background, NaN if the structure is absent."""
+    inside = prediction[reference == label_id]
+    if not inside.size:
+        return float("nan")
+    foreground = inside[inside != 0]
+    if not foreground.size:
+        return 0.0
+    ids, counts = np.unique(foreground, return_counts=True)
+    return float(ids[np.argmax(counts)] == label_id)
 
 
 def _crop_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +115,7 @@ def score_case(prediction: np.ndarray, reference: np.ndarray, spacing: Sequence[
         surface: Also compute the surface distances (slower); NaN otherwise.
 
     Returns:
-        {label id: {"dice": ..., "msd_mm": ..., "hd95_mm": ...}}.
+        {label id: {"dice": ..., "msd_mm": ..., "hd95_mm": ..., "level_ok": ...}}.
     """
     dice = dice_per_structure(prediction, reference, annotated)
     scores = {}
@@ -105,5 +123,6 @@ def score_case(prediction: np.ndarray, reference: np.ndarray, spacing: Sequence[
         msd = hd95 = float("nan")
         if surface and np.isfinite(value):
             msd, hd95 = surface_distances(prediction == label_id, reference == label_id, spacing)
-        scores[label_id] = {"dice": value, "msd_mm": msd, "hd95_mm": hd95}
+        scores[label_id] = {"dice": value, "msd_mm": msd, "hd95_mm": hd95,
+                            "level_ok": level_named_correctly(prediction, reference, label_id)}
     return scores

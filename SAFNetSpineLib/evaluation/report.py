@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from SAFNetSpineLib.evaluation.metrics import METRICS
-from SAFNetSpineLib.labels import FOREGROUND_IDS, PAPER_17_IDS, STRUCTURES
+from SAFNetSpineLib.labels import DISC_IDS, FOREGROUND_IDS, PAPER_17_IDS, STRUCTURES, VERTEBRA_IDS
 
 CSV_FILE = "metrics.csv"
 REPORT_FILE = "report.md"
@@ -25,8 +25,8 @@ COLUMNS = ("fold", "case", "label_id", "structure", *METRICS)
 
 def _values(rows, metric: str, label_ids=None) -> np.ndarray:
     wanted = None if label_ids is None else set(label_ids)
-    return np.array([r[metric] for r in rows if (wanted is None or r["label_id"] in wanted)
-                     and math.isfinite(r[metric])], dtype=np.float64)
+    picked = (r.get(metric, float("nan")) for r in rows if wanted is None or r["label_id"] in wanted)
+    return np.array([v for v in picked if v is not None and math.isfinite(v)], dtype=np.float64)
 
 
 def mean_std(rows: Sequence[dict], metric: str = "dice", label_ids=None) -> tuple[float, float, int]:
@@ -42,6 +42,12 @@ def _cell(rows, metric, label_ids=None, scale=1.0, digits=3) -> str:
     if not count:
         return "-"
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+
+
+def _named(rows, label_ids=None) -> str:
+    """Levels named correctly, as "k/n" over structures present in the reference."""
+    values = _values(rows, "level_ok", label_ids)
+    return f"{int(values.sum())}/{len(values)}" if len(values) else "-"
 
 
 def _write_csv(rows: Sequence[dict], path: Path) -> None:
@@ -105,27 +111,35 @@ def write_report(rows: Sequence[dict], out_dir: str | Path, title: str = "Cross-
     lines += [f"{len({(r['fold'], r['case']) for r in rows})} test cases in {len(folds)} folds. Mean ± std over "
               "(case, structure) pairs of annotated structures; distances in mm.", "",
               "## Per fold", "",
-              "| fold | cases | Dice (19) | Dice (paper 17) | MSD mm (17) | HD95 mm (17) |",
-              "|---|---|---|---|---|---|"]
+              "| fold | cases | Dice (19) | Dice (paper 17) | MSD mm (17) | HD95 mm (17) | levels named correctly |",
+              "|---|---|---|---|---|---|---|"]
     for fold in folds:
         part = [r for r in rows if r["fold"] == fold]
         lines.append(f"| {fold} | {len({r['case'] for r in part})} | {_cell(part, 'dice')} | "
                      f"{_cell(part, 'dice', PAPER_17_IDS)} | {_cell(part, 'msd_mm', PAPER_17_IDS, digits=2)} | "
-                     f"{_cell(part, 'hd95_mm', PAPER_17_IDS, digits=2)} |")
+                     f"{_cell(part, 'hd95_mm', PAPER_17_IDS, digits=2)} | {_named(part)} |")
     fold_means = [mean_std([r for r in rows if r["fold"] == f], "dice", PAPER_17_IDS)[0] for f in folds]
     fold_means = [m for m in fold_means if math.isfinite(m)]
     lines.append(f"| all | {len({(r['fold'], r['case']) for r in rows})} | {_cell(rows, 'dice')} | "
                  f"{_cell(rows, 'dice', PAPER_17_IDS)} | {_cell(rows, 'msd_mm', PAPER_17_IDS, digits=2)} | "
-                 f"{_cell(rows, 'hd95_mm', PAPER_17_IDS, digits=2)} |")
+                 f"{_cell(rows, 'hd95_mm', PAPER_17_IDS, digits=2)} | {_named(rows)} |")
     if fold_means:
         lines += ["", f"Mean of the fold means (paper 17): {np.mean(fold_means):.3f} ± {np.std(fold_means):.3f}."]
-    lines += ["", "## Per structure", "", "| id | structure | n | Dice | MSD mm | HD95 mm |", "|---|---|---|---|---|---|"]
+    lines += ["", "## By kind", "", "| structures | n | Dice | MSD mm | HD95 mm | named correctly |",
+              "|---|---|---|---|---|---|"]
+    for name, ids in (("vertebrae", VERTEBRA_IDS), ("discs", DISC_IDS), ("paper 17", PAPER_17_IDS),
+                      ("all 19", FOREGROUND_IDS)):
+        lines.append(f"| {name} | {mean_std(rows, 'dice', ids)[2]} | {_cell(rows, 'dice', ids)} | "
+                     f"{_cell(rows, 'msd_mm', ids, digits=2)} | {_cell(rows, 'hd95_mm', ids, digits=2)} | "
+                     f"{_named(rows, ids)} |")
+    lines += ["", "## Per structure", "", "| id | structure | n | Dice | MSD mm | HD95 mm | named correctly |",
+              "|---|---|---|---|---|---|---|"]
     for label_id in FOREGROUND_IDS:
         part = [r for r in rows if r["label_id"] == label_id]
         count = mean_std(part, "dice")[2]
         if count:
             lines.append(f"| {label_id} | {STRUCTURES[label_id].short_name} | {count} | {_cell(part, 'dice')} | "
-                         f"{_cell(part, 'msd_mm', digits=2)} | {_cell(part, 'hd95_mm', digits=2)} |")
+                         f"{_cell(part, 'msd_mm', digits=2)} | {_cell(part, 'hd95_mm', digits=2)} | {_named(part)} |")
     lines += ["", f"![Dice per structure]({BOXPLOT_FILE})", ""]
     path = out / REPORT_FILE
     text = "\n".join(lines)

@@ -44,6 +44,8 @@ class TrainConfig:
             (1, 2) moves voxels by about 1 voxel on average, 4-5 at most).
         precision: "auto" (bf16 autocast on CUDA, fp32 elsewhere), "fp32", "bf16" or "fp16".
         device: "auto" (cuda, mps, cpu) or a torch device string.
+        memory_format: "auto" (channels_last_3d on CPU, where oneDNN trains SAFNet up to 1.5x faster;
+            contiguous elsewhere), "channels_last" or "contiguous".
         num_workers: Data loader worker processes (-1: auto, 0 on CPU).
         val_every: Validate every n epochs (the last epoch is always validated).
         seed: Seed of weights initialisation, shuffling and augmentation.
@@ -71,6 +73,7 @@ class TrainConfig:
     elastic_magnitude: tuple[float, float] = (1.0, 2.0)
     precision: str = "auto"
     device: str = "auto"
+    memory_format: str = "auto"
     num_workers: int = -1
     val_every: int = 1
     seed: int = 0
@@ -84,6 +87,8 @@ class TrainConfig:
             (0 < self.plateau_factor < 1, "plateau_factor must be in (0, 1)"),
             (self.val_every >= 1, "val_every must be >= 1"),
             (self.precision in ("auto", "fp32", "bf16", "fp16"), "precision must be auto, fp32, bf16 or fp16"),
+            (self.memory_format in ("auto", "channels_last", "contiguous"),
+             "memory_format must be auto, channels_last or contiguous"),
         ]
         for ok, problem in checks:
             if not ok:

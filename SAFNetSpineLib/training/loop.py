@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -40,7 +41,7 @@ CONFIG_FILE = "train_config.json"
 LOG_FILE = "train_log.jsonl"
 RESULT_FILE = "train_result.json"
 #: Config fields that may change when a run is resumed (e.g. train longer).
-RESUMABLE_CHANGES = frozenset({"epochs", "num_workers", "device", "val_every"})
+RESUMABLE_CHANGES = frozenset({"epochs", "num_workers", "device", "val_every", "memory_format"})
 
 
 @dataclass
@@ -100,6 +101,12 @@ def _autocast_factory(device: torch.device, precision: str) -> tuple[Callable, b
         return contextlib.nullcontext, False
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return (lambda: torch.autocast(device_type=device.type, dtype=dtype)), precision == "fp16"
+
+
+def _memory_format(name: str, device: torch.device) -> torch.memory_format:
+    if name == "channels_last" or (name == "auto" and device.type == "cpu"):
+        return torch.channels_last_3d
+    return torch.contiguous_format
 
 
 def _check_resume_config(saved: dict, config: TrainConfig, out_dir: Path) -> None:
@@ -229,7 +236,8 @@ def _train(ctx, config, train_cases, val_cases, out_dir, init_weights, progress,
     if init_weights is not None:
         source, _ = load_model(init_weights)
         model.load_state_dict(source.state_dict())
-    model.to(ctx.device)
+    layout = _memory_format(config.memory_format, ctx.device)
+    model.to(ctx.device, memory_format=layout)
     module = model
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -256,8 +264,10 @@ def _train(ctx, config, train_cases, val_cases, out_dir, init_weights, progress,
 
     dataset = TrainingCases(train_data, build_augmentation(config), config.seed)
     sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed)
-    workers = config.num_workers if config.num_workers >= 0 else (min(6, 2 * ctx.world_size) if
-                                                                  ctx.device.type == "cuda" else 0)
+    # On CPU, loader processes would compete with training for the same cores; on a GPU they
+    # keep augmentation off the critical path.
+    auto_workers = min(8, max(1, (os.cpu_count() or 2) // ctx.world_size)) if ctx.device.type == "cuda" else 0
+    workers = config.num_workers if config.num_workers >= 0 else auto_workers
     loader = DataLoader(dataset, batch_size=max(1, math.ceil(config.batch_size / ctx.world_size)), sampler=sampler,
                         num_workers=workers, pin_memory=ctx.device.type == "cuda")
     trained_on = trained_on or f"{len(train_cases)} training cases, {len(val_cases)} validation cases"
@@ -272,7 +282,7 @@ def _train(ctx, config, train_cases, val_cases, out_dir, init_weights, progress,
             if ctx.any_true(is_cancelled(cancel)):
                 cancelled = True
                 break
-            image = batch["image"].to(ctx.device, non_blocking=True)
+            image = batch["image"].to(ctx.device, non_blocking=True, memory_format=layout)
             label = batch["label"].to(ctx.device, non_blocking=True)
             annotated = batch["annotated"].to(ctx.device)
             with autocast():

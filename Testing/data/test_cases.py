@@ -152,6 +152,7 @@ def test_case_is_frozen():
         case.case_id = "b"
 
 
+@pytest.mark.realdata
 def test_real_dataset_lists_partial_annotations(real_data_dir):
     cases = load_case_folder(real_data_dir)
     assert len(cases) == 64

@@ -1,4 +1,4 @@
-"""Crash-safe writes: weights, checkpoints, outputs, the case store and the model store.
+"""Crash-safe files: atomic writes (weights, checkpoints, outputs, the case and model stores) and checksums.
 
 A file is written under a temporary name in its destination folder, flushed to disk
 and renamed over the final name, so a reader (or a restart after a crash) sees either
@@ -8,6 +8,7 @@ with a rename that refuses to replace an existing folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -118,3 +119,11 @@ def publish_folder(temp_folder: Path, final_folder: Path) -> None:
         raise
     fsync_folder(final_folder.parent)
 
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

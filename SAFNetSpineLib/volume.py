@@ -22,6 +22,14 @@ import numpy as np
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
+def affine_from(spacing: np.ndarray, origin: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """4x4 matrix mapping homogeneous voxel index (i, j, k, 1) to LPS mm for a grid's geometry."""
+    affine = np.eye(4)
+    affine[:3, :3] = np.asarray(direction) * np.asarray(spacing)[None, :]
+    affine[:3, 3] = origin
+    return affine
+
+
 @dataclass(frozen=True, eq=False)
 class Volume:
     """A 3D image or label map with exact geometry.
@@ -64,10 +72,7 @@ class Volume:
     @property
     def affine_lps(self) -> np.ndarray:
         """4x4 matrix mapping homogeneous voxel index (i, j, k, 1) to LPS mm."""
-        affine = np.eye(4)
-        affine[:3, :3] = self.direction * self.spacing[None, :]
-        affine[:3, 3] = self.origin
-        return affine
+        return affine_from(self.spacing, self.origin, self.direction)
 
     @property
     def affine_ras(self) -> np.ndarray:

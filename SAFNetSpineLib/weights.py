@@ -9,7 +9,6 @@ used; nothing is ever unpickled.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from SAFNetSpineLib.atomic import save_tensors_atomic, write_json_atomic
+from SAFNetSpineLib.atomic import file_sha256, save_tensors_atomic, write_json_atomic
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.labels import NUM_CLASSES, table_fingerprint
 
@@ -75,14 +74,6 @@ def default_weights_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "Resources" / "Models" / "safnet-default"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_weights(model: torch.nn.Module, folder: str | Path, manifest: ModelManifest) -> Path:
     """Write ``model``'s state as a weights folder (tensors first, manifest last, both atomic).
 
@@ -99,7 +90,7 @@ def save_weights(model: torch.nn.Module, folder: str | Path, manifest: ModelMani
     module = getattr(model, "module", model)
     state = {k: v for k, v in module.state_dict().items()}
     save_tensors_atomic(state, folder / TENSOR_FILE)
-    manifest.sha256 = _sha256(folder / TENSOR_FILE)
+    manifest.sha256 = file_sha256(folder / TENSOR_FILE)
     write_json_atomic(manifest.to_dict(), folder / MANIFEST_FILE)
     return folder
 
@@ -148,7 +139,7 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[
     folder = Path(folder)
     manifest = read_manifest(folder)
     tensor_path = folder / TENSOR_FILE
-    if manifest.sha256 != _sha256(tensor_path):
+    if manifest.sha256 != file_sha256(tensor_path):
         raise SpineInputError(tensor_path, "checksum does not match model.json (file changed or corrupt)")
     try:
         model = build_model(manifest.architecture, **manifest.model_config)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterable, Sequence
 
@@ -14,35 +13,26 @@ from SAFNetSpineLib.evaluation.metrics import score_case
 from SAFNetSpineLib.labels import STRUCTURES
 
 
-@torch.no_grad()
 def predict_case(model: torch.nn.Module, image, preprocess: dict, device: torch.device | str,
-                 largest_component: bool = True, autocast=contextlib.nullcontext):
-    """Label map of ``model`` for one image, on the image's exact grid.
+                 largest_component: bool = True):
+    """Label map of ``model`` for one image, on the image's exact grid, as ``segment`` makes it.
 
     Args:
-        model: Network in eval mode on ``device``.
+        model: Network on ``device`` (set to eval mode).
         image: Input Volume.
         preprocess: PreprocessConfig.to_dict() the model was trained with.
         device: Device of the model.
         largest_component: Keep the largest connected component per label (as ``segment`` does).
-        autocast: Zero-argument callable returning the precision context.
 
     Returns:
         Label Volume on the image grid.
     """
-    from SAFNetSpineLib.preprocessing import PreprocessConfig, preprocess_image, restore_labels
+    from SAFNetSpineLib.inference import Segmenter
+    from SAFNetSpineLib.preprocessing import PreprocessConfig
 
-    network_input, grid = preprocess_image(image, PreprocessConfig.from_dict(preprocess))
-    x = torch.from_numpy(network_input)[None, None].to(device)
-    with autocast():
-        logits = model(x)
-    probabilities = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
-    labels = restore_labels(probabilities, grid, image)
-    if largest_component:
-        from SAFNetSpineLib.inference.postprocess import keep_largest_component
-
-        labels = labels.with_array(keep_largest_component(labels.array))
-    return labels
+    segmenter = Segmenter.for_model(model, PreprocessConfig.from_dict(preprocess), device,
+                                    largest_component=largest_component)
+    return segmenter.segment(image).labels
 
 
 def evaluate_model(model: torch.nn.Module, manifest, cases: Sequence[Case], device: torch.device | str = "cpu", *,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from SAFNetSpineLib.atomic import TEMP_PREFIX, publish_folder, write_json_atomic
+from SAFNetSpineLib.atomic import TEMP_PREFIX, file_sha256, publish_folder, write_json_atomic
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.labels import FOREGROUND_IDS, NUM_CLASSES, table_fingerprint
 from SAFNetSpineLib.volume import Volume
@@ -94,15 +94,6 @@ class StoredCase:
                 raise SpineInputError(path, "stored case file is missing")
             if file_sha256(path) != self.sha256.get(key):
                 raise SpineInputError(path, "stored case file changed since it was added (sha256 mismatch)")
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _utc_now() -> datetime:

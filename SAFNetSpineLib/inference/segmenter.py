@@ -84,6 +84,32 @@ class Segmenter:
                  tta: bool = False, largest_component: bool = True):
         if not weights_dirs:
             raise SpineInputError(None, "no weights folder given")
+        self._configure(device, precision, tta, largest_component)
+        loaded = [load_model(folder, self.device) for folder in weights_dirs]
+        self.models = [prepare_for_inference(model, self.device, self.precision) for model, _ in loaded]
+        self.versions = [manifest.version for _, manifest in loaded]
+        configs = [PreprocessConfig.from_dict(manifest.preprocess) for _, manifest in loaded]
+        for folder, config in zip(weights_dirs, configs, strict=True):
+            if config != configs[0]:
+                raise SpineInputError(folder, "ensemble members use different preprocessing")
+        self.preprocess_config = configs[0]
+
+    @classmethod
+    def for_model(cls, model: torch.nn.Module, preprocess: PreprocessConfig, device: str | torch.device = "cpu",
+                  precision: str = "fp32", largest_component: bool = True, version: str = "in memory") -> Segmenter:
+        """Wrap a network already in memory (e.g. during training or evaluation).
+
+        The model is used as it is (put in eval mode, not folded or moved): the caller
+        keeps training it afterwards.
+        """
+        self = cls.__new__(cls)
+        self._configure(str(device), precision, False, largest_component)
+        self.models = [model.eval()]
+        self.versions = [version]
+        self.preprocess_config = preprocess
+        return self
+
+    def _configure(self, device: str, precision: str, tta: bool, largest_component: bool) -> None:
         self.device = resolve_device(device)
         try:
             self.precision = check_precision(
@@ -92,22 +118,11 @@ class Segmenter:
             raise SpineInputError(None, f"--precision {precision}: {error}") from None
         self.tta = tta
         self.largest_component = largest_component
-        self.models = []
-        self.manifests = []
-        for folder in weights_dirs:
-            model, manifest = load_model(folder, self.device)
-            self.models.append(prepare_for_inference(model, self.device, self.precision))
-            self.manifests.append(manifest)
-        configs = [PreprocessConfig.from_dict(m.preprocess) for m in self.manifests]
-        for folder, config in zip(weights_dirs, configs, strict=True):
-            if config != configs[0]:
-                raise SpineInputError(folder, "ensemble members use different preprocessing")
-        self.preprocess_config = configs[0]
 
     @property
     def version(self) -> str:
         """Version name(s) of the model(s), joined with '+'."""
-        return "+".join(m.version for m in self.manifests)
+        return "+".join(self.versions)
 
     @torch.inference_mode()
     def predict_probabilities(self, network_input: np.ndarray) -> torch.Tensor:

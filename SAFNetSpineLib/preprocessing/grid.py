@@ -15,7 +15,7 @@ import numpy as np
 
 from SAFNetSpineLib.preprocessing.config import PreprocessConfig
 from SAFNetSpineLib.preprocessing.orientation import match_network_axes
-from SAFNetSpineLib.volume import Volume
+from SAFNetSpineLib.volume import Volume, affine_from
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,10 +70,7 @@ class NetworkGrid:
     @property
     def affine_lps(self) -> np.ndarray:
         """4x4 matrix mapping a network voxel index (d, h, w, 1) to LPS mm."""
-        affine = np.eye(4)
-        affine[:3, :3] = self.direction * self.spacing[None, :]
-        affine[:3, 3] = self.origin
-        return affine
+        return affine_from(self.spacing, self.origin, self.direction)
 
     def as_volume(self, array: np.ndarray, is_label: bool = False) -> Volume:
         """A network array (D, H, W) as a Volume in patient space (e.g. to view it in Slicer)."""

@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
                         help="folder of fine-tuned versions (see `models list`): use its active version")
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                        help="auto: bf16 on CPUs with native bf16, fp16 on CUDA, else fp32")
+                        help="auto: fp16 autocast on CUDA, fp32 on CPU (bf16 autocast on request)")
     parser.add_argument("--tta", action="store_true", help="also segment the left-right mirrored image and average")
     parser.add_argument("--format", default="nii.gz", choices=FORMATS, help="label map format(s)")
     parser.add_argument("--no-largest-component", dest="largest_component", action="store_false",

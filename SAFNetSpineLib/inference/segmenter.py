@@ -74,7 +74,7 @@ class Segmenter:
         weights_dirs: One or more weights folders (an ensemble when several). They must
             share the preprocessing configuration.
         device: "auto", "cpu", "cuda", "cuda:N" or "mps".
-        precision: "auto" (bf16 on CPUs with native bf16, fp16 on CUDA, else fp32),
+        precision: "auto" (fp16 on CUDA, fp32 elsewhere; see models.precision.default_precision),
             "fp32", "bf16" or "fp16" (autocast).
         tta: Also run on the left-right mirrored input and average.
         largest_component: Keep only the largest connected component per label.

@@ -50,8 +50,8 @@ def test_unreadable_cpuinfo_means_no_bf16(tmp_path):
 
 
 def test_precision_validation():
-    assert default_precision("cpu") in ("fp32", "bf16")
-    assert default_precision("cpu") == ("bf16" if cpu_supports_bf16() else "fp32")
+    # bf16 did not agree with fp32 on real cases (Dice < 0.99), so the CPU default is fp32 everywhere.
+    assert default_precision("cpu") == "fp32"
     with pytest.raises(ValueError, match="fp16 needs a GPU"):
         check_precision("cpu", "fp16")
     with pytest.raises(ValueError, match="unknown precision"):

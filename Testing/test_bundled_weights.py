@@ -1,0 +1,74 @@
+"""The weights shipped in Resources/Models/safnet-default: complete, loadable, and as good as reported.
+
+The quality floors below sit a little under the figures measured when the weights were
+made (README, "Bundled weights"), so a regression in preprocessing, inference or the
+weights themselves fails here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from SAFNetSpineLib.data.phantom import PhantomOptions, make_phantom
+from SAFNetSpineLib.evaluation.metrics import dice_per_structure
+from SAFNetSpineLib.inference import Segmenter
+from SAFNetSpineLib.io import read_volume
+from SAFNetSpineLib.weights import TENSOR_FILE, default_weights_dir, load_model, read_manifest
+
+REPO_SAMPLE = default_weights_dir().parents[2] / "Resources" / "SampleData" / "SAFNetSpinePhantom.nii.gz"
+#: The sample volume is make_phantom(2026, SAMPLE_OPTIONS), stored as int16.
+SAMPLE_OPTIONS = PhantomOptions(slices=(15, 15), slice_spacing_mm=(4.0, 4.0), inplane_spacing_mm=(1.0, 1.0),
+                                oblique_deg=5.0, random_orientation=False, label_posterior_elements=False)
+#: Measured when the weights were bundled: 0.563 mean Dice over L1-L5 and L1/L2-L5/S on the sample.
+SAMPLE_DICE_FLOOR = 0.45
+#: Measured: 0.631 mean Dice over the annotated vertebral bodies of the 8 held-out real cases.
+#: (Discs are not asserted: the bundled weights do not yet find them; see README.)
+REAL_VERTEBRA_DICE_FLOOR = 0.55
+HELD_OUT = ("myo_05", "myo_15", "myo_25", "myo_35", "myo_45", "chu_09", "chu_16", "ivd_25")
+
+
+def test_manifest_describes_real_training_and_loads():
+    folder = default_weights_dir()
+    manifest = read_manifest(folder)
+    assert manifest.version == "safnet-default" and manifest.architecture == "safnet"
+    assert "spine-mri" in manifest.trained_on
+    assert (folder / TENSOR_FILE).stat().st_size < 40 * 1024**2
+    assert set(manifest.metrics["val_cases"]) == set(HELD_OUT)
+    model, _ = load_model(folder)
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_sample_volume_is_the_documented_phantom():
+    image = read_volume(REPO_SAMPLE)
+    expected, _ = make_phantom(2026, SAMPLE_OPTIONS)
+    assert image.same_grid(expected)
+    np.testing.assert_allclose(image.array, np.round(expected.array), atol=0.5)
+
+
+def test_bundled_weights_find_the_lumbar_levels_of_the_sample():
+    image = read_volume(REPO_SAMPLE)
+    _, truth = make_phantom(2026, SAMPLE_OPTIONS)
+    result = Segmenter([default_weights_dir()], device="cpu").segment(image)
+    assert result.labels.same_grid(image)
+    lumbar = [2, 3, 4, 5, 6, 11, 12, 13, 14, 15]
+    dice = dice_per_structure(result.labels.array, truth.array, lumbar)
+    assert np.nanmean(list(dice.values())) >= SAMPLE_DICE_FLOOR
+
+
+@pytest.mark.realdata
+def test_bundled_weights_on_the_held_out_real_cases(real_data_dir):
+    from SAFNetSpineLib.data.cases import load_case, load_case_folder
+    from SAFNetSpineLib.labels import VERTEBRA_IDS
+
+    cases = [c for c in load_case_folder(real_data_dir) if c.case_id in HELD_OUT]
+    segmenter = Segmenter([default_weights_dir()], device="cpu")
+    assert len(cases) == len(HELD_OUT)
+    vertebrae = []
+    for case in cases:
+        image, reference = load_case(case)
+        prediction = segmenter.segment(image).labels.array
+        scores = dice_per_structure(prediction, reference.array, case.annotated_labels)
+        vertebrae += [value for label_id, value in scores.items() if label_id in VERTEBRA_IDS]
+    assert len(vertebrae) == 39
+    assert np.nanmean(vertebrae) >= REAL_VERTEBRA_DICE_FLOOR

@@ -54,8 +54,8 @@ def cpu_supports_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 #: Whether ``--precision auto`` may pick bf16 on a CPU with native bf16. Issue 2's rule:
 #: only where bf16 label maps agree with fp32 ones (Dice >= 0.99) on real cases. Measured
 #: with the bundled weights on the 8 held-out real cases
-#: (Testing/benchmarks/bench_precision_agreement.py): several cases fell below 0.99
-#: (down to 0.86), so the CPU default stays fp32 and bf16 is opt-in.
+#: (Testing/benchmarks/bench_precision_agreement.py): 6 of 8 cases fell below 0.99
+#: (down to 0.93), so the CPU default stays fp32 and bf16 is opt-in.
 CPU_BF16_BY_DEFAULT = False
 
 

@@ -24,14 +24,6 @@ from SAFNetSpineLib.weights import ModelManifest, save_weights
 TINY = {"width": 8, "in_channels": 1, "num_classes": 20}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors run faster on one thread, and far faster on a machine shared with other jobs."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def write_tiny_weights(folder: Path, version: str = "tiny", seed: int = 0) -> Path:
     torch.manual_seed(seed)

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from SAFNetSpineLib.cli import build_parser, main
 from SAFNetSpineLib.cli.train import config_from_args
@@ -28,13 +27,6 @@ def phantoms(tmp_path_factory):
     return write_phantom_dataset(tmp_path_factory.mktemp("ph"), 4, 30,
                                  PhantomOptions(fov_mm=(220.0, 160.0), inplane_spacing_mm=(2.0, 2.4), slices=(8, 9)))
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_every_recipe_flag_reaches_the_config():

@@ -28,14 +28,6 @@ GRID = PreprocessConfig(target_shape=(8, 32, 16))
 FAST = {"device": "cpu", "batch_size": 1, "augment": False}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors run faster on one thread, and far faster on a machine shared with other jobs."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def block_case(seed: int, swap: bool = False) -> tuple[Volume, Volume]:
     """Image + label; ``swap`` gives the blocks each other's id (a wrong correction)."""

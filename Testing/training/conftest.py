@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 def write_small_phantoms(folder, n: int = 5, seed: int = 100):
@@ -19,11 +18,3 @@ def write_small_phantoms(folder, n: int = 5, seed: int = 100):
 def small_phantoms(tmp_path_factory):
     return write_small_phantoms(tmp_path_factory.mktemp("phantoms"))
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from a second thread, and a shared CI core makes two threads wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

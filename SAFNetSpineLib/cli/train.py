@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 _TUPLE_FIELDS = ("contrast_gamma", "elastic_spacing", "elastic_magnitude")
-_SPECIAL_FIELDS = ("model_options", "preprocess")
+_SPECIAL_FIELDS = ("model_options", "preprocess", "case_repeats")
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +38,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, type=type(default), default=None, help=help_text)
     group.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                        help="extra build_model argument, VALUE read as JSON (e.g. use_aspp=false); repeatable")
+    group.add_argument("--repeat", action="append", default=[], metavar="PREFIX=N",
+                       help="draw each training case whose id starts with PREFIX N times per epoch "
+                            "(oversample a small source, e.g. chu_=4); repeatable")
     group.add_argument("--target-shape", type=int, nargs=3, metavar=("D", "H", "W"), default=None,
                        help="network grid (default 18 256 128)")
     group.add_argument("--ap-crop-fraction", type=float, default=None,
@@ -124,6 +127,14 @@ def config_from_args(args: argparse.Namespace):
             options[key] = raw
     if options:
         changes["model_options"] = options
+    repeats = {}
+    for text in args.repeat:
+        prefix, sep, raw = text.partition("=")
+        if not sep or not prefix or not raw.isdigit():
+            raise SpineInputError("--repeat", f"expected PREFIX=N with N a whole number, got '{text}'")
+        repeats[prefix] = int(raw)
+    if repeats:
+        changes["case_repeats"] = repeats
     preprocess = {}
     if args.target_shape is not None:
         preprocess["target_shape"] = tuple(args.target_shape)

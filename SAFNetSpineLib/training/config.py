@@ -49,6 +49,9 @@ class TrainConfig:
         num_workers: Data loader worker processes (-1: auto, 0 on CPU).
         val_every: Validate every n epochs (the last epoch is always validated).
         seed: Seed of weights initialisation, shuffling and augmentation.
+        case_repeats: Case-id prefix -> how many times each matching training case is drawn
+            per epoch (oversamples small sources, e.g. {"chu_": 4}); the longest matching
+            prefix wins; unmatched cases are drawn once.
     """
 
     model: str = "safnet"
@@ -77,6 +80,7 @@ class TrainConfig:
     num_workers: int = -1
     val_every: int = 1
     seed: int = 0
+    case_repeats: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         checks = [
@@ -89,6 +93,8 @@ class TrainConfig:
             (self.precision in ("auto", "fp32", "bf16", "fp16"), "precision must be auto, fp32, bf16 or fp16"),
             (self.memory_format in ("auto", "channels_last", "contiguous"),
              "memory_format must be auto, channels_last or contiguous"),
+            (all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in self.case_repeats.values()),
+             f"case_repeats must map case-id prefixes to whole numbers >= 1, got {self.case_repeats}"),
         ]
         for ok, problem in checks:
             if not ok:
@@ -102,6 +108,11 @@ class TrainConfig:
         from SAFNetSpineLib.labels import NUM_CLASSES
 
         return {"width": self.width, "in_channels": 1, "num_classes": NUM_CLASSES, **self.model_options}
+
+    def repeats_for(self, case_id: str) -> int:
+        """Times the training case ``case_id`` is drawn per epoch (see ``case_repeats``)."""
+        matches = [prefix for prefix in self.case_repeats if case_id.startswith(prefix)]
+        return int(self.case_repeats[max(matches, key=len)]) if matches else 1
 
     def preprocess_config(self):
         """The PreprocessConfig object."""

@@ -111,6 +111,7 @@ def _memory_format(name: str, device: torch.device) -> torch.memory_format:
 
 def _check_resume_config(saved: dict, config: TrainConfig, out_dir: Path) -> None:
     current = config.to_dict()
+    saved = TrainConfig.from_dict(saved).to_dict()  # fields added since the checkpoint take their defaults
     differing = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
     if differing:
         raise SpineInputError(out_dir, f"cannot resume: the config differs from the checkpoint's in {differing}")
@@ -262,7 +263,8 @@ def _train(ctx, config, train_cases, val_cases, out_dir, init_weights, progress,
         state = {k: saved[k] for k in state}
     state["config"] = config.to_dict()
 
-    dataset = TrainingCases(train_data, build_augmentation(config), config.seed)
+    drawn = [case for case in train_data for _ in range(config.repeats_for(case.case_id))]
+    dataset = TrainingCases(drawn, build_augmentation(config), config.seed)
     sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed)
     # On CPU, loader processes would compete with training for the same cores; on a GPU they
     # keep augmentation off the critical path.

@@ -38,6 +38,7 @@ def test_every_recipe_flag_reaches_the_config():
         "--elastic-prob", "0", "--elastic-spacing", "16", "20", "--elastic-magnitude", "0.5", "1", "--precision",
         "fp32", "--device", "cpu", "--num-workers", "1", "--val-every", "2", "--seed", "9",
         "--model-option", "use_aspp=false", "--target-shape", "8", "64", "32", "--ap-crop-fraction", "0.6",
+        "--repeat", "chu_=4", "--repeat", "ivd_=6",
     ])
     config = config_from_args(args)
     assert config == TrainConfig(
@@ -45,7 +46,7 @@ def test_every_recipe_flag_reaches_the_config():
         plateau_factor=0.25, min_lr=1e-5, dice_loss_weight=0.5, augment=False, rotate_degrees=5.0, rotate_prob=0.2,
         contrast_gamma=(0.8, 1.2), contrast_prob=0.1, elastic_prob=0.0, elastic_spacing=(16.0, 20.0),
         elastic_magnitude=(0.5, 1.0), precision="fp32", device="cpu", num_workers=1, val_every=2, seed=9,
-        model_options={"use_aspp": False},
+        model_options={"use_aspp": False}, case_repeats={"chu_": 4, "ivd_": 6},
         preprocess={"target_shape": [8, 64, 32], "ap_crop_fraction": 0.6},
     )
     defaults = config_from_args(build_parser().parse_args(["train", "--data", "d", "--out", "o"]))
@@ -89,6 +90,8 @@ def test_train_resume_and_refusals(phantoms, tmp_path, capsys):
     (["--val-cases", "nobody"], "--val-cases: unknown case ids ['nobody']"),
     (["--lr", "0"], "training config: lr must be > 0"),
     (["--model-option", "nonsense"], "expected KEY=VALUE"),
+    (["--repeat", "chu_=0"], "case_repeats must map case-id prefixes to whole numbers >= 1"),
+    (["--repeat", "chu_"], "--repeat: expected PREFIX=N"),
 ])
 def test_bad_train_arguments_are_one_line_errors(phantoms, tmp_path, capsys, extra, problem):
     code = main(["train", "--data", str(phantoms), "--out", str(tmp_path / "x"), "--epochs", "1", *TINY, *extra])

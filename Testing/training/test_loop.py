@@ -129,3 +129,36 @@ def test_bad_runs_are_refused(small_phantoms, tmp_path):
         train(TrainConfig(epochs=1, **FAST), [], cases[:1], tmp_path / "x")
     with pytest.raises(SpineInputError, match="epochs must be >= 1"):
         TrainConfig(epochs=0)
+
+
+def test_case_repeats_oversample_matching_cases(small_phantoms, tmp_path):
+    config = TrainConfig(case_repeats={"phantom": 2, "phantom_0001": 3})
+    assert config.repeats_for("phantom_0001") == 3  # the longest matching prefix wins
+    assert config.repeats_for("phantom_0002") == 2
+    assert config.repeats_for("myo_01") == 1
+    for bad in (0, 1.5, True):
+        with pytest.raises(SpineInputError, match="case_repeats"):
+            TrainConfig(case_repeats={"chu_": bad})
+    cases = load_case_folder(small_phantoms)
+    first = cases[0].case_id
+    messages = []
+    result = train(TrainConfig(epochs=1, case_repeats={first: 3}, **FAST), cases[:2], [], tmp_path / "run",
+                   progress=lambda stage, fraction, message, **extra: messages.append(message))
+    assert result.epochs_run == 1
+    # Two cases, the first drawn three times: four batches of one case per epoch.
+    batches = [m.split(" loss ")[0] for m in messages if m.startswith("epoch 1/1 batch")]
+    assert batches == [f"epoch 1/1 batch {k}/4" for k in range(1, 5)]
+
+
+def test_resume_accepts_a_checkpoint_written_before_case_repeats_existed(small_phantoms, tmp_path):
+    cases = load_case_folder(small_phantoms)
+    out = tmp_path / "run"
+    train(TrainConfig(epochs=1, **FAST), cases[:1], [], out)
+    saved = read_checkpoint(out)[1]["state"]
+    assert saved["config"]["case_repeats"] == {}
+    from SAFNetSpineLib.training.loop import _check_resume_config
+
+    older = {k: v for k, v in saved["config"].items() if k != "case_repeats"}
+    _check_resume_config(older, TrainConfig(epochs=3, **FAST), out)  # the default fills the gap
+    with pytest.raises(SpineInputError, match="case_repeats"):
+        _check_resume_config(older, TrainConfig(epochs=3, case_repeats={"x": 2}, **FAST), out)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.inference.postprocess import CLEANUPS
 from SAFNetSpineLib.labels import STRUCTURES, SUPERIOR_TO_INFERIOR_IDS
 
 FORMATS = ("nii.gz", "seg.nrrd", "both")
@@ -34,8 +35,9 @@ def add_parser(subparsers) -> None:
                         help="auto: fp16 autocast on CUDA, fp32 on CPU (bf16 autocast on request)")
     parser.add_argument("--tta", action="store_true", help="also segment the left-right mirrored image and average")
     parser.add_argument("--format", default="nii.gz", choices=FORMATS, help="label map format(s)")
-    parser.add_argument("--no-largest-component", dest="largest_component", action="store_false",
-                        help="keep every connected component of each level")
+    parser.add_argument("--cleanup", default="levels", choices=CLEANUPS,
+                        help="levels: names in anatomical order, fragments removed (default); "
+                             "largest: largest component per label; none: the network's labels as they are")
     parser.add_argument("--overlay", action="store_true", help="also write a mid-sagittal overlay PNG")
     parser.add_argument("--progress", default="bar", choices=("bar", "json", "none"),
                         help="progress display; json: one JSON object per line on stdout")
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         weights = [default_weights_dir()]
     started = time.perf_counter()
     segmenter = Segmenter(weights, device=args.device, precision=args.precision, tta=args.tta,
-                          largest_component=args.largest_component)
+                          cleanup=args.cleanup)
     load_s = time.perf_counter() - started
 
     for index, path in enumerate(inputs):

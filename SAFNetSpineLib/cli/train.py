@@ -15,6 +15,8 @@ import signal
 import threading
 from pathlib import Path
 
+from SAFNetSpineLib.inference.postprocess import CLEANUPS
+
 _TUPLE_FIELDS = ("contrast_gamma", "elastic_spacing", "elastic_magnitude")
 _SPECIAL_FIELDS = ("model_options", "preprocess", "case_repeats")
 
@@ -99,6 +101,8 @@ def add_parser(subparsers) -> None:
                                "split.json, whose validation cases are used); default: every case")
     evaluate.add_argument("--out", required=True, type=Path, metavar="DIR", help="report folder")
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default auto)")
+    evaluate.add_argument("--cleanup", default="levels", choices=CLEANUPS,
+                          help="post-processing, as segment --cleanup (default levels)")
     evaluate.add_argument("--no-surface", action="store_true", help="skip MSD and HD95 (faster)")
     evaluate.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
                           help="progress as a bar on stderr, JSON lines on stdout, or none (default bar)")
@@ -287,11 +291,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     check_writable_dir(args.out)
     device = resolve_device(args.device)
     model, manifest = load_model(args.weights, device)
-    rows = evaluate_model(model, manifest, cases, device, surface=not args.no_surface,
+    rows = evaluate_model(model, manifest, cases, device, surface=not args.no_surface, cleanup=args.cleanup,
                           progress=Progress(args.progress))
     notes = [f"Weights `{args.weights}` (version {manifest.version}, {manifest.architecture} width "
              f"{manifest.model_config.get('width')}); {len(cases)} cases: {', '.join(c.case_id for c in cases)}.",
-             "Scored in each input's own geometry after segment-style post-processing."]
+             f"Scored in each input's own geometry after `segment --cleanup {args.cleanup}` post-processing."]
     path = write_report([{"fold": 1, **r} for r in rows], args.out, title="Evaluation", notes=notes)
     print(f"vertebrae Dice {mean_metric(rows, 'dice', VERTEBRA_IDS):.4f}, discs Dice "
           f"{mean_metric(rows, 'dice', DISC_IDS):.4f}, levels named correctly "

@@ -14,7 +14,7 @@ from SAFNetSpineLib.labels import STRUCTURES
 
 
 def predict_case(model: torch.nn.Module, image, preprocess: dict, device: torch.device | str,
-                 largest_component: bool = True):
+                 cleanup: str = "levels"):
     """Label map of ``model`` for one image, on the image's exact grid, as ``segment`` makes it.
 
     Args:
@@ -22,7 +22,7 @@ def predict_case(model: torch.nn.Module, image, preprocess: dict, device: torch.
         image: Input Volume.
         preprocess: PreprocessConfig.to_dict() the model was trained with.
         device: Device of the model.
-        largest_component: Keep the largest connected component per label (as ``segment`` does).
+        cleanup: Post-processing (inference.postprocess.CLEANUPS), as ``segment --cleanup``.
 
     Returns:
         Label Volume on the image grid.
@@ -31,12 +31,12 @@ def predict_case(model: torch.nn.Module, image, preprocess: dict, device: torch.
     from SAFNetSpineLib.preprocessing import PreprocessConfig
 
     segmenter = Segmenter.for_model(model, PreprocessConfig.from_dict(preprocess), device,
-                                    largest_component=largest_component)
+                                    cleanup=cleanup)
     return segmenter.segment(image).labels
 
 
 def evaluate_model(model: torch.nn.Module, manifest, cases: Sequence[Case], device: torch.device | str = "cpu", *,
-                   surface: bool = True, largest_component: bool = True, progress=None) -> list[dict]:
+                   surface: bool = True, cleanup: str = "levels", progress=None) -> list[dict]:
     """Score a model on cases: every annotated structure of every case, in input space.
 
     Args:
@@ -45,7 +45,7 @@ def evaluate_model(model: torch.nn.Module, manifest, cases: Sequence[Case], devi
         cases: Cases with reference labels.
         device: Torch device.
         surface: Also compute MSD and HD95 (mm); otherwise those are NaN.
-        largest_component: Post-process as ``segment`` does.
+        cleanup: Post-processing, as ``segment --cleanup`` (default "levels", as ``segment``).
         progress: Optional callable(stage, fraction, message).
 
     Returns:
@@ -58,7 +58,7 @@ def evaluate_model(model: torch.nn.Module, manifest, cases: Sequence[Case], devi
     rows = []
     for index, case in enumerate(cases):
         image, reference = load_case(case)
-        prediction = predict_case(model, image, preprocess, device, largest_component)
+        prediction = predict_case(model, image, preprocess, device, cleanup)
         scores = score_case(prediction.array.astype(np.int64), reference.array, image.spacing,
                             case.annotated_labels, surface=surface)
         for label_id, values in scores.items():

@@ -45,6 +45,28 @@ def keep_largest_component(labels: np.ndarray) -> np.ndarray:
     return cleaned
 
 
+#: Clean-ups of a predicted label map, by name: "levels" (anatomical order, the default),
+#: "largest" (largest component per label), "none".
+CLEANUPS = ("levels", "largest", "none")
+
+
+def clean_up(labels: Volume, mode: str = "levels") -> Volume:
+    """Apply one of :data:`CLEANUPS` to a label Volume (a new Volume; the input is kept).
+
+    Raises:
+        ValueError: unknown mode.
+    """
+    if mode == "levels":
+        from SAFNetSpineLib.inference.levels import order_levels
+
+        return order_levels(labels)
+    if mode == "largest":
+        return labels.with_array(keep_largest_component(labels.array))
+    if mode == "none":
+        return labels
+    raise ValueError(f"cleanup must be one of {', '.join(CLEANUPS)}, got '{mode}'")
+
+
 def structure_volumes_ml(label_volume: Volume) -> dict[str, float]:
     """Volume in millilitres of every structure present, keyed by short name, in label-id order."""
     counts = np.bincount(np.asarray(label_volume.array, dtype=np.int64).reshape(-1), minlength=len(STRUCTURES))

@@ -3,8 +3,8 @@
 Steps per volume: preprocess to the network grid (18 x 256 x 128, LR/SI/AP), run the
 network (optionally also on the left-right mirrored input, and over an ensemble of
 weight folders, averaging softmax probabilities), map the probabilities back onto the
-input's exact grid (linear interpolation, then argmax), and keep the largest connected
-component per label.
+input's exact grid (linear interpolation, then argmax), and clean up: by default the
+levels are put in anatomical order and fragments removed (see inference.levels).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from SAFNetSpineLib.errors import SpineInputError
-from SAFNetSpineLib.inference.postprocess import keep_largest_component, structure_volumes_ml
+from SAFNetSpineLib.inference.postprocess import CLEANUPS, clean_up, structure_volumes_ml
 from SAFNetSpineLib.models.precision import (
     autocast_context,
     check_precision,
@@ -77,14 +77,16 @@ class Segmenter:
         precision: "auto" (fp16 on CUDA, fp32 elsewhere; see models.precision.default_precision),
             "fp32", "bf16" or "fp16" (autocast).
         tta: Also run on the left-right mirrored input and average.
-        largest_component: Keep only the largest connected component per label.
+        cleanup: Post-processing, one of postprocess.CLEANUPS: "levels" (names in
+            anatomical order, fragments removed; see inference.levels), "largest"
+            (largest component per label) or "none".
     """
 
     def __init__(self, weights_dirs: list[str | Path], device: str = "auto", precision: str = "auto",
-                 tta: bool = False, largest_component: bool = True):
+                 tta: bool = False, cleanup: str = "levels"):
         if not weights_dirs:
             raise SpineInputError(None, "no weights folder given")
-        self._configure(device, precision, tta, largest_component)
+        self._configure(device, precision, tta, cleanup)
         loaded = [load_model(folder, self.device) for folder in weights_dirs]
         self.models = [prepare_for_inference(model, self.device, self.precision) for model, _ in loaded]
         self.versions = [manifest.version for _, manifest in loaded]
@@ -96,20 +98,22 @@ class Segmenter:
 
     @classmethod
     def for_model(cls, model: torch.nn.Module, preprocess: PreprocessConfig, device: str | torch.device = "cpu",
-                  precision: str = "fp32", largest_component: bool = True, version: str = "in memory") -> Segmenter:
+                  precision: str = "fp32", cleanup: str = "levels", version: str = "in memory") -> Segmenter:
         """Wrap a network already in memory (e.g. during training or evaluation).
 
         The model is used as it is (put in eval mode, not folded or moved): the caller
         keeps training it afterwards.
         """
         self = cls.__new__(cls)
-        self._configure(str(device), precision, False, largest_component)
+        self._configure(str(device), precision, False, cleanup)
         self.models = [model.eval()]
         self.versions = [version]
         self.preprocess_config = preprocess
         return self
 
-    def _configure(self, device: str, precision: str, tta: bool, largest_component: bool) -> None:
+    def _configure(self, device: str, precision: str, tta: bool, cleanup: str) -> None:
+        if cleanup not in CLEANUPS:
+            raise SpineInputError(None, f"--cleanup {cleanup}: must be one of {', '.join(CLEANUPS)}")
         self.device = resolve_device(device)
         try:
             self.precision = check_precision(
@@ -117,7 +121,7 @@ class Segmenter:
         except ValueError as error:
             raise SpineInputError(None, f"--precision {precision}: {error}") from None
         self.tta = tta
-        self.largest_component = largest_component
+        self.cleanup = cleanup
 
     @property
     def version(self) -> str:
@@ -176,8 +180,8 @@ class Segmenter:
         timings["restore"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        if self.largest_component:
-            report("postprocess", 0.92, "keeping the largest component per level")
-            restored = restored.with_array(keep_largest_component(restored.array))
+        if self.cleanup != "none":
+            report("postprocess", 0.92, f"clean-up: {self.cleanup}")
+            restored = clean_up(restored, self.cleanup)
         timings["postprocess"] = time.perf_counter() - start
         return SegmentationResult(restored, structure_volumes_ml(restored), {k: round(v, 4) for k, v in timings.items()})

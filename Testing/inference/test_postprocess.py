@@ -35,3 +35,21 @@ def test_structure_volumes_in_millilitres():
     assert list(volumes) == ["L5", "L5/S"]
     assert volumes["L5"] == pytest.approx(40 * 3 / 1000)
     assert volumes["L5/S"] == pytest.approx(3 / 1000)
+
+
+def test_clean_up_modes():
+    from SAFNetSpineLib.inference import clean_up, order_levels
+
+    labels = np.zeros((6, 6, 40), np.uint8)
+    labels[1:5, 1:5, 2:8] = 3    # L4 at the top (k = 0 is superior here) ...
+    labels[1:5, 1:5, 30:36] = 5  # ... above L2: out of order
+    labels[0, 0, 20] = 5         # and a stray voxel of L2
+    volume = Volume(labels, direction=np.diag([1.0, 1.0, -1.0]))
+    assert clean_up(volume, "none") is volume
+    largest = clean_up(volume, "largest").array
+    assert largest[0, 0, 20] == 0 and (largest == 3).sum() == 96 and (largest == 5).sum() == 96
+    ordered = clean_up(volume, "levels").array
+    np.testing.assert_array_equal(ordered, order_levels(volume).array)
+    assert ordered[0, 0, 20] == 0 and ordered[2, 2, 4] > ordered[2, 2, 32] > 0  # the top body has the higher name
+    with pytest.raises(ValueError, match="cleanup must be one of levels, largest, none"):
+        clean_up(volume, "smooth")

@@ -9,8 +9,8 @@ T9/T10=19), each level occurs once, and the sacrum lies below every lumbar verte
 
 1. cuts every vertebra and disc label into connected pieces and drops fragments
    (under a tenth of the median largest piece per name);
-2. groups pieces that touch, share a superior-inferior band (overlap of more than
-   half of the shorter extent) and together are not taller than a typical piece:
+2. groups pieces that share a superior-inferior band (overlap of more than half of
+   the shorter extent) and together are not much taller than a typical level:
    one group is one level, whatever names its pieces had;
 3. names the groups of each kind (vertebrae without the sacrum, discs) so that names
    rise from bottom to top and each is used once, keeping as many voxels and as many
@@ -37,10 +37,15 @@ FRAGMENT_FRACTION = 0.1
 #: Two pieces are one level when their superior-inferior extents overlap by more than this
 #: fraction of the shorter extent.
 SAME_LEVEL_OVERLAP = 0.5
-#: ... and when together they are at most this many times as tall as the median piece.
+#: ... and when together they are at most this many times as tall as a typical level (the median
+#: height of each name's largest piece), or LEVEL_HEIGHT_SLACK_MM taller, whichever is more
+#: (discs are thin: a few mm of slack matter there).
 MAX_LEVEL_HEIGHT = 1.25
+LEVEL_HEIGHT_SLACK_MM = 5.0
 #: Worth of a voxel that keeps its place but changes its name, relative to one that keeps both.
 RENAME_WEIGHT = 0.6
+#: Cost of each name skipped between two named levels, in units of the median level's voxels.
+GAP_WEIGHT = 0.25
 
 
 @dataclass
@@ -109,17 +114,6 @@ def _drop_fragments(pieces: list[_Piece]) -> tuple[list[_Piece], list[_Piece]]:
     return [p for p in pieces if p.size >= floor], [p for p in pieces if p.size < floor]
 
 
-def _touch(a: _Piece, b: _Piece) -> bool:
-    """True if the two pieces share a face, edge or corner (26-neighbourhood)."""
-    from scipy import ndimage
-
-    (map_a, number_a, box_a), (map_b, number_b, box_b) = a.index, b.index
-    window = tuple(slice(max(0, min(sa.start, sb.start) - 1), max(sa.stop, sb.stop) + 1)
-                   for sa, sb in zip(box_a, box_b, strict=True))
-    grown = ndimage.binary_dilation(map_a[window] == number_a, structure=np.ones((3, 3, 3), dtype=bool))
-    return bool((grown & (map_b[window] == number_b)).any())
-
-
 def _same_band(a: _Piece, b: _Piece) -> bool:
     overlap = min(a.high, b.high) - max(a.low, b.low)
     return overlap > SAME_LEVEL_OVERLAP * max(min(a.high - a.low, b.high - b.low), 1e-6)
@@ -128,16 +122,22 @@ def _same_band(a: _Piece, b: _Piece) -> bool:
 def _group(pieces: list[_Piece]) -> list[_Level]:
     """Levels from inferior to superior.
 
-    A piece joins the level below it when it touches one of that level's pieces, shares
-    most of its superior-inferior band, and the two together are no taller than a typical
-    piece (MAX_LEVEL_HEIGHT times the median): one body, called two names. A taller union
-    is a body plus something else (posterior elements, a neighbour) and stays apart.
+    A piece joins the level below it when it shares most of the superior-inferior band of
+    one of that level's pieces and the two together are no taller than a typical level
+    (see MAX_LEVEL_HEIGHT): one body or disc, called two names (in halves,
+    touching or not). A taller union is a body plus something else (posterior elements,
+    a neighbour) and stays apart.
     """
-    typical = float(np.median([p.high - p.low for p in pieces])) if pieces else 0.0
+    tallest: dict[int, float] = {}
+    for piece in pieces:  # the height of each name's largest piece
+        if piece.size >= max((q.size for q in pieces if q.label_id == piece.label_id), default=0):
+            tallest[piece.label_id] = piece.high - piece.low
+    typical = float(np.median(list(tallest.values()))) if tallest else 0.0
+    limit = max(MAX_LEVEL_HEIGHT * typical, typical + LEVEL_HEIGHT_SLACK_MM)
     levels: list[_Level] = []
     for piece in sorted(pieces, key=lambda p: p.centre):
-        if levels and max(levels[-1].high, piece.high) - min(levels[-1].low, piece.low) <= MAX_LEVEL_HEIGHT * typical \
-                and any(_same_band(piece, q) and _touch(piece, q) for q in levels[-1].pieces):
+        if levels and max(levels[-1].high, piece.high) - min(levels[-1].low, piece.low) <= limit \
+                and any(_same_band(piece, q) for q in levels[-1].pieces):
             levels[-1].pieces.append(piece)
         else:
             levels.append(_Level([piece]))
@@ -148,13 +148,16 @@ def _best_names(levels: list[_Level], ids: tuple[int, ...]) -> list[int | None]:
     """Names for the levels (inferior to superior) that rise with height and keep the most voxels.
 
     Names must strictly increase from the lowest level up, so each is used once and
-    two levels are never swapped; a name may be skipped (a level the network missed).
-    A level named with its voxels' own name keeps all of them; a renamed voxel counts
-    RENAME_WEIGHT; a level left without a name (removed) counts nothing. So one
-    wrong name is corrected where a free name fits, and removed where none does.
+    two levels are never swapped. A level named with its voxels' own name keeps all of
+    them; a renamed voxel counts RENAME_WEIGHT; a level left without a name (removed)
+    counts nothing; every name skipped between two named levels (a level the network
+    missed: rare, as the spine has no gaps) costs GAP_WEIGHT times the median level's
+    voxels. So one wrong name is corrected where a free name fits, and removed where
+    none does.
     Dynamic programming over (level, highest name so far), O(levels x names^2).
     """
     rank = {name: k for k, name in enumerate(ids)}
+    gap_cost = GAP_WEIGHT * float(np.median([sum(p.size for p in level.pieces) for level in levels])) if levels else 0.0
     # best[r]: (score, names so far) of the best assignment whose highest name has rank r
     # (r = -1: nothing named yet).
     best: dict[int, tuple[float, list]] = {-1: (0.0, [])}
@@ -168,7 +171,8 @@ def _best_names(levels: list[_Level], ids: tuple[int, ...]) -> list[int | None]:
                 kept = level.votes(name)
                 # Ties go to the name nearest the level's own names.
                 nearest = min(abs(rank[name] - rank[o]) for o in own)
-                gain = kept + RENAME_WEIGHT * (size - kept) - 1e-6 * nearest
+                skipped = rank[name] - last - 1 if last >= 0 else 0
+                gain = kept + RENAME_WEIGHT * (size - kept) - gap_cost * skipped - 1e-6 * nearest
                 options.append((rank[name], score + gain, names + [name]))
             for new_last, new_score, new_names in options:
                 if new_last not in following or new_score > following[new_last][0]:

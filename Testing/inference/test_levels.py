@@ -92,3 +92,19 @@ def test_order_follows_the_patients_superior_axis_not_the_array(degrees):
     np.testing.assert_array_equal(order_levels(volume(labels, k_up)).array, labels)
     k_down = k_up @ np.diag([1.0, -1.0, -1.0])  # same array, patient upside down
     np.testing.assert_array_equal(order_levels(volume(labels, k_down)).array, spine([L5, L4, L3, L2, L1]))
+
+
+def test_a_body_split_between_two_names_takes_the_next_name_up():
+    labels = spine([L5, L4, L3, L2])
+    top = labels == L2
+    front = top.copy()
+    front[:, :9, :] = False  # 7 of the 12 columns of the top body called L1: a narrow majority
+    labels[front] = L1
+    out = order_levels(volume(labels)).array
+    np.testing.assert_array_equal(out, spine([L5, L4, L3, L2]))  # not L1: that would skip L2
+
+
+def test_a_level_the_network_missed_leaves_a_gap_and_the_rest_keep_their_names():
+    labels = spine([L5, L4, L3, L2, L1])
+    labels[labels == L3] = 0
+    np.testing.assert_array_equal(order_levels(volume(labels)).array, labels)

@@ -53,7 +53,7 @@ class _Piece:
     """One connected piece of one label: where it is and how many voxels it has."""
 
     label_id: int
-    index: tuple  # (component map, component number, bounding slices)
+    index: tuple  # (boolean mask inside its box, the box as slices of the label map)
     size: int
     low: float  # lowest superior coordinate, mm
     high: float  # highest superior coordinate, mm
@@ -83,22 +83,24 @@ class _Level:
 
 
 def _pieces(labels: np.ndarray, label_ids, step: np.ndarray) -> list[_Piece]:
+    """Connected pieces (26-neighbourhood) of the given labels, each found inside its label's bounding box."""
     from scipy import ndimage
 
     pieces = []
     structure = np.ones((3, 3, 3), dtype=bool)
+    boxes = ndimage.find_objects(labels)  # boxes[v - 1]: bounding box of value v, or None
     for label_id in label_ids:
-        mask = labels == label_id
-        if not mask.any():
+        box = boxes[label_id - 1] if label_id <= len(boxes) else None
+        if box is None:
             continue
-        components, count = ndimage.label(mask, structure=structure)
+        components, _ = ndimage.label(labels[box] == label_id, structure=structure)
         for number, window in enumerate(ndimage.find_objects(components), start=1):
             if window is None:
                 continue
-            local = np.argwhere(components[window] == number)
-            offset = np.array([s.start for s in window])
-            z = (local + offset) @ step
-            pieces.append(_Piece(label_id, (components, number, window), len(local),
+            mask = components[window] == number
+            where = tuple(slice(b.start + w.start, b.start + w.stop) for b, w in zip(box, window, strict=True))
+            z = (np.argwhere(mask) + np.array([w.start for w in where])) @ step
+            pieces.append(_Piece(label_id, (mask, where), int(mask.sum()),
                                  float(z.min()), float(z.max()), float(z.mean())))
     return pieces
 
@@ -182,9 +184,8 @@ def _best_names(levels: list[_Level], ids: tuple[int, ...]) -> list[int | None]:
 
 
 def _paint(out: np.ndarray, piece: _Piece, value: int) -> None:
-    components, number, window = piece.index
-    region = out[window]
-    region[components[window] == number] = value
+    mask, where = piece.index
+    out[where][mask] = value
 
 
 def order_levels(volume: Volume) -> Volume:

@@ -78,17 +78,23 @@ class _Level:
     def centre(self) -> float:
         return sum(p.centre * p.size for p in self.pieces) / sum(p.size for p in self.pieces)
 
+    @property
+    def size(self) -> int:
+        return sum(p.size for p in self.pieces)
+
     def votes(self, label_id: int) -> int:
         return sum(p.size for p in self.pieces if p.label_id == label_id)
 
 
-def _pieces(labels: np.ndarray, label_ids, step: np.ndarray) -> list[_Piece]:
-    """Connected pieces (26-neighbourhood) of the given labels, each found inside its label's bounding box."""
+def _pieces(labels: np.ndarray, boxes: list, label_ids, step: np.ndarray) -> list[_Piece]:
+    """Connected pieces (26-neighbourhood) of the given labels, each found inside its label's bounding box.
+
+    ``boxes`` is ``scipy.ndimage.find_objects(labels)``: boxes[v - 1] bounds value v, or is None.
+    """
     from scipy import ndimage
 
     pieces = []
     structure = np.ones((3, 3, 3), dtype=bool)
-    boxes = ndimage.find_objects(labels)  # boxes[v - 1]: bounding box of value v, or None
     for label_id in label_ids:
         box = boxes[label_id - 1] if label_id <= len(boxes) else None
         if box is None:
@@ -131,9 +137,8 @@ def _group(pieces: list[_Piece]) -> list[_Level]:
     a neighbour) and stays apart.
     """
     tallest: dict[int, float] = {}
-    for piece in pieces:  # the height of each name's largest piece
-        if piece.size >= max((q.size for q in pieces if q.label_id == piece.label_id), default=0):
-            tallest[piece.label_id] = piece.high - piece.low
+    for piece in sorted(pieces, key=lambda p: p.size):  # ends with the height of each name's largest piece
+        tallest[piece.label_id] = piece.high - piece.low
     typical = float(np.median(list(tallest.values()))) if tallest else 0.0
     limit = max(MAX_LEVEL_HEIGHT * typical, typical + LEVEL_HEIGHT_SLACK_MM)
     levels: list[_Level] = []
@@ -159,12 +164,12 @@ def _best_names(levels: list[_Level], ids: tuple[int, ...]) -> list[int | None]:
     Dynamic programming over (level, highest name so far), O(levels x names^2).
     """
     rank = {name: k for k, name in enumerate(ids)}
-    gap_cost = GAP_WEIGHT * float(np.median([sum(p.size for p in level.pieces) for level in levels])) if levels else 0.0
+    gap_cost = GAP_WEIGHT * float(np.median([level.size for level in levels])) if levels else 0.0
     # best[r]: (score, names so far) of the best assignment whose highest name has rank r
     # (r = -1: nothing named yet).
     best: dict[int, tuple[float, list]] = {-1: (0.0, [])}
     for level in levels:
-        size = sum(p.size for p in level.pieces)
+        size = level.size
         own = {p.label_id for p in level.pieces}
         following: dict[int, tuple[float, list]] = {}
         for last, (score, names) in best.items():
@@ -196,16 +201,19 @@ def order_levels(volume: Volume) -> Volume:
 
     Returns:
         A new label Volume on the same grid: fragments and misplaced sacrum removed (0),
-        every level one consecutive name; unchanged where the order was already right
-        and no fragments exist.
+        one name per level, rising from bottom to top; unchanged where the order was
+        already right and no fragments exist.
     """
+    from scipy import ndimage
+
     labels = np.asarray(volume.array)
+    boxes = ndimage.find_objects(labels)
     step = np.asarray(volume.direction)[2] * np.asarray(volume.spacing)  # mm of superior per index step
     out = labels.copy()
     lumbar_and_thoracic = tuple(i for i in VERTEBRA_IDS if i != SACRUM_ID)
     lowest_vertebra = None
     for ids in (lumbar_and_thoracic, DISC_IDS):
-        kept, dropped = _drop_fragments(_pieces(labels, ids, step))
+        kept, dropped = _drop_fragments(_pieces(labels, boxes, ids, step))
         for piece in dropped:
             _paint(out, piece, 0)
         levels = _group(kept)
@@ -217,7 +225,7 @@ def order_levels(volume: Volume) -> Volume:
         if ids is lumbar_and_thoracic and named:
             lowest_vertebra = min(named)
     # The sacrum is one bone below every vertebra: keep its largest piece that is.
-    sacrum = _pieces(labels, (SACRUM_ID,), step)
+    sacrum = _pieces(labels, boxes, (SACRUM_ID,), step)
     below = [p for p in sacrum if lowest_vertebra is None or p.centre < lowest_vertebra]
     keep = max(below, key=lambda p: p.size, default=None)
     for piece in sacrum:

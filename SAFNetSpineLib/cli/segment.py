@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from SAFNetSpineLib.errors import SpineInputError
-from SAFNetSpineLib.inference.postprocess import CLEANUPS
+from SAFNetSpineLib.inference.postprocess import CLEANUP_HELP, CLEANUPS, DEFAULT_CLEANUP
 from SAFNetSpineLib.labels import STRUCTURES, SUPERIOR_TO_INFERIOR_IDS
 
 FORMATS = ("nii.gz", "seg.nrrd", "both")
@@ -35,9 +35,7 @@ def add_parser(subparsers) -> None:
                         help="auto: fp16 autocast on CUDA, fp32 on CPU (bf16 autocast on request)")
     parser.add_argument("--tta", action="store_true", help="also segment the left-right mirrored image and average")
     parser.add_argument("--format", default="nii.gz", choices=FORMATS, help="label map format(s)")
-    parser.add_argument("--cleanup", default="levels", choices=CLEANUPS,
-                        help="levels: names in anatomical order, fragments removed (default); "
-                             "largest: largest component per label; none: the network's labels as they are")
+    parser.add_argument("--cleanup", default=DEFAULT_CLEANUP, choices=CLEANUPS, help=CLEANUP_HELP)
     parser.add_argument("--overlay", action="store_true", help="also write a mid-sagittal overlay PNG")
     parser.add_argument("--progress", default="bar", choices=("bar", "json", "none"),
                         help="progress display; json: one JSON object per line on stdout")

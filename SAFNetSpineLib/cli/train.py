@@ -15,7 +15,7 @@ import signal
 import threading
 from pathlib import Path
 
-from SAFNetSpineLib.inference.postprocess import CLEANUPS
+from SAFNetSpineLib.inference.postprocess import CLEANUP_HELP, CLEANUPS, DEFAULT_CLEANUP
 
 _TUPLE_FIELDS = ("contrast_gamma", "elastic_spacing", "elastic_magnitude")
 _SPECIAL_FIELDS = ("model_options", "preprocess", "case_repeats")
@@ -101,8 +101,7 @@ def add_parser(subparsers) -> None:
                                "split.json, whose validation cases are used); default: every case")
     evaluate.add_argument("--out", required=True, type=Path, metavar="DIR", help="report folder")
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default auto)")
-    evaluate.add_argument("--cleanup", default="levels", choices=CLEANUPS,
-                          help="post-processing, as segment --cleanup (default levels)")
+    evaluate.add_argument("--cleanup", default=DEFAULT_CLEANUP, choices=CLEANUPS, help=CLEANUP_HELP)
     evaluate.add_argument("--no-surface", action="store_true", help="skip MSD and HD95 (faster)")
     evaluate.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
                           help="progress as a bar on stderr, JSON lines on stdout, or none (default bar)")

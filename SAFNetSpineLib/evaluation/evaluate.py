@@ -10,11 +10,12 @@ import torch
 
 from SAFNetSpineLib.data.cases import Case, load_case
 from SAFNetSpineLib.evaluation.metrics import score_case
+from SAFNetSpineLib.inference.postprocess import DEFAULT_CLEANUP
 from SAFNetSpineLib.labels import STRUCTURES
 
 
 def predict_case(model: torch.nn.Module, image, preprocess: dict, device: torch.device | str,
-                 cleanup: str = "levels"):
+                 cleanup: str = DEFAULT_CLEANUP):
     """Label map of ``model`` for one image, on the image's exact grid, as ``segment`` makes it.
 
     Args:
@@ -36,7 +37,7 @@ def predict_case(model: torch.nn.Module, image, preprocess: dict, device: torch.
 
 
 def evaluate_model(model: torch.nn.Module, manifest, cases: Sequence[Case], device: torch.device | str = "cpu", *,
-                   surface: bool = True, cleanup: str = "levels", progress=None) -> list[dict]:
+                   surface: bool = True, cleanup: str = DEFAULT_CLEANUP, progress=None) -> list[dict]:
     """Score a model on cases: every annotated structure of every case, in input space.
 
     Args:
@@ -45,7 +46,7 @@ def evaluate_model(model: torch.nn.Module, manifest, cases: Sequence[Case], devi
         cases: Cases with reference labels.
         device: Torch device.
         surface: Also compute MSD and HD95 (mm); otherwise those are NaN.
-        cleanup: Post-processing, as ``segment --cleanup`` (default "levels", as ``segment``).
+        cleanup: Post-processing, as ``segment --cleanup`` (default: segment's).
         progress: Optional callable(stage, fraction, message).
 
     Returns:

@@ -48,9 +48,12 @@ def keep_largest_component(labels: np.ndarray) -> np.ndarray:
 #: Clean-ups of a predicted label map, by name: "levels" (anatomical order, the default),
 #: "largest" (largest component per label), "none".
 CLEANUPS = ("levels", "largest", "none")
+DEFAULT_CLEANUP = CLEANUPS[0]
+CLEANUP_HELP = ("levels: names in anatomical order, fragments removed (default); "
+                "largest: largest component per label; none: the network's labels as they are")
 
 
-def clean_up(labels: Volume, mode: str = "levels") -> Volume:
+def clean_up(labels: Volume, mode: str = DEFAULT_CLEANUP) -> Volume:
     """Apply one of :data:`CLEANUPS` to a label Volume (a new Volume; the input is kept).
 
     Raises:

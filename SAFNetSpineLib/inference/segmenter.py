@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from SAFNetSpineLib.errors import SpineInputError
-from SAFNetSpineLib.inference.postprocess import CLEANUPS, clean_up, structure_volumes_ml
+from SAFNetSpineLib.inference.postprocess import CLEANUPS, DEFAULT_CLEANUP, clean_up, structure_volumes_ml
 from SAFNetSpineLib.models.precision import (
     autocast_context,
     check_precision,
@@ -83,7 +83,7 @@ class Segmenter:
     """
 
     def __init__(self, weights_dirs: list[str | Path], device: str = "auto", precision: str = "auto",
-                 tta: bool = False, cleanup: str = "levels"):
+                 tta: bool = False, cleanup: str = DEFAULT_CLEANUP):
         if not weights_dirs:
             raise SpineInputError(None, "no weights folder given")
         self._configure(device, precision, tta, cleanup)
@@ -98,7 +98,7 @@ class Segmenter:
 
     @classmethod
     def for_model(cls, model: torch.nn.Module, preprocess: PreprocessConfig, device: str | torch.device = "cpu",
-                  precision: str = "fp32", cleanup: str = "levels", version: str = "in memory") -> Segmenter:
+                  precision: str = "fp32", cleanup: str = DEFAULT_CLEANUP, version: str = "in memory") -> Segmenter:
         """Wrap a network already in memory (e.g. during training or evaluation).
 
         The model is used as it is (put in eval mode, not folded or moved): the caller

@@ -244,6 +244,9 @@ def run_train(args: argparse.Namespace) -> int:
                    progress=Progress(args.progress), cancel=cancel, resume=args.resume, cache_dir=args.cache,
                    version=args.version,
                    trained_on=f"{len(train_cases)} cases from {folders}; validated on {len(val_cases)} held-out cases")
+    if result.averaged_weights_dir is not None and args.progress != "json":
+        print(f"averaged weights ({result.averaged_weights_dir}): validation Dice {result.averaged_val_dice:.4f}",
+              flush=True)
     if result.cancelled:
         print(f"cancelled after {result.epochs_run} completed epochs; continue with --resume", flush=True)
         return 130

@@ -57,6 +57,7 @@ def save_checkpoint(
     scheduler,
     state: dict,
     scaler=None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write ``folder/checkpoint.safetensors`` atomically (and a readable ``checkpoint.json``).
 
@@ -67,6 +68,8 @@ def save_checkpoint(
         scheduler: Learning-rate scheduler with state_dict().
         state: JSON-able run state (epoch, best score, history, config ...).
         scaler: Optional torch.amp.GradScaler.
+        extra_tensors: More tensors to keep with the run (names must not start with
+            ``model/``, ``optimizer/`` or ``rng/``), e.g. a weight average.
     """
     from SAFNetSpineLib.atomic import save_tensors_atomic, write_json_atomic
 
@@ -82,6 +85,10 @@ def save_checkpoint(
             else:
                 optim_scalars.setdefault(str(index), {})[key] = value
     tensors["rng/torch"] = torch.get_rng_state()
+    for name, value in (extra_tensors or {}).items():
+        if name.split("/", 1)[0] in ("model", "optimizer", "rng"):
+            raise ValueError(f"extra checkpoint tensor {name!r} uses a reserved prefix")
+        tensors[name] = value.detach().cpu()
     meta = {
         "format": CHECKPOINT_FORMAT,
         "state": state,

@@ -52,6 +52,9 @@ class TrainConfig:
         case_repeats: Case-id prefix -> how many times each matching training case is drawn
             per epoch (oversamples small sources, e.g. {"chu_": 4}); the longest matching
             prefix wins; unmatched cases are drawn once.
+        average_from: From this epoch on, also keep the equal-weight mean of the weights after
+            every epoch (stochastic weight averaging) and save it, BatchNorm statistics
+            recomputed, as ``averaged/`` when the run ends or is cancelled; 0 = off.
     """
 
     model: str = "safnet"
@@ -81,6 +84,7 @@ class TrainConfig:
     val_every: int = 1
     seed: int = 0
     case_repeats: dict = field(default_factory=dict)
+    average_from: int = 0
 
     def __post_init__(self) -> None:
         checks = [
@@ -90,6 +94,7 @@ class TrainConfig:
             (self.lr > 0, "lr must be > 0"),
             (0 < self.plateau_factor < 1, "plateau_factor must be in (0, 1)"),
             (self.val_every >= 1, "val_every must be >= 1"),
+            (self.average_from >= 0, "average_from must be >= 0 (0 = no weight averaging)"),
             (self.precision in ("auto", "fp32", "bf16", "fp16"), "precision must be auto, fp32, bf16 or fp16"),
             (self.memory_format in ("auto", "channels_last", "contiguous"),
              "memory_format must be auto, channels_last or contiguous"),

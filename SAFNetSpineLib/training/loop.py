@@ -29,19 +29,26 @@ from SAFNetSpineLib.data.cases import Case
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.labels import STRUCTURES
 from SAFNetSpineLib.training.augmentation import build_augmentation
+from SAFNetSpineLib.training.averaging import WeightAverage
 from SAFNetSpineLib.training.cache import preprocess_cases
-from SAFNetSpineLib.training.checkpoint import CHECKPOINT_FILE, restore_checkpoint, save_checkpoint
+from SAFNetSpineLib.training.checkpoint import (
+    CHECKPOINT_FILE,
+    read_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from SAFNetSpineLib.training.config import TrainConfig
 from SAFNetSpineLib.training.dataset import TrainingCases, validation_dice
 from SAFNetSpineLib.training.distributed import DistributedContext, setup_distributed
 from SAFNetSpineLib.training.losses import marginal_cross_entropy, marginal_soft_dice_loss
 
 BEST_WEIGHTS_DIR = "best"
+AVERAGED_WEIGHTS_DIR = "averaged"
 CONFIG_FILE = "train_config.json"
 LOG_FILE = "train_log.jsonl"
 RESULT_FILE = "train_result.json"
 #: Config fields that may change when a run is resumed (e.g. train longer).
-RESUMABLE_CHANGES = frozenset({"epochs", "num_workers", "device", "val_every", "memory_format"})
+RESUMABLE_CHANGES = frozenset({"epochs", "num_workers", "device", "val_every", "memory_format", "average_from"})
 
 
 @dataclass
@@ -57,6 +64,9 @@ class TrainResult:
         history: One dict per completed epoch (epoch, loss, val_dice, lr, seconds).
         cancelled: True if the run stopped early through the cancel hook.
         config: The config that was used (after taking the architecture from init weights).
+        averaged_weights_dir: The weight-averaged folder (``averaged/``), or None without
+            ``config.average_from`` or before that epoch was reached.
+        averaged_val_dice: Mean validation Dice of the averaged weights (NaN if none).
     """
 
     best_val_dice: float
@@ -67,6 +77,8 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     cancelled: bool = False
     config: TrainConfig | None = None
+    averaged_weights_dir: Path | None = None
+    averaged_val_dice: float = float("nan")
 
 
 def is_cancelled(cancel) -> bool:
@@ -256,11 +268,14 @@ def _train(ctx, config, train_cases, val_cases, out_dir, init_weights, progress,
     autocast, needs_scaler = _autocast_factory(ctx.device, config.precision)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=needs_scaler)
 
+    average = WeightAverage(module) if config.average_from else None
     state = {"epoch": 0, "best_val_dice": float("-inf"), "best_epoch": 0, "history": []}
     if resume and (out_dir / CHECKPOINT_FILE).exists():
         saved = restore_checkpoint(out_dir, model, optimizer, scheduler, scaler)
         _check_resume_config(saved["config"], config, out_dir)
         state = {k: saved[k] for k in state}
+        if average is not None:
+            average.load_tensors(read_checkpoint(out_dir)[0])
     state["config"] = config.to_dict()
 
     drawn = [case for case in train_data for _ in range(config.repeats_for(case.case_id))]
@@ -322,6 +337,9 @@ def _train(ctx, config, train_cases, val_cases, out_dir, init_weights, progress,
         elif not val_data:
             scheduler.step(-train_loss)
             improved = True
+        if average is not None and epoch >= config.average_from:
+            average.update(module)
+            record["averaged_epochs"] = average.count
         record["seconds"] = round(time.perf_counter() - started, 2)
         state["history"].append(record)
         state["epoch"] = epoch
@@ -338,7 +356,8 @@ def _train(ctx, config, train_cases, val_cases, out_dir, init_weights, progress,
                                          preprocess=dict(config.preprocess), trained_on=trained_on, version=version,
                                          metrics=metrics, parent_version=parent_version)
                 save_weights(module, out_dir / BEST_WEIGHTS_DIR, manifest)
-            save_checkpoint(out_dir, model, optimizer, scheduler, _json_state(state), scaler)
+            save_checkpoint(out_dir, model, optimizer, scheduler, _json_state(state), scaler,
+                            extra_tensors=average.to_tensors() if average is not None and average.count else None)
             _append_log(out_dir / LOG_FILE, record)
         message = f"epoch {epoch}/{config.epochs} loss {train_loss:.4f}"
         if "val_dice" in record:
@@ -346,6 +365,14 @@ def _train(ctx, config, train_cases, val_cases, out_dir, init_weights, progress,
         report("train", epoch / config.epochs, message, epoch=epoch, loss=train_loss,
                val_dice=record.get("val_dice"))
     fingerprints = _parameter_fingerprints(ctx, module)
+    averaged_dir, averaged_dice = None, float("nan")
+    if ctx.is_main and average is not None and average.count:
+        averaged_dir, averaged_dice = _save_average(average, config, train_data, val_data, out_dir, ctx.device,
+                                                    autocast, ModelManifest(
+                                                        architecture=config.model, model_config=config.model_config,
+                                                        preprocess=dict(config.preprocess), trained_on=trained_on,
+                                                        version=version, parent_version=parent_version))
+        report("train", 1.0, f"averaged weights of {average.count} epochs: val Dice {averaged_dice:.4f}")
     best = float(state["best_val_dice"])
     result = TrainResult(
         best_val_dice=best if math.isfinite(best) else float("nan"),
@@ -356,14 +383,35 @@ def _train(ctx, config, train_cases, val_cases, out_dir, init_weights, progress,
         history=list(state["history"]),
         cancelled=cancelled,
         config=config,
+        averaged_weights_dir=averaged_dir,
+        averaged_val_dice=averaged_dice,
     )
     if ctx.is_main:
         write_json_atomic({
             "best_val_dice": result.best_val_dice if math.isfinite(result.best_val_dice) else None,
             "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "cancelled": cancelled,
             "history": result.history, "rank_parameter_fingerprints": fingerprints,
+            "averaged_val_dice": averaged_dice if math.isfinite(averaged_dice) else None,
         }, out_dir / RESULT_FILE)
     return result
+
+
+def _save_average(average: WeightAverage, config: TrainConfig, train_data, val_data, out_dir: Path,
+                  device: torch.device, autocast, manifest) -> tuple[Path, float]:
+    """Averaged weights with recomputed BatchNorm statistics, validated and saved as ``averaged/``."""
+    from SAFNetSpineLib.models import build_model
+    from SAFNetSpineLib.weights import save_weights
+
+    averaged = build_model(config.model, **config.model_config).to(device)
+    average.apply_to(averaged, train_data, device)
+    val_dice = float("nan")
+    metrics = {"averaged_epochs": average.count, "averaged_from_epoch": config.average_from}
+    if val_data:
+        scores = validation_dice(averaged, val_data, device, autocast)
+        val_dice = float(np.nanmean(scores)) if np.isfinite(scores).any() else 0.0
+        metrics.update(val_dice=val_dice, val_cases=[c.case_id for c in val_data])
+    manifest.metrics = metrics
+    return save_weights(averaged, out_dir / AVERAGED_WEIGHTS_DIR, manifest), val_dice
 
 
 def _json_state(state: dict) -> dict:

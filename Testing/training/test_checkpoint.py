@@ -61,3 +61,18 @@ def test_missing_or_corrupt_checkpoint(tmp_path):
     (tmp_path / CHECKPOINT_FILE).write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not a header")
     with pytest.raises(SpineInputError, match="unreadable checkpoint"):
         read_checkpoint(tmp_path)
+
+
+def test_extra_tensors_travel_with_the_checkpoint_and_cannot_shadow_its_own(tmp_path):
+    model, optimizer, scheduler = _stepped(0)
+    extra = {"average/conv.weight": torch.arange(6.0).reshape(2, 3)}
+    save_checkpoint(tmp_path, model, optimizer, scheduler, {"epoch": 2}, extra_tensors=extra)
+    tensors, _ = read_checkpoint(tmp_path)
+    assert torch.equal(tensors["average/conv.weight"], extra["average/conv.weight"])
+    fresh, fresh_optimizer, fresh_scheduler = _stepped(1)
+    assert restore_checkpoint(tmp_path, fresh, fresh_optimizer, fresh_scheduler) == {"epoch": 2}
+    before = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    with pytest.raises(ValueError, match="reserved prefix"):
+        save_checkpoint(tmp_path, model, optimizer, scheduler, {"epoch": 3},
+                        extra_tensors={"model/x": torch.zeros(1)})
+    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == before

@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 from SAFNetSpineLib.data.cases import load_case_folder
 from SAFNetSpineLib.errors import SpineInputError
@@ -162,3 +163,34 @@ def test_resume_accepts_a_checkpoint_written_before_case_repeats_existed(small_p
     _check_resume_config(older, TrainConfig(epochs=3, **FAST), out)  # the default fills the gap
     with pytest.raises(SpineInputError, match="case_repeats"):
         _check_resume_config(older, TrainConfig(epochs=3, case_repeats={"x": 2}, **FAST), out)
+
+
+def test_weight_averaging_saves_an_averaged_folder_and_survives_a_resume(small_phantoms, tmp_path):
+    cases = load_case_folder(small_phantoms)
+    config = TrainConfig(epochs=4, average_from=2, **FAST)
+    straight = train(config, cases[:2], cases[2:3], tmp_path / "a")
+    assert [h.get("averaged_epochs") for h in straight.history] == [None, 1, 2, 3]
+    model, manifest = load_model(straight.averaged_weights_dir)
+    assert straight.averaged_weights_dir == tmp_path / "a" / "averaged"
+    assert manifest.metrics["averaged_epochs"] == 3 and manifest.metrics["averaged_from_epoch"] == 2
+    assert manifest.metrics["val_dice"] == pytest.approx(straight.averaged_val_dice)
+    assert 0.0 <= straight.averaged_val_dice <= 1.0
+    tensors, _ = read_checkpoint(tmp_path / "a")
+    assert int(tensors["average/#count"][0]) == 3
+    last = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
+    averaged = dict(model.named_parameters())
+    # The average is not the last epoch's weights (lr 1e-2 moves them every epoch) ...
+    assert any(not torch.allclose(averaged[k], last[k]) for k in averaged)
+    # ... and a run cancelled after epoch 3 and resumed ends with the same average.
+    first = train(config, cases[:2], cases[2:3], tmp_path / "b", cancel=CancelAfter(6))
+    assert first.cancelled and first.epochs_run == 3
+    assert load_model(first.averaged_weights_dir)[1].metrics["averaged_epochs"] == 2
+    train(config, cases[:2], cases[2:3], tmp_path / "b", resume=True)
+    resumed, _ = load_model(tmp_path / "b" / "averaged")
+    for name, value in resumed.named_parameters():
+        assert torch.allclose(value, averaged[name], atol=1e-5), name
+
+
+def test_no_averaged_folder_without_average_from(learned):
+    result, out, _ = learned
+    assert result.averaged_weights_dir is None and not (out / "averaged").exists()

@@ -21,6 +21,7 @@ from SAFNetSpineLib.errors import SpineInputError
 CHECKPOINT_FILE = "checkpoint.safetensors"
 CHECKPOINT_JSON = "checkpoint.json"
 CHECKPOINT_FORMAT = 1
+_RESERVED = ("model", "optimizer", "rng")  # first path parts of the checkpoint's own tensors
 
 
 def _jsonable(value: Any) -> Any:
@@ -86,7 +87,7 @@ def save_checkpoint(
                 optim_scalars.setdefault(str(index), {})[key] = value
     tensors["rng/torch"] = torch.get_rng_state()
     for name, value in (extra_tensors or {}).items():
-        if name.split("/", 1)[0] in ("model", "optimizer", "rng"):
+        if name.split("/", 1)[0] in _RESERVED:
             raise ValueError(f"extra checkpoint tensor {name!r} uses a reserved prefix")
         tensors[name] = value.detach().cpu()
     meta = {
@@ -133,8 +134,13 @@ def restore_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler,
     scaler=None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
 ) -> dict:
     """Load a checkpoint into live objects.
+
+    Args:
+        extra_tensors: If given, filled with the tensors saved as ``extra_tensors`` by
+            :func:`save_checkpoint` (e.g. a weight average).
 
     Returns:
         The run state dict given to :func:`save_checkpoint`.
@@ -167,4 +173,6 @@ def restore_checkpoint(
         scaler.load_state_dict(meta["scaler"])
     if "rng/torch" in tensors:
         torch.set_rng_state(tensors["rng/torch"])
+    if extra_tensors is not None:
+        extra_tensors.update({k: v for k, v in tensors.items() if k.split("/", 1)[0] not in _RESERVED})
     return meta["state"]

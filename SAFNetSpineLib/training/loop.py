@@ -31,12 +31,7 @@ from SAFNetSpineLib.labels import STRUCTURES
 from SAFNetSpineLib.training.augmentation import build_augmentation
 from SAFNetSpineLib.training.averaging import WeightAverage
 from SAFNetSpineLib.training.cache import preprocess_cases
-from SAFNetSpineLib.training.checkpoint import (
-    CHECKPOINT_FILE,
-    read_checkpoint,
-    restore_checkpoint,
-    save_checkpoint,
-)
+from SAFNetSpineLib.training.checkpoint import CHECKPOINT_FILE, restore_checkpoint, save_checkpoint
 from SAFNetSpineLib.training.config import TrainConfig
 from SAFNetSpineLib.training.dataset import TrainingCases, validation_dice
 from SAFNetSpineLib.training.distributed import DistributedContext, setup_distributed
@@ -271,11 +266,12 @@ def _train(ctx, config, train_cases, val_cases, out_dir, init_weights, progress,
     average = WeightAverage(module) if config.average_from else None
     state = {"epoch": 0, "best_val_dice": float("-inf"), "best_epoch": 0, "history": []}
     if resume and (out_dir / CHECKPOINT_FILE).exists():
-        saved = restore_checkpoint(out_dir, model, optimizer, scheduler, scaler)
+        extra: dict[str, torch.Tensor] = {}
+        saved = restore_checkpoint(out_dir, model, optimizer, scheduler, scaler, extra_tensors=extra)
         _check_resume_config(saved["config"], config, out_dir)
         state = {k: saved[k] for k in state}
         if average is not None:
-            average.load_tensors(read_checkpoint(out_dir)[0])
+            average.load_tensors(extra)
     state["config"] = config.to_dict()
 
     drawn = [case for case in train_data for _ in range(config.repeats_for(case.case_id))]
@@ -288,6 +284,12 @@ def _train(ctx, config, train_cases, val_cases, out_dir, init_weights, progress,
     loader = DataLoader(dataset, batch_size=max(1, math.ceil(config.batch_size / ctx.world_size)), sampler=sampler,
                         num_workers=workers, pin_memory=ctx.device.type == "cuda")
     trained_on = trained_on or f"{len(train_cases)} training cases, {len(val_cases)} validation cases"
+
+    def describe(metrics: dict) -> ModelManifest:
+        return ModelManifest(architecture=config.model, model_config=config.model_config,
+                             preprocess=dict(config.preprocess), trained_on=trained_on, version=version,
+                             metrics=metrics, parent_version=parent_version)
+
     cancelled = False
     model.train()
     for epoch in range(int(state["epoch"]) + 1, config.epochs + 1):
@@ -352,10 +354,7 @@ def _train(ctx, config, train_cases, val_cases, out_dir, init_weights, progress,
                 if "val_dice" in record:
                     metrics.update(val_dice=record["val_dice"], val_dice_per_structure=record["val_dice_per_structure"],
                                    val_cases=[c.case_id for c in val_cases])
-                manifest = ModelManifest(architecture=config.model, model_config=config.model_config,
-                                         preprocess=dict(config.preprocess), trained_on=trained_on, version=version,
-                                         metrics=metrics, parent_version=parent_version)
-                save_weights(module, out_dir / BEST_WEIGHTS_DIR, manifest)
+                save_weights(module, out_dir / BEST_WEIGHTS_DIR, describe(metrics))
             save_checkpoint(out_dir, model, optimizer, scheduler, _json_state(state), scaler,
                             extra_tensors=average.to_tensors() if average is not None and average.count else None)
             _append_log(out_dir / LOG_FILE, record)
@@ -368,10 +367,7 @@ def _train(ctx, config, train_cases, val_cases, out_dir, init_weights, progress,
     averaged_dir, averaged_dice = None, float("nan")
     if ctx.is_main and average is not None and average.count:
         averaged_dir, averaged_dice = _save_average(average, config, train_data, val_data, out_dir, ctx.device,
-                                                    autocast, ModelManifest(
-                                                        architecture=config.model, model_config=config.model_config,
-                                                        preprocess=dict(config.preprocess), trained_on=trained_on,
-                                                        version=version, parent_version=parent_version))
+                                                    autocast, describe({}))
         report("train", 1.0, f"averaged weights of {average.count} epochs: val Dice {averaged_dice:.4f}")
     best = float(state["best_val_dice"])
     result = TrainResult(

@@ -70,7 +70,9 @@ def test_extra_tensors_travel_with_the_checkpoint_and_cannot_shadow_its_own(tmp_
     tensors, _ = read_checkpoint(tmp_path)
     assert torch.equal(tensors["average/conv.weight"], extra["average/conv.weight"])
     fresh, fresh_optimizer, fresh_scheduler = _stepped(1)
-    assert restore_checkpoint(tmp_path, fresh, fresh_optimizer, fresh_scheduler) == {"epoch": 2}
+    restored: dict = {}
+    assert restore_checkpoint(tmp_path, fresh, fresh_optimizer, fresh_scheduler, extra_tensors=restored) == {"epoch": 2}
+    assert set(restored) == set(extra) and torch.equal(restored["average/conv.weight"], extra["average/conv.weight"])
     before = (tmp_path / CHECKPOINT_FILE).read_bytes()
     with pytest.raises(ValueError, match="reserved prefix"):
         save_checkpoint(tmp_path, model, optimizer, scheduler, {"epoch": 3},

@@ -76,7 +76,7 @@ class _Level:
 
     @property
     def centre(self) -> float:
-        return sum(p.centre * p.size for p in self.pieces) / sum(p.size for p in self.pieces)
+        return sum(p.centre * p.size for p in self.pieces) / self.size
 
     @property
     def size(self) -> int:
@@ -105,8 +105,9 @@ def _pieces(labels: np.ndarray, boxes: list, label_ids, step: np.ndarray) -> lis
                 continue
             mask = components[window] == number
             where = tuple(slice(b.start + w.start, b.start + w.stop) for b, w in zip(box, window, strict=True))
-            z = (np.argwhere(mask) + np.array([w.start for w in where])) @ step
-            pieces.append(_Piece(label_id, (mask, where), int(mask.sum()),
+            voxels = np.argwhere(mask)
+            z = (voxels + np.array([w.start for w in where])) @ step
+            pieces.append(_Piece(label_id, (mask, where), len(voxels),
                                  float(z.min()), float(z.max()), float(z.mean())))
     return pieces
 

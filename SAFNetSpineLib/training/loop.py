@@ -263,7 +263,7 @@ def _train(ctx, config, train_cases, val_cases, out_dir, init_weights, progress,
     autocast, needs_scaler = _autocast_factory(ctx.device, config.precision)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=needs_scaler)
 
-    average = WeightAverage(module) if config.average_from else None
+    average = WeightAverage(module) if config.average_from and ctx.is_main else None  # only the main process saves
     state = {"epoch": 0, "best_val_dice": float("-inf"), "best_epoch": 0, "history": []}
     if resume and (out_dir / CHECKPOINT_FILE).exists():
         extra: dict[str, torch.Tensor] = {}
@@ -365,7 +365,7 @@ def _train(ctx, config, train_cases, val_cases, out_dir, init_weights, progress,
                val_dice=record.get("val_dice"))
     fingerprints = _parameter_fingerprints(ctx, module)
     averaged_dir, averaged_dice = None, float("nan")
-    if ctx.is_main and average is not None and average.count:
+    if average is not None and average.count:
         averaged_dir, averaged_dice = _save_average(average, config, train_data, val_data, out_dir, ctx.device,
                                                     autocast, describe({}))
         report("train", 1.0, f"averaged weights of {average.count} epochs: val Dice {averaged_dice:.4f}")

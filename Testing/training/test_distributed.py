@@ -23,7 +23,7 @@ def test_two_cpu_processes_train_in_sync_and_write_one_checkpoint(small_phantoms
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "SAFNetSpineLib", "train", "--data", str(small_phantoms), "--out", str(out),
         "--width", "8", "--epochs", "2", "--batch-size", "2", "--target-shape", "8", "64", "32",
-        "--val-cases", "phantom_0103", "phantom_0104", "--no-augment", "--progress", "json",
+        "--val-cases", "phantom_0103", "phantom_0104", "--no-augment", "--progress", "json", "--average-from", "2",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -42,5 +42,6 @@ def test_two_cpu_processes_train_in_sync_and_write_one_checkpoint(small_phantoms
     assert not [p for p in out.rglob("*") if p.name.startswith(".tmp-")]
     assert read_checkpoint(out)[1]["state"]["epoch"] == 2
     load_model(out / "best")
+    assert load_model(out / "averaged")[1].metrics["averaged_epochs"] == 1  # written once, by rank 0
     split = json.loads((out / "split.json").read_text())
     assert split["val"] == ["phantom_0103", "phantom_0104"] and len(split["train"]) == 3

@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m SAFNetSpineLib segment Resources/SampleData/SAFNetSpinePhantom.nii.gz -o out/demo --format both --overlay
+	$(PY) -m SAFNetSpineLib segment Resources/SampleData/SAFNetSpinePhantom.nii.gz -o out/demo --format both --overlay --measure
 
 test: $(STAMP)
 	$(PY) -m pytest -q Testing

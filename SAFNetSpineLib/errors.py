@@ -1,4 +1,4 @@
-"""The one error type the library raises for bad input.
+"""The error types the library raises for bad input and for outputs it cannot write.
 
 Every message names the file (or case) and the problem on one line, so that the CLI
 can print it without a traceback and the Slicer module can show it in a dialog.
@@ -22,3 +22,22 @@ class SpineInputError(Exception):
         self.problem = problem
         text = problem if subject is None else f"{subject}: {problem}"
         super().__init__(" ".join(text.split()))
+
+
+class SpineOutputError(SpineInputError):
+    """An output could not be written completely (full disk, read-only folder, immutable file).
+
+    A subclass of :class:`SpineInputError`, so every caller that turns bad input into
+    one line (the CLI: exit code 2) does the same for it; the earlier file of that name,
+    if any, is untouched.
+
+    Args:
+        subject: The file or folder that could not be written.
+        problem: The whole one-line problem.
+        reason: Just the cause ("no space left on the disk"), for callers that word
+            their own message; defaults to ``problem``.
+    """
+
+    def __init__(self, subject: str | Path | None, problem: str, reason: str | None = None):
+        super().__init__(subject, problem)
+        self.reason = reason or problem

@@ -15,6 +15,8 @@ import time
 from typing import Literal, TextIO
 
 ProgressMode = Literal["bar", "json", "none"]
+#: The modes, as ``--progress`` offers them.
+PROGRESS_MODES: tuple[str, ...] = ("bar", "json", "none")
 
 
 class Progress:
@@ -26,7 +28,7 @@ class Progress:
     """
 
     def __init__(self, mode: ProgressMode = "bar", stream: TextIO | None = None):
-        if mode not in ("bar", "json", "none"):
+        if mode not in PROGRESS_MODES:
             raise ValueError(f"unknown progress mode {mode!r}")
         self.mode = mode
         self.stream = stream or (sys.stdout if mode == "json" else sys.stderr)
@@ -46,4 +48,22 @@ class Progress:
             self.stream.write(line[:120].ljust(120))
             if fraction >= 1.0:
                 self.stream.write("\n")
+                _OPEN_LINES.discard(self.stream)
+            else:
+                _OPEN_LINES.add(self.stream)
             self.stream.flush()
+
+
+#: Streams on which a bar line was drawn and not yet ended with a newline.
+_OPEN_LINES: set = set()
+
+
+def end_open_lines() -> None:
+    """End any progress bar line left open, so that the next message (an error) starts on its own line."""
+    for stream in list(_OPEN_LINES):
+        try:
+            stream.write("\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed stream: nothing to tidy
+    _OPEN_LINES.clear()

@@ -13,13 +13,14 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-
-import torch
-from safetensors.torch import load_file
+from typing import TYPE_CHECKING
 
 from SAFNetSpineLib.atomic import file_sha256, save_tensors_atomic, write_json_atomic
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.labels import NUM_CLASSES, table_fingerprint
+
+if TYPE_CHECKING:  # torch is imported where tensors are handled, not to read a manifest
+    import torch
 
 TENSOR_FILE = "model.safetensors"
 MANIFEST_FILE = "model.json"
@@ -61,8 +62,49 @@ class ModelManifest:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelManifest:
+        """Build from ``model.json`` content after checking every field's type.
+
+        Raises:
+            ValueError: a missing required field or a field of the wrong type, named.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"the manifest is a JSON {_json_type(data)}, not an object")
+        for name in ("architecture", "model_config", "preprocess"):
+            if name not in data:
+                raise ValueError(f"'{name}' is missing")
+        for name, types in _FIELD_TYPES.items():
+            if name in data and not isinstance(data[name], types):
+                wanted = " or ".join(_json_type(t) for t in types)
+                raise ValueError(f"'{name}' is a JSON {_json_type(data[name])}, not {wanted}")
+        if not data["architecture"].strip():
+            raise ValueError("'architecture' is empty")
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+#: JSON types each manifest field may have (bool is excluded from numbers where it matters).
+_FIELD_TYPES = {
+    "architecture": (str,),
+    "model_config": (dict,),
+    "preprocess": (dict,),
+    "trained_on": (str,),
+    "version": (str,),
+    "label_table": (list,),
+    "created": (str,),
+    "metrics": (dict,),
+    "parent_version": (str, type(None)),
+    "sha256": (str,),
+    "format": (int,),
+}
+
+
+def _json_type(value) -> str:
+    """The JSON name of a value's type, or of a Python type."""
+    kind = value if isinstance(value, type) else type(value)
+    names = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+             type(None): "null"}
+    return next((text for t, text in names.items() if issubclass(kind, t) and not (t is int and kind is bool)),
+                kind.__name__)
 
 
 def default_weights_dir() -> Path:
@@ -110,16 +152,29 @@ def read_manifest(folder: str | Path) -> ModelManifest:
     if not (folder / TENSOR_FILE).is_file():
         raise SpineInputError(folder, f"not a weights folder (no {TENSOR_FILE})")
     try:
-        data = json.loads(manifest_path.read_text())
+        data = json.loads(manifest_path.read_text(encoding="utf-8"))
         manifest = ModelManifest.from_dict(data)
+    except OSError as error:
+        raise SpineInputError(manifest_path, f"unreadable manifest ({error.strerror or error})") from None
     except (ValueError, TypeError) as error:
         raise SpineInputError(manifest_path, f"unreadable manifest ({error})") from None
     if manifest.label_table != table_fingerprint():
         raise SpineInputError(manifest_path, "weights were trained for a different label table than this version's")
-    if int(manifest.model_config.get("num_classes", NUM_CLASSES)) != NUM_CLASSES:
-        raise SpineInputError(manifest_path, f"model has {manifest.model_config.get('num_classes')} classes, "
-                              f"the label table {NUM_CLASSES}")
+    classes = manifest.model_config.get("num_classes", NUM_CLASSES)
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes != NUM_CLASSES:
+        raise SpineInputError(manifest_path, f"model has {classes} classes, the label table {NUM_CLASSES}")
+    _check_preprocess(manifest.preprocess, manifest_path)
     return manifest
+
+
+def _check_preprocess(preprocess: dict, manifest_path: Path) -> None:
+    """Refuse a ``preprocess`` entry that inference could not use, naming the manifest."""
+    from SAFNetSpineLib.preprocessing.config import PreprocessConfig
+
+    try:
+        PreprocessConfig.from_dict(preprocess)
+    except SpineInputError as error:
+        raise SpineInputError(manifest_path, f"bad 'preprocess' entry ({error.problem})") from None
 
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelManifest]:
@@ -134,6 +189,8 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[
     Raises:
         SpineInputError: on any mismatch (tampered file, wrong architecture, other label table).
     """
+    from safetensors.torch import load_file
+
     from SAFNetSpineLib.models import build_model
 
     folder = Path(folder)
@@ -143,7 +200,7 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[
         raise SpineInputError(tensor_path, "checksum does not match model.json (file changed or corrupt)")
     try:
         model = build_model(manifest.architecture, **manifest.model_config)
-    except (KeyError, TypeError) as error:
+    except (KeyError, TypeError, ValueError) as error:
         raise SpineInputError(folder / MANIFEST_FILE, f"cannot build the model it describes ({error})") from None
     try:
         state = load_file(str(tensor_path))

@@ -56,18 +56,22 @@ def spine_color_table(scene):
     return table
 
 
-def segmentation_from_labels(scene, labels: Volume, volume_node, name: str | None = None):
-    """A new segmentation node with one segment per structure present in ``labels``.
+def segmentation_from_labels(scene, labels: Volume, volume_node, name: str | None = None, target=None):
+    """A segmentation node with one segment per structure present in ``labels``.
 
     Args:
         scene: The MRML scene to add nodes to.
         labels: Label map on ``volume_node``'s grid (ids of the label table), shape (I, J, K).
         volume_node: The segmented volume; its geometry becomes the reference geometry.
-        name: Node name (default: ``"<volume name> spine"``).
+        name: Node name of a new node (default: ``"<volume name> spine"``).
+        target: An existing segmentation node to write into: all its segments are replaced
+            by the result (its name, display node and place in the scene stay). None makes
+            a new node.
 
     Returns:
-        The segmentation node. Segments follow label-id order and carry the table's
-        name, colour and terminology. On any failure nothing is left in the scene.
+        The segmentation node (``target`` when given). Segments follow label-id order and
+        carry the table's name, colour and terminology. On any failure no new node is left
+        in the scene; bad label values are refused before ``target`` is touched.
 
     Raises:
         SpineInputError: if labels hold ids outside the table or lie on another grid.
@@ -77,9 +81,12 @@ def segmentation_from_labels(scene, labels: Volume, volume_node, name: str | Non
     if bad:
         raise SpineInputError("segmentation result", f"label values {bad[:10]} are not in the spine label table")
     table = spine_color_table(scene)
-    segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name or f"{volume_node.GetName()} spine")
+    segmentation_node = target
+    if target is None:
+        segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name or f"{volume_node.GetName()} spine")
     labelmap_node = None
     try:
+        segmentation_node.GetSegmentation().RemoveAllSegments()
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
         labelmap_node = labelmap_node_from_volume(scene, labels, volume_node, f"{segmentation_node.GetName()} labels")
         labelmap_node.CreateDefaultDisplayNodes()
@@ -99,11 +106,28 @@ def segmentation_from_labels(scene, labels: Volume, volume_node, name: str | Non
         segmentation_node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
         segmentation_node.CreateDefaultDisplayNodes()
     except Exception:
-        remove_node(scene, segmentation_node)
+        if target is None:
+            remove_node(scene, segmentation_node)
         raise
     finally:
         remove_node(scene, labelmap_node)
     return segmentation_node
+
+
+def show_in_3d(segmentation_node) -> bool:
+    """Make closed surfaces and show them in the 3D views (what Segment Editor's Show 3D does).
+
+    Returns:
+        True if the surfaces were made.
+    """
+    if not segmentation_node.CreateClosedSurfaceRepresentation():
+        return False
+    display = segmentation_node.GetDisplayNode()
+    if display is not None:
+        display.SetPreferredDisplayRepresentationName3D(
+            slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName())
+        display.SetVisibility3D(True)
+    return True
 
 
 def terminology_type_code(segment) -> tuple[str, str] | None:

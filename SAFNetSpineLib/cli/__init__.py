@@ -1,9 +1,11 @@
 """One command line, one subcommand per job.
 
-``python -m SAFNetSpineLib segment|phantom|train|cv|finetune|models|evaluate ...``
+``python -m SAFNetSpineLib segment|phantom|train|cv|evaluate|finetune|models|measure|relabel|cases ...``
 
-Each subcommand lives in its own module exposing ``add_parser(subparsers)``; the
-parser's ``func(args)`` calls library functions and returns an exit code. Bad input
+Each subcommand lives in its own module ``cli/NAME.py`` exposing ``add_parser(subparsers)``
+and listed in :data:`SUBCOMMAND_MODULES`; the parser's ``func(args)`` calls library
+functions and returns an exit code. Shared options (``--progress``, flags generated from
+a config dataclass) come from :mod:`.common`. Bad input
 (:class:`SpineInputError`) becomes one line on stderr and exit code 2; ``--debug``
 shows the traceback instead.
 """
@@ -12,14 +14,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from SAFNetSpineLib import __version__
 from SAFNetSpineLib.errors import SpineInputError
 
 #: Modules under SAFNetSpineLib.cli that each add one or more subcommands.
-SUBCOMMAND_MODULES = ("segment", "phantom", "train", "finetune")
+SUBCOMMAND_MODULES = ("segment", "phantom", "train", "cv", "evaluate", "finetune", "models", "measure", "relabel", "cases")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,21 +37,69 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(f"SAFNetSpineLib.cli.{name}").add_parser(subparsers)
+    _accept_debug_anywhere(parser)
     return parser
 
 
+def _accept_debug_anywhere(parser: argparse.ArgumentParser) -> None:
+    """Let ``--debug`` follow the subcommand too (``segment ... --debug``), at every level."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if "--debug" not in sub._option_string_actions:
+                    # SUPPRESS: when absent after the subcommand, the value given before it stays.
+                    sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                     help="show full tracebacks on errors")
+                _accept_debug_anywhere(sub)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a BaseException, like KeyboardInterrupt, so no ``except Exception`` swallows it)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the subcommand; returns the process exit code."""
+    """Parse ``argv`` and run the subcommand; returns the process exit code.
+
+    Exit codes: 0 done, 2 bad input or an output that could not be written (one line on
+    stderr), 130 cancelled (Ctrl-C), 143 terminated (SIGTERM); with ``--debug`` the
+    traceback is shown instead of the line.
+    """
+    from SAFNetSpineLib.progress import end_open_lines
+
     args = build_parser().parse_args(argv)
+    previous = _install_sigterm()
     try:
         return int(args.func(args) or 0)
     except SpineInputError as error:
         if args.debug:
             raise
+        end_open_lines()  # never glue the error to a progress bar
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if args.debug:
             raise
+        end_open_lines()
         print("error: cancelled", file=sys.stderr)
         return 130
+    except Terminated:
+        if args.debug:
+            raise
+        end_open_lines()
+        print("error: terminated (SIGTERM); files already written are complete, the one in progress was not "
+              "written", file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _install_sigterm():
+    """Turn SIGTERM into :class:`Terminated` while a command runs (main thread only); returns the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from SAFNetSpineLib.errors import SpineInputError
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("phantom", help="write synthetic spine MR phantoms (imagesTr/labelsTr/dataset.json)",
@@ -18,9 +20,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from SAFNetSpineLib.data.phantom import PhantomOptions, write_phantom_dataset
-    from SAFNetSpineLib.errors import SpineInputError
-    from SAFNetSpineLib.io import check_writable_dir
+    from SAFNetSpineLib.data.phantom import PhantomOptions, write_phantom_dataset  # SimpleITK: not for --help
+    from SAFNetSpineLib.io.validation import check_writable_dir
 
     if args.n < 1:
         raise SpineInputError(None, f"--n must be at least 1, got {args.n}")

@@ -1,8 +1,13 @@
 """``segment``: label spine MR volumes level by level.
 
 For an input ``NAME.ext`` writes ``OUTDIR/NAME_seg.nii.gz`` and/or ``OUTDIR/NAME.seg.nrrd``
-plus ``OUTDIR/NAME_seg.json`` (structures found, volumes, device, timings), and with
-``--overlay`` a mid-sagittal PNG ``OUTDIR/NAME_overlay.png``.
+plus ``OUTDIR/NAME_seg.json`` (structures found, volumes, device, timings, how far the
+level names can be trusted), with ``--overlay`` a mid-sagittal PNG
+``OUTDIR/NAME_overlay.png``, and with ``--measure`` the measurements of the result
+(``NAME_measurements.json``, ``.csv``, ``.png``; see ``measure``).
+Levels are named by counting along the spine; when the names
+are uncertain one warning line says why, and ``--level-hint L3=R,A,S`` fixes them. The names and the summary
+belong to :mod:`SAFNetSpineLib.inference.outputs`.
 """
 
 from __future__ import annotations
@@ -13,17 +18,27 @@ import time
 from pathlib import Path
 
 from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.finetune import ModelStore
+from SAFNetSpineLib.inference.outputs import (
+    FORMATS,
+    SAME_NAME_POLICY,
+    SegmentOutputs,
+    check_outputs_spare_inputs,
+    level_table,
+    output_stem,
+    write_label_outputs,
+)
 from SAFNetSpineLib.inference.postprocess import CLEANUP_HELP, CLEANUPS, DEFAULT_CLEANUP
-from SAFNetSpineLib.labels import STRUCTURES, SUPERIOR_TO_INFERIOR_IDS
-
-FORMATS = ("nii.gz", "seg.nrrd", "both")
+from SAFNetSpineLib.io.validation import check_input_path, check_writable_dir
+from SAFNetSpineLib.progress import Progress
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("segment", help="segment spine MR volumes level by level",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="image file (.nii/.nii.gz/.nrrd/.mha/.mhd) or DICOM series folder")
+                        help="image file (.nii/.nii.gz/.nrrd/.mha/.mhd) or DICOM series folder; "
+                             + SAME_NAME_POLICY)
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder")
     parser.add_argument("--weights", action="append", type=Path, metavar="DIR",
                         help="weights folder (repeat for an ensemble); default: the active version of "
@@ -37,50 +52,35 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--format", default="nii.gz", choices=FORMATS, help="label map format(s)")
     parser.add_argument("--cleanup", default=DEFAULT_CLEANUP, choices=CLEANUPS, help=CLEANUP_HELP)
     parser.add_argument("--overlay", action="store_true", help="also write a mid-sagittal overlay PNG")
+    parser.add_argument("--measure", action="store_true",
+                        help="also measure the result: NAME_measurements.json/.csv/.png (see the measure command)")
+    parser.add_argument("--level-hint", metavar="NAME=R,A,S",
+                        help="the structure at this point (RAS mm, as Slicer shows it) is NAME (e.g. L3, L4/L5, S); "
+                             "every other level is named by counting from it (one input only)")
     parser.add_argument("--progress", default="bar", choices=("bar", "json", "none"),
                         help="progress display; json: one JSON object per line on stdout")
     parser.set_defaults(func=run)
 
 
-def output_stem(path: Path) -> str:
-    """``scan.nii.gz`` -> ``scan``; a DICOM folder -> its name."""
-    name = path.name
-    for suffix in (".nii.gz", ".seg.nrrd", ".nii", ".nrrd", ".mha", ".mhd", ".dcm"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def level_table(volumes_ml: dict[str, float]) -> str:
-    """Human-readable per-level table (superior to inferior, vertebrae and discs interleaved)."""
-    rows = [f"{'level':<8} {'structure':<28} {'volume (mL)':>11}"]
-    found = [s for s in STRUCTURES[1:] if s.short_name in volumes_ml]
-    order = {label_id: i for i, label_id in enumerate(SUPERIOR_TO_INFERIOR_IDS)}
-    for s in sorted(found, key=lambda s: order[s.label_id]):
-        rows.append(f"{s.short_name:<8} {s.full_name:<28} {volumes_ml[s.short_name]:>11.2f}")
-    if not found:
-        rows.append("(no structure found)")
-    return "\n".join(rows)
-
-
 def run(args: argparse.Namespace) -> int:
-    from SAFNetSpineLib.atomic import write_json_atomic
-    from SAFNetSpineLib.inference import Segmenter
-    from SAFNetSpineLib.io import check_writable_dir, read_volume, write_seg_nrrd, write_volume
-    from SAFNetSpineLib.progress import Progress
+    # Segmenter and weights import torch: kept out of the parser-building path (start-up time).
+    from SAFNetSpineLib.inference.naming import parse_level_hint
+    from SAFNetSpineLib.inference.segmenter import Segmenter
+    from SAFNetSpineLib.io.volume_io import read_volume
     from SAFNetSpineLib.weights import default_weights_dir
 
     progress = Progress(args.progress)
     inputs = [Path(p) for p in args.inputs]
+    hint = parse_level_hint(args.level_hint) if args.level_hint else None
+    if hint is not None and len(inputs) > 1:
+        raise SpineInputError(None, f"--level-hint names a point in one image; got {len(inputs)} inputs")
     for path in inputs:
-        if not path.exists():
-            raise SpineInputError(path, "file not found")
+        check_input_path(path)  # missing, FIFO, device or socket: refused before any compute
+    plans = check_outputs_spare_inputs(inputs, args.output, args.format, args.overlay, args.measure)
     out_dir = check_writable_dir(args.output)
     if args.weights:
         weights = args.weights
     elif args.models:
-        from SAFNetSpineLib.finetune import ModelStore
-
         weights = [ModelStore(args.models).active()]
     else:
         weights = [default_weights_dir()]
@@ -97,46 +97,38 @@ def run(args: argparse.Namespace) -> int:
         report("read", 0.0, f"reading {path.name}")
         image = read_volume(path)
         read_s = time.perf_counter() - t0
-        result = segmenter.segment(image, progress=report)
+        result = segmenter.segment(image, progress=report, level_hint=hint)
 
         t0 = time.perf_counter()
         report("write", 0.96, "writing outputs")
-        stem = output_stem(path)
-        written = []
-        if args.format in ("nii.gz", "both"):
-            written.append(write_volume(result.labels, out_dir / f"{stem}_seg.nii.gz"))
-        if args.format in ("seg.nrrd", "both"):
-            written.append(write_seg_nrrd(result.labels, out_dir / f"{stem}.seg.nrrd"))
-        if args.overlay:
-            from SAFNetSpineLib.inference.overlay import write_overlay_png
+        paths = plans[index]
+        written = write_label_outputs(result.labels, image, paths, args.format, args.overlay)
+        measured = None
+        if args.measure:
+            from SAFNetSpineLib.measurements import measure_spine, summary_line, write_measurements
 
-            written.append(write_overlay_png(image, result.labels, out_dir / f"{stem}_overlay.png"))
+            report("write", 0.97, "measuring")
+            measured = {"label_map": str(written[0]), "image": str(path), **measure_spine(result.labels)}
+            written += write_measurements(measured, out_dir, output_stem(path), image, result.labels)
         timings = {"load_model": round(load_s, 4), "read": round(read_s, 4), **result.timings_s,
                    "write": round(time.perf_counter() - t0, 4)}
-        summary = {
-            "input": str(path),
-            "outputs": [p.name for p in written],
-            "model_version": segmenter.version,
-            "weights": [str(w) for w in weights],
-            "device": str(segmenter.device),
-            "precision": segmenter.precision,
-            "tta": args.tta,
-            "structures": [
-                {"id": s.label_id, "name": s.short_name, "full_name": s.full_name,
-                 "volume_ml": result.volumes_ml[s.short_name]}
-                for s in STRUCTURES[1:] if s.short_name in result.volumes_ml
-            ],
-            "input_geometry": {"shape": list(image.shape), "spacing_mm": image.spacing.tolist(),
-                               "origin_lps_mm": image.origin.tolist(),
-                               "direction_lps": image.direction.reshape(-1).tolist()},
-            "timings_s": timings,
-        }
-        json_path = out_dir / f"{stem}_seg.json"
-        write_json_atomic(summary, json_path)
+        outputs = SegmentOutputs(input=path, outputs=written, model_version=segmenter.version, weights=weights,
+                                 device=str(segmenter.device), precision=segmenter.precision, tta=args.tta,
+                                 volumes_ml=result.volumes_ml, image=image, timings_s=timings)
+        outputs.extra["naming"] = result.naming.naming
+        outputs.extra["level_hint"] = None if hint is None else str(hint)
+        outputs.structure_fields.update(result.naming.structure_fields())
+        json_path = outputs.write_summary(paths.summary)
         report("done", 1.0, f"wrote {', '.join(p.name for p in written)}, {json_path.name}")
         if args.progress != "json":
             print(f"\n{path.name}: {len(result.volumes_ml)} structures, model {segmenter.version}, "
                   f"{segmenter.device.type}/{segmenter.precision}, network {result.timings_s['network']:.2f} s")
             print(level_table(result.volumes_ml))
+            naming = result.naming.naming
+            print(f"level names: {naming['status']} (anchor: {naming['anchor']}): {naming['reason']}")
             print(f"outputs in {out_dir}", file=sys.stderr)
+        if measured is not None and args.progress != "json":
+            print(summary_line(measured))
+        if result.naming.warning:
+            print(f"warning: {path.name}: {result.naming.warning}", file=sys.stderr)
     return 0

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.io.validation import grid_differences
 from SAFNetSpineLib.labels import FOREGROUND_IDS, NUM_CLASSES
 from SAFNetSpineLib.volume import Volume
 
@@ -87,6 +89,59 @@ def load_case_folder(path: str | Path) -> list[Case]:
     return cases
 
 
+def load_case_folders(folders: Sequence[str | Path]) -> tuple[list[Case], dict[str, Path]]:
+    """Cases of several dataset folders, and case id -> the folder it came from.
+
+    Raises:
+        SpineInputError: as :func:`load_case_folder`, or a case id found in two folders.
+    """
+    cases, origin = [], {}
+    for folder in folders:
+        for case in load_case_folder(folder):
+            if case.case_id in origin:
+                raise SpineInputError(folder, f"case id '{case.case_id}' also occurs in {origin[case.case_id]}")
+            origin[case.case_id] = Path(folder)
+            cases.append(case)
+    return cases, origin
+
+
+def read_case_ids(values: Sequence[str]) -> list[str]:
+    """Case ids given on a command line: the ids themselves, or one file listing them.
+
+    The file holds one id per line (``#`` lines are comments), a JSON list, or a train
+    run's ``split.json`` (whose ``"val"`` ids are used).
+
+    Raises:
+        SpineInputError: a JSON file that is neither a list nor a split with ``"val"``.
+    """
+    if len(values) == 1 and Path(values[0]).is_file():
+        path = Path(values[0])
+        text = path.read_text()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        if isinstance(data, dict):
+            data = data.get("val")
+        if not isinstance(data, list):
+            raise SpineInputError(path, "expected a JSON list of case ids (or a split.json with 'val')")
+        return [str(v) for v in data]
+    return list(values)
+
+
+def select_cases(cases: Sequence[Case], case_ids: Sequence[str], subject: str = "--cases") -> list[Case]:
+    """The cases with ``case_ids``, in that order.
+
+    Raises:
+        SpineInputError: an id that is not among ``cases`` (``subject`` names the option).
+    """
+    by_id = {c.case_id: c for c in cases}
+    unknown = [c for c in case_ids if c not in by_id]
+    if unknown:
+        raise SpineInputError(subject, f"unknown case ids {unknown[:5]}")
+    return [by_id[c] for c in case_ids]
+
+
 def load_case(case: Case) -> tuple[Volume, Volume]:
     """Read a case's image and label map and check that they belong together.
 
@@ -97,7 +152,7 @@ def load_case(case: Case) -> tuple[Volume, Volume]:
         SpineInputError: unreadable files, label values outside the label table, or an
             image and label map whose grids differ (all naming the case and file).
     """
-    from SAFNetSpineLib.io import read_volume
+    from SAFNetSpineLib.io.volume_io import read_volume  # SimpleITK: not on the CLI's parser path
 
     image = read_volume(case.image_path)
     label = read_volume(case.label_path, is_label=True)
@@ -114,8 +169,8 @@ def load_case(case: Case) -> tuple[Volume, Volume]:
     if not image.same_grid(label, atol=1e-3):
         raise SpineInputError(
             case.label_path,
-            f"case {case.case_id}: label grid (shape {label.shape}, spacing {np.round(label.spacing, 3).tolist()}) "
-            f"does not match the image grid (shape {image.shape}, spacing {np.round(image.spacing, 3).tolist()})",
+            f"case {case.case_id}: label grid ({'; '.join(grid_differences(label, image, atol=1e-3))}) "
+            "does not match the image grid",
         )
     return image, label.with_array(array.astype(np.int64))
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from SAFNetSpineLib.atomic import write_json_atomic
+from SAFNetSpineLib.io import write_volume
 from SAFNetSpineLib.labels import DISC_IDS, FOREGROUND_IDS, SUPERIOR_TO_INFERIOR_IDS
 from SAFNetSpineLib.volume import Volume
 
@@ -220,8 +221,6 @@ def write_phantom_dataset(out_dir: str | Path, n: int, seed: int = 0, options: P
     Returns:
         The dataset folder.
     """
-    from SAFNetSpineLib.io import write_volume
-
     out = Path(out_dir)
     (out / "imagesTr").mkdir(parents=True, exist_ok=True)
     (out / "labelsTr").mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,10 @@ import torch
 from SAFNetSpineLib.data.cases import Case, load_case
 from SAFNetSpineLib.evaluation.metrics import score_case
 from SAFNetSpineLib.inference.postprocess import DEFAULT_CLEANUP
+from SAFNetSpineLib.inference.segmenter import segment_volume
 from SAFNetSpineLib.labels import STRUCTURES
+from SAFNetSpineLib.preprocessing import PreprocessConfig
+from SAFNetSpineLib.runtime import resolve_device
 
 
 def predict_case(model: torch.nn.Module, image, preprocess: dict, device: torch.device | str,
@@ -28,12 +31,13 @@ def predict_case(model: torch.nn.Module, image, preprocess: dict, device: torch.
     Returns:
         Label Volume on the image grid.
     """
-    from SAFNetSpineLib.inference import Segmenter
-    from SAFNetSpineLib.preprocessing import PreprocessConfig
+    return _segment(model, image, preprocess, device, cleanup).labels
 
-    segmenter = Segmenter.for_model(model, PreprocessConfig.from_dict(preprocess), device,
-                                    cleanup=cleanup)
-    return segmenter.segment(image).labels
+
+def _segment(model, image, preprocess: dict, device, cleanup: str):
+    # The model is used as it is (eval mode, not folded or moved): a training caller keeps training it.
+    return segment_volume([model.eval()], image, PreprocessConfig.from_dict(preprocess), resolve_device(str(device)),
+                          "fp32", cleanup=cleanup)
 
 
 def evaluate_model(model: torch.nn.Module, manifest, cases: Sequence[Case], device: torch.device | str = "cpu", *,
@@ -51,7 +55,9 @@ def evaluate_model(model: torch.nn.Module, manifest, cases: Sequence[Case], devi
 
     Returns:
         One row per (case, annotated structure): {"case", "label_id", "structure",
-        "dice", "msd_mm", "hd95_mm"}; NaN where undefined (see metrics module).
+        "dice", "msd_mm", "hd95_mm", ..., "naming_status"}; NaN where undefined (see metrics
+        module); "naming_status" is the case's level-naming status ("confident" or
+        "uncertain", see inference.naming).
     """
     preprocess = manifest["preprocess"] if isinstance(manifest, dict) else manifest.preprocess
     device = torch.device(device)
@@ -59,12 +65,13 @@ def evaluate_model(model: torch.nn.Module, manifest, cases: Sequence[Case], devi
     rows = []
     for index, case in enumerate(cases):
         image, reference = load_case(case)
-        prediction = predict_case(model, image, preprocess, device, cleanup)
-        scores = score_case(prediction.array.astype(np.int64), reference.array, image.spacing,
+        result = _segment(model, image, preprocess, device, cleanup)
+        scores = score_case(result.labels.array.astype(np.int64), reference.array, image.spacing,
                             case.annotated_labels, surface=surface)
+        status = result.naming.naming["status"] if result.naming is not None else None
         for label_id, values in scores.items():
             rows.append({"case": case.case_id, "label_id": label_id, "structure": STRUCTURES[label_id].short_name,
-                         **values})
+                         **values, "naming_status": status})
         if progress is not None:
             progress("evaluate", (index + 1) / len(cases), f"{case.case_id} ({index + 1}/{len(cases)})")
     return rows

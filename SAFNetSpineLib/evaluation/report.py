@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from SAFNetSpineLib.evaluation.metrics import METRICS
+from SAFNetSpineLib.io.files import write_atomically
 from SAFNetSpineLib.labels import DISC_IDS, FOREGROUND_IDS, PAPER_17_IDS, STRUCTURES, VERTEBRA_IDS
 
 CSV_FILE = "metrics.csv"
@@ -50,9 +51,21 @@ def _named(rows, label_ids=None) -> str:
     return f"{int(values.sum())}/{len(values)}" if len(values) else "-"
 
 
-def _write_csv(rows: Sequence[dict], path: Path) -> None:
-    from SAFNetSpineLib.io.volume_io import write_atomically
+def _naming_lines(rows: Sequence[dict]) -> list[str]:
+    """Confident/uncertain cases, and confident cases with a level named wrong (the silent errors)."""
+    cases: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if row.get("naming_status"):
+            cases.setdefault((row.get("fold"), row["case"]), []).append(row)
+    if not cases:
+        return []
+    confident = [part for part in cases.values() if part[0]["naming_status"] == "confident"]
+    silent = sum(1 for part in confident if any(r.get("level_ok") == 0.0 for r in part))
+    return ["", f"Level names: {len(confident)} cases confident, {len(cases) - len(confident)} uncertain; "
+                f"{silent} confident case(s) with a level named wrong."]
 
+
+def _write_csv(rows: Sequence[dict], path: Path) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()
@@ -66,8 +79,6 @@ def _boxplot(rows: Sequence[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from SAFNetSpineLib.io.volume_io import write_atomically
 
     ids = [i for i in FOREGROUND_IDS if len(_values(rows, "dice", [i]))]
     figure, axes = plt.subplots(figsize=(max(4.0, 0.55 * len(ids) + 1.5), 4.0))
@@ -99,8 +110,6 @@ def write_report(rows: Sequence[dict], out_dir: str | Path, title: str = "Cross-
     Returns:
         Path of report.md.
     """
-    from SAFNetSpineLib.io.volume_io import write_atomically
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(rows, out / CSV_FILE)
@@ -125,6 +134,7 @@ def write_report(rows: Sequence[dict], out_dir: str | Path, title: str = "Cross-
                  f"{_cell(rows, 'hd95_mm', PAPER_17_IDS, digits=2)} | {_named(rows)} |")
     if fold_means:
         lines += ["", f"Mean of the fold means (paper 17): {np.mean(fold_means):.3f} ± {np.std(fold_means):.3f}."]
+    lines += _naming_lines(rows)
     lines += ["", "## By kind", "", "| structures | n | Dice | MSD mm | HD95 mm | named correctly |",
               "|---|---|---|---|---|---|"]
     for name, ids in (("vertebrae", VERTEBRA_IDS), ("discs", DISC_IDS), ("paper 17", PAPER_17_IDS),

@@ -9,15 +9,20 @@ Layout (the store folder doubles as a dataset folder through ``dataset.json``)::
         label.nii.gz            uint8 label map on the image's grid
         case.json               reviewed ids, source model, time, sha256, geometry
 
-A case is written into a temporary folder, flushed, and renamed into place, so a crash
-leaves either the whole case or nothing; temporary folders (``.tmp-*``) are ignored.
-Nothing is ever deleted or overwritten: adding an existing case id is an error.
+A case is written into a temporary folder, flushed, read back, and renamed into place,
+so a crash leaves either the whole case or nothing; temporary folders (``.tmp-*``) are
+ignored. Nothing is ever deleted or overwritten: adding an existing case id is an error.
+:meth:`CaseStore.add` is all-or-nothing: if the index cannot be rewritten (a full
+disk) the new case folder is taken back out, and another case's damage neither blocks
+an add nor leaves it half done (the index lists the damaged case under "damaged").
+Adds run one at a time under the store's lock file (``STORE/.lock``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -28,8 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
-from SAFNetSpineLib.atomic import TEMP_PREFIX, file_sha256, publish_folder, write_json_atomic
-from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.atomic import (
+    TEMP_PREFIX,
+    exclusive_lock,
+    file_sha256,
+    os_error_reason,
+    publish_folder,
+    write_json_atomic,
+)
+from SAFNetSpineLib.errors import SpineInputError, SpineOutputError
 from SAFNetSpineLib.labels import FOREGROUND_IDS, NUM_CLASSES, table_fingerprint
 from SAFNetSpineLib.volume import Volume
 
@@ -37,6 +49,8 @@ CASE_FORMAT = 1
 IMAGE_NAME = "image.nii.gz"
 LABEL_NAME = "label.nii.gz"
 CASE_JSON = "case.json"
+INDEX_JSON = "dataset.json"
+LOCK_FILE = ".lock"
 #: A case id is a safe folder name: starts with a letter or digit, at most 100 characters.
 CASE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -175,8 +189,10 @@ class CaseStore:
         Raises:
             SpineInputError: for an existing or malformed case id, label values outside
                 the table, mismatched grids, or reviewed ids outside the table.
+            SpineOutputError: the case could not be written (e.g. a full disk); nothing
+                was added.
         """
-        from SAFNetSpineLib.io import write_volume
+        from SAFNetSpineLib.io.validation import describe_grid_difference
 
         subject = f"case {case_id}" if case_id else "new case"
         if case_id is not None:
@@ -192,11 +208,7 @@ class CaseStore:
         if not isinstance(image, Volume) or not isinstance(label, Volume):
             raise SpineInputError(subject, "image and label must be Volume objects")
         if not image.same_grid(label):
-            raise SpineInputError(
-                subject,
-                f"label grid (shape {label.shape}, spacing {np.round(label.spacing, 4).tolist()}) does not "
-                f"match the image grid (shape {image.shape}, spacing {np.round(image.spacing, 4).tolist()})",
-            )
+            raise SpineInputError(subject, describe_grid_difference(label, image))
         image_array = np.asarray(image.array)
         if not np.issubdtype(image_array.dtype, np.number) or not np.all(np.isfinite(image_array)):
             raise SpineInputError(subject, "image holds non-numeric or non-finite values")
@@ -206,43 +218,47 @@ class CaseStore:
             raise SpineInputError(subject, "source model version is empty")
 
         created = _utc_now()
-        if case_id is None:
-            case_id = self._new_case_id(created, image_array, label_array)
-        self.cases_folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.cases_folder.mkdir(parents=True, exist_ok=True)
+            with exclusive_lock(self.folder / LOCK_FILE):
+                if case_id is None:
+                    case_id = self._new_case_id(created, image_array, label_array)
+                elif (self.cases_folder / case_id).exists():
+                    raise SpineInputError(
+                        self.cases_folder / case_id, "a case with this id is already stored; choose a new case id"
+                    )
+                record = _case_record(case_id, image, label_array, reviewed, source_model_version, created, note)
+                self._publish_case(case_id, image, label.with_array(label_array, is_label=True), record)
+        except (OSError, SpineOutputError) as error:
+            reason = error.reason if isinstance(error, SpineOutputError) else os_error_reason(error)
+            raise SpineOutputError(
+                self.folder, f"could not store case {case_id or '(new)'}: {reason}; nothing was added", reason
+            ) from None
+        return case_id
+
+    def _publish_case(self, case_id: str, image: Volume, label: Volume, record: dict) -> None:
+        """Write a case into a temporary folder, rename it into place, rewrite the index; undo on failure."""
+        from SAFNetSpineLib.io import write_volume
+
         temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{case_id}-", dir=self.cases_folder))
+        final = self.cases_folder / case_id
         try:
             write_volume(image, temp / IMAGE_NAME)
-            write_volume(label.with_array(label_array, is_label=True), temp / LABEL_NAME)
-            record = {
-                "format": CASE_FORMAT,
-                "case_id": case_id,
-                "image": IMAGE_NAME,
-                "label": LABEL_NAME,
-                "reviewed_labels": list(reviewed),
-                "label_ids_present": [int(v) for v in np.unique(label_array) if v != 0],
-                "source_model_version": str(source_model_version),
-                "created": created.isoformat(timespec="microseconds"),
-                "note": str(note),
-                "sha256": {"image": file_sha256(temp / IMAGE_NAME), "label": file_sha256(temp / LABEL_NAME)},
-                "geometry": {
-                    "shape": list(image.shape),
-                    "spacing_mm": [float(v) for v in image.spacing],
-                    "origin_lps_mm": [float(v) for v in image.origin],
-                    "direction_lps": [[float(v) for v in row] for row in image.direction],
-                },
-                "label_table": table_fingerprint(),
-            }
+            write_volume(label, temp / LABEL_NAME)
+            record["sha256"] = {"image": file_sha256(temp / IMAGE_NAME), "label": file_sha256(temp / LABEL_NAME)}
             write_json_atomic(record, temp / CASE_JSON)
-            publish_folder(temp, self.cases_folder / case_id)
+            publish_folder(temp, final)
+            try:
+                self.write_index()
+            except BaseException:
+                # All or nothing: the caller is told the add failed, so the case must not stay.
+                os.rename(final, temp)
+                raise
         except FileExistsError:
-            raise SpineInputError(
-                self.cases_folder / case_id, "a case with this id is already stored; choose a new case id"
-            ) from None
+            raise SpineInputError(final, "a case with this id is already stored; choose a new case id") from None
         finally:
             if temp.exists():
                 shutil.rmtree(temp, ignore_errors=True)
-        self.write_index()
-        return case_id
 
     def _new_case_id(self, created: datetime, image: np.ndarray, label: np.ndarray) -> str:
         """``case-YYYYMMDDTHHMMSSZ-<8 hex>``, the hex from the content and the clock."""
@@ -259,19 +275,34 @@ class CaseStore:
         raise SpineInputError(self.cases_folder, "could not find a free case id")
 
     def list(self) -> list[StoredCase]:
-        """All complete cases, oldest first (ties broken by id); temporary folders are skipped.
+        """All complete cases, oldest first (ties broken by id).
+
+        Temporary folders and empty folders (never a case: cases appear whole, by a
+        rename) are skipped.
 
         Raises:
             SpineInputError: naming a case whose ``case.json`` is missing or unreadable.
         """
+        cases, damaged = self.scan()
+        if damaged:
+            raise damaged[0]
+        return cases
+
+    def scan(self) -> tuple[list[StoredCase], list[SpineInputError]]:
+        """Readable cases (oldest first) and one error per damaged case folder, without stopping at the first."""
         if not self.cases_folder.is_dir():
-            return []
-        cases = []
-        for folder in self.cases_folder.iterdir():
+            return [], []
+        cases, damaged = [], []
+        for folder in sorted(self.cases_folder.iterdir()):
             if folder.name.startswith(TEMP_PREFIX) or folder.name.startswith(".") or not folder.is_dir():
                 continue
-            cases.append(read_stored_case(folder))
-        return sorted(cases, key=lambda case: (case.created, case.case_id))
+            if not any(folder.iterdir()):
+                continue
+            try:
+                cases.append(read_stored_case(folder))
+            except SpineInputError as error:
+                damaged.append(error)
+        return sorted(cases, key=lambda case: (case.created, case.case_id)), damaged
 
     def __len__(self) -> int:
         return len(self.list())
@@ -292,7 +323,11 @@ class CaseStore:
         return [case.to_case() for case in self.list()]
 
     def write_index(self) -> Path:
-        """Rewrite ``dataset.json`` (common ``dataset.json`` layout) from the case folders."""
+        """Rewrite ``dataset.json`` (common ``dataset.json`` layout) from the case folders.
+
+        Damaged cases are left out of "cases" and named, with the problem, under "damaged".
+        """
+        cases, damaged = self.scan()
         entries = [
             {
                 "case": case.case_id,
@@ -304,16 +339,42 @@ class CaseStore:
                 "shape": list(case.shape),
                 "spacing_mm": list(case.spacing),
             }
-            for case in self.list()
+            for case in cases
         ]
         index = {
             "name": "SAFNetSpine corrected cases",
             "label_scheme": "MRSpineSeg ids (SAFNetSpineLib.labels)",
             "cases": entries,
         }
-        path = self.folder / "dataset.json"
+        if damaged:
+            index["damaged"] = [{"path": error.subject, "problem": error.problem} for error in damaged]
+        path = self.folder / INDEX_JSON
         write_json_atomic(index, path)
         return path
+
+
+def _case_record(case_id: str, image: Volume, label_array: np.ndarray, reviewed: tuple[int, ...],
+                 source_model_version: str, created: datetime, note: str) -> dict:
+    """The ``case.json`` content, less the sha256 of the files (known once they are written)."""
+    return {
+        "format": CASE_FORMAT,
+        "case_id": case_id,
+        "image": IMAGE_NAME,
+        "label": LABEL_NAME,
+        "reviewed_labels": list(reviewed),
+        "label_ids_present": [int(v) for v in np.unique(label_array) if v != 0],
+        "source_model_version": str(source_model_version),
+        "created": created.isoformat(timespec="microseconds"),
+        "note": str(note),
+        "sha256": {},
+        "geometry": {
+            "shape": list(image.shape),
+            "spacing_mm": [float(v) for v in image.spacing],
+            "origin_lps_mm": [float(v) for v in image.origin],
+            "direction_lps": [[float(v) for v in row] for row in image.direction],
+        },
+        "label_table": table_fingerprint(),
+    }
 
 
 def read_stored_case(folder: Path) -> StoredCase:

@@ -1,27 +1,30 @@
-"""Fine-tune the current model on the corrected-case store, and promote it only if it did not get worse.
+"""Fine-tune the current model on the corrected-case store, and promote it only when the evidence says it helps.
 
 One run:
 
-1. split the store into training and validation cases (:mod:`.split`: stable as the
-   store grows, so validation cases were never trained on by an earlier run);
-2. score the starting weights on the validation cases (mean Dice over the reviewed
-   structures, in network space);
-3. train from the starting weights with the training loop (lower learning rate) in a
-   temporary folder inside the models folder;
-4. score the result on the same validation cases with the same code;
-5. publish it as the next ``NAME-vN`` version folder (atomic rename) with a
-   ``finetune.json`` summary, and activate it only if validation Dice did not drop;
+1. choose how to judge the new version (``FinetuneConfig.promotion``): for a store of up to
+   30 cases, cross-validation (:mod:`.crossval`): the cases are dealt into folds, a version is
+   fine-tuned on all folds but one and scores the cases of that fold, so every stored case is
+   scored by a version that never trained on it, and by the parent; for larger stores a
+   hash-chosen validation share (:mod:`.validation_split`, stable as the store grows);
+2. train from the starting weights with the training loop, as long as the store's size asks
+   (:func:`.crossval.auto_schedule`), in a temporary folder inside the models folder; with
+   cross-validation, the version that is published is trained last, on every case;
+3. compare the paired per-case Dice (:mod:`.promotion`): mean change, bootstrap interval and
+   confidence, sign test; the version is promoted when the confidence that it helps reaches
+   ``min_confidence``, so no single case decides;
+4. publish it as the next ``NAME-vN`` version folder (atomic rename) with a ``finetune.json``
+   summary that says how sure the decision is, and activate it only if it was promoted;
    otherwise it stays a candidate and the summary says why.
 
 A cancel (the ``cancel`` event, set by the CLI's SIGINT/SIGTERM handler) or a crash
-at any point before step 5's rename leaves the case store, the version folders and
+at any point before step 4's rename leaves the case store, the version folders and
 the active model exactly as they were.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -31,10 +34,24 @@ from pathlib import Path
 import numpy as np
 
 from SAFNetSpineLib.atomic import write_json_atomic
+from SAFNetSpineLib.cancel import is_cancelled
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.finetune.case_store import CaseStore
-from SAFNetSpineLib.finetune.model_store import SUMMARY_FILE, VERSION_NAME_PATTERN, ModelStore
-from SAFNetSpineLib.finetune.split import split_cases
+from SAFNetSpineLib.finetune.config import FinetuneConfig
+from SAFNetSpineLib.finetune.crossval import (
+    CROSS_VALIDATION_MAX_CASES,
+    CaseScore,
+    auto_folds,
+    auto_schedule,
+    case_means,
+    per_case_rows,
+    score_by_folds,
+    structure_means,
+)
+from SAFNetSpineLib.finetune.model_store import SUMMARY_FILE, ModelStore, Promotion
+from SAFNetSpineLib.finetune.promotion import decide, paired_evidence
+from SAFNetSpineLib.finetune.validation_split import split_cases
+from SAFNetSpineLib.labels import structure
 
 #: Validation Dice may not fall by more than this (absorbs float round-off only).
 DICE_TOLERANCE = 1e-9
@@ -42,91 +59,6 @@ DICE_TOLERANCE = 1e-9
 
 class FinetuneCancelled(Exception):
     """Raised when the cancel event is set; nothing was changed."""
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """The fine-tuning recipe (saved in each version's ``finetune.json``).
-
-    Attributes:
-        epochs: Training epochs over the store's training cases.
-        lr: Adam learning rate; lower than training from scratch (1e-3) so a few
-            corrected cases adjust the model rather than overwrite it.
-        batch_size: Cases per optimiser step.
-        val_fraction: Share of cases the hash rule sends to validation (0 < f < 1).
-        device: "auto", "cpu", "cuda" or a torch device string.
-        augment: Random rotation / contrast / elastic augmentation of training cases.
-        seed: Seed of shuffling and augmentation.
-        name: Version family name; None uses the architecture ("safnet" -> safnet-v1, ...).
-    """
-
-    epochs: int = 20
-    lr: float = 1e-4
-    batch_size: int = 2
-    val_fraction: float = 0.2
-    device: str = "auto"
-    augment: bool = True
-    seed: int = 0
-    name: str | None = None
-
-    def __post_init__(self) -> None:
-        if int(self.epochs) < 1:
-            raise SpineInputError("fine-tuning", f"epochs must be >= 1, got {self.epochs}")
-        if not (float(self.lr) > 0 and math.isfinite(float(self.lr))):
-            raise SpineInputError("fine-tuning", f"learning rate must be a positive number, got {self.lr}")
-        if int(self.batch_size) < 1:
-            raise SpineInputError("fine-tuning", f"batch size must be >= 1, got {self.batch_size}")
-        if not 0.0 < float(self.val_fraction) < 1.0:
-            raise SpineInputError(
-                "fine-tuning", f"validation fraction must be in (0, 1), got {self.val_fraction}"
-            )
-        if self.name is not None and not VERSION_NAME_PATTERN.fullmatch(self.name):
-            raise SpineInputError(
-                f"model name {self.name}", "use letters, digits, '.', '_' or '-' (at most 100)"
-            )
-
-    def check_device(self) -> None:
-        """Refuse a device this machine does not have, before any work is done.
-
-        Raises:
-            SpineInputError: unknown device string, or CUDA/MPS requested but not available.
-        """
-        import torch
-
-        if self.device == "auto":
-            return
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, ValueError):
-            raise SpineInputError(
-                f"device {self.device}", "unknown device (use auto, cpu, cuda, cuda:N or mps)"
-            ) from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise SpineInputError(
-                f"device {self.device}", "CUDA is not available here; use --device auto or cpu"
-            )
-        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-            raise SpineInputError(
-                f"device {self.device}", f"only {torch.cuda.device_count()} CUDA device(s) here"
-            )
-        mps = getattr(torch.backends, "mps", None)
-        if device.type == "mps" and not (mps is not None and mps.is_available()):
-            raise SpineInputError(
-                f"device {self.device}", "MPS is not available here; use --device auto or cpu"
-            )
-
-    @property
-    def val_percent(self) -> int:
-        """The validation fraction as a whole percentage in 1..99 (the hash rule's threshold)."""
-        return min(max(round(float(self.val_fraction) * 100), 1), 99)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> FinetuneConfig:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -139,17 +71,27 @@ class FinetuneResult:
         promoted: True if it became the active model.
         status: "promoted" or "candidate".
         reason: One sentence saying why it was (not) promoted.
-        dice_before: Mean validation Dice of the starting weights (0..1).
-        dice_after: Mean validation Dice of the fine-tuned weights (0..1).
+        dice_before: Mean over the validation cases of the starting weights' Dice per case (each
+            case's mean over its reviewed structures; 0..1).
+        dice_after: The same for the fine-tuned weights; with cross-validation each case is
+            scored by the fold version that did not train on it.
         dice_per_structure_before: {label id: mean Dice} over validation cases annotating it.
         dice_per_structure_after: Same for the fine-tuned weights.
         parent: Version name of the starting weights.
         parent_folder: The starting weights folder.
-        train_cases: Case ids trained on.
-        val_cases: Case ids validated on.
-        epochs_run: Epochs the training loop ran.
+        train_cases: Case ids the published version was trained on.
+        val_cases: Case ids scored before and after (with cross-validation: every case).
+        epochs_run: Epochs the training loop ran for the published version.
         seconds: Wall time of the whole run.
         config: The FinetuneConfig as a dict.
+        promotion: "cross-validation" or "holdout": how ``dice_after`` was measured.
+        folds: Cross-validation folds (0 for holdout).
+        confidence: Bootstrap confidence (0..1) that the per-case Dice change is positive.
+        evidence: :class:`~.promotion.PairedEvidence` as a dict (cases, improvement, ci90,
+            confidence, sign_test_p, wins, losses, ties).
+        per_case: One dict per scored case: case_id, fold (-1 for holdout), before, after, difference.
+        schedule: {"trainings": models trained, "epochs": of the published version's training,
+            "steps": its optimiser steps}.
     """
 
     version: str
@@ -168,11 +110,15 @@ class FinetuneResult:
     epochs_run: int
     seconds: float
     config: dict = field(default_factory=dict)
+    promotion: str = "holdout"
+    folds: int = 0
+    confidence: float = 0.0
+    evidence: dict = field(default_factory=dict)
+    per_case: list = field(default_factory=list)
+    schedule: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-able summary (paths as text, per-structure keys as short names: "L4", "L4/L5")."""
-        from SAFNetSpineLib.labels import structure
-
         data = asdict(self)
         data["folder"] = str(self.folder)
         data["parent_folder"] = str(self.parent_folder)
@@ -182,8 +128,6 @@ class FinetuneResult:
 
 
 def _check_cancel(cancel) -> None:
-    from SAFNetSpineLib.training import is_cancelled
-
     if is_cancelled(cancel):
         raise FinetuneCancelled("fine-tuning cancelled; the case store and the active model are unchanged")
 
@@ -196,7 +140,7 @@ def validation_scores(
     Args:
         weights_dir: Weights folder (its manifest's preprocessing is applied to the cases).
         cases: :class:`~SAFNetSpineLib.data.cases.Case` entries.
-        device: Torch device string ("auto" resolves to CUDA when available).
+        device: Torch device string (see :func:`SAFNetSpineLib.runtime.resolve_device`).
         cache_dir: Preprocessed-case cache folder, or None.
         progress: Optional ``progress(stage, fraction, message)`` for the preprocessing.
 
@@ -207,9 +151,10 @@ def validation_scores(
         (as in the training loop's validation); if that leaves nothing, the score is
         1.0: the model drew none of the structures the annotator confirmed absent.
     """
+    # torch-heavy: this package is imported by the Slicer GUI process, which must not load torch.
+    from SAFNetSpineLib.runtime import resolve_device
     from SAFNetSpineLib.training.cache import preprocess_cases
     from SAFNetSpineLib.training.dataset import validation_dice
-    from SAFNetSpineLib.training.distributed import resolve_device
     from SAFNetSpineLib.weights import load_model
 
     torch_device = resolve_device(device)
@@ -224,60 +169,60 @@ def validation_scores(
     return float(np.nanmean(dice)), per_structure
 
 
+def _promotion(scores: list[CaseScore], parent_version: str, config: FinetuneConfig) -> tuple[bool, str, dict]:
+    """(promote?, the sentence saying why, the evidence as a dict) from paired per-case scores."""
+    evidence = paired_evidence([s.before for s in scores], [s.after for s in scores], seed=config.seed)
+    promoted, why = decide(evidence, float(config.min_confidence))
+    before, after = np.mean([s.before for s in scores]), np.mean([s.after for s in scores])
+    if after < before - DICE_TOLERANCE:
+        head = f"validation Dice dropped from {before:.4f} ({parent_version}) to {after:.4f}"
+    else:
+        head = f"validation Dice {after:.4f} >= {before:.4f} of {parent_version}"
+    return promoted, f"{head}: {why}", evidence.to_dict()
+
+
 def finetune(
     store: CaseStore | str | Path,
     from_weights: str | Path | None,
     models_dir: str | Path,
+    config: FinetuneConfig | None = None,
     *,
-    epochs: int = 20,
-    device: str = "auto",
-    val_fraction: float = 0.2,
-    lr: float = 1e-4,
-    batch_size: int = 2,
-    name: str | None = None,
-    seed: int = 0,
-    augment: bool = True,
     bundled_dir: str | Path | None = None,
     progress=None,
     cancel=None,
+    **changes,
 ) -> FinetuneResult:
-    """Fine-tune from ``from_weights`` on the store's cases; promote only if validation Dice did not drop.
+    """Fine-tune from ``from_weights`` on the store's cases; promote only if the per-case evidence says it helps.
 
     Args:
         store: The corrected-case store (or its folder).
         from_weights: Starting weights folder; None uses the models folder's active
             version (the bundled default when none is active).
         models_dir: Folder of model versions; the new ``NAME-vN`` folder goes here.
-        epochs, device, val_fraction, lr, batch_size, name, seed, augment: See
-            :class:`FinetuneConfig`.
+        config: The recipe (default ``FinetuneConfig()``).
         bundled_dir: Bundled default weights (defaults to the package's).
         progress: ``progress(stage, fraction, message)`` callable, e.g. a Progress.
         cancel: ``threading.Event`` (or callable returning bool) checked between steps and,
             by the training loop, between batches.
+        **changes: :class:`FinetuneConfig` fields replacing those of ``config``
+            (``finetune(store, None, models, epochs=5)``).
 
     Returns:
         The run's :class:`FinetuneResult`.
 
     Raises:
         SpineInputError: fewer than 2 cases, unusable weights (e.g. another label table),
-            bad settings, or a stored case whose files changed.
+            bad settings or device, or a stored case whose files changed.
         FinetuneCancelled: when ``cancel`` was set; nothing was changed.
     """
+    # torch-heavy: this package is imported by the Slicer GUI process, which must not load torch.
+    from SAFNetSpineLib.runtime import resolve_device
     from SAFNetSpineLib.training import TrainConfig, train
     from SAFNetSpineLib.weights import load_model, read_manifest, save_weights
 
     started = time.perf_counter()
-    config = FinetuneConfig(
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        val_fraction=val_fraction,
-        device=device,
-        augment=augment,
-        seed=seed,
-        name=name,
-    )
-    config.check_device()
+    config = replace(config or FinetuneConfig(), **changes)
+    resolve_device(config.device)  # refuse a device this machine lacks before any work
     report = progress or (lambda *args, **kwargs: None)
     case_store = store if isinstance(store, CaseStore) else CaseStore(store)
     model_store = ModelStore(models_dir, bundled_dir=bundled_dir)
@@ -291,122 +236,134 @@ def finetune(
         )
     for case in stored:
         case.verify()
+    # Promotion re-checks, under the models folder's lock, that this is still the active model.
+    active_at_start = model_store.active_name()
     parent_folder = Path(from_weights) if from_weights is not None else model_store.active()
     parent = read_manifest(parent_folder)  # label table, files present: errors name the folder
     base = config.name or parent.architecture
 
-    train_ids, val_ids = split_cases([case.case_id for case in stored], config.val_percent)
+    ids = [case.case_id for case in stored]
     by_id = {case.case_id: case.to_case() for case in stored}
-    train_cases = [by_id[i] for i in train_ids]
-    val_cases = [by_id[i] for i in val_ids]
-    report("finetune", 0.0, f"{len(train_cases)} training / {len(val_cases)} validation cases")
+    rule = config.promotion
+    if rule == "auto":
+        rule = "cross-validation" if len(stored) <= CROSS_VALIDATION_MAX_CASES else "holdout"
+    folds = 0
+    if rule == "cross-validation":
+        folds = int(config.folds) or auto_folds(len(stored))
+        if folds > len(stored):
+            raise SpineInputError(case_store.folder, f"{folds} cross-validation folds need at least {folds} "
+                                                     f"cases; the store has {len(stored)}")
+        train_ids, val_ids = list(ids), list(ids)
+        report("finetune", 0.0, f"{len(ids)} cases, {folds}-fold cross-validation, then one version on all cases")
+    else:
+        train_ids, val_ids = split_cases(ids, config.val_percent)
+        report("finetune", 0.0, f"{len(train_ids)} training / {len(val_ids)} validation cases")
+    trainings = folds + 1
     _check_cancel(cancel)
 
     model_store.remove_stale_work_folders()
     work = model_store.make_work_folder()
     try:
         cache_dir = work / "cache"
-        report("evaluate", 0.0, f"validation Dice of {parent.version} (before)")
-        dice_before, per_before = validation_scores(
-            parent_folder, val_cases, config.device, cache_dir, progress
-        )
-        report("evaluate", 1.0, f"before: mean Dice {dice_before:.4f}")
-        _check_cancel(cancel)
 
-        # Architecture, width and preprocessing come from the starting weights' manifest.
-        train_config = TrainConfig(
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            lr=config.lr,
-            augment=config.augment,
-            device=config.device,
-            seed=config.seed,
-        )
-        result = train(
-            train_config,
-            train_cases,
-            val_cases,
-            work / "train",
-            init_weights=parent_folder,
-            progress=progress,
-            cancel=cancel,
-            cache_dir=cache_dir,
-            version=f"{base}-candidate",
-        )
-        _check_cancel(cancel)
-        if result.cancelled or result.weights_dir is None:
-            raise FinetuneCancelled("fine-tuning stopped before an epoch completed; nothing was changed")
+        def relay(index: int, label: str):
+            """Progress of training ``index`` of ``trainings``, as one bar over all of them."""
+            if progress is None:
+                return None
 
-        report("evaluate", 0.0, "validation Dice of the fine-tuned weights (after)")
-        dice_after, per_after = validation_scores(
-            Path(result.weights_dir), val_cases, config.device, cache_dir
-        )
-        report("evaluate", 1.0, f"after: mean Dice {dice_after:.4f}")
-        _check_cancel(cancel)
+            def forward(stage, fraction, message="", **extra):
+                if stage == "train":
+                    progress(stage, (index + fraction) / trainings, f"{label}: {message}", **extra)
+                else:
+                    progress(stage, fraction, message, **extra)
 
-        promoted = dice_after >= dice_before - DICE_TOLERANCE
-        if promoted:
-            reason = (
-                f"validation Dice {dice_after:.4f} >= {dice_before:.4f} of {parent.version} "
-                f"on {len(val_cases)} case(s); promoted to active"
-            )
+            return forward
+
+        def run_training(cases: list, folder: str, index: int, label: str):
+            # Architecture, width and preprocessing come from the starting weights' manifest; no
+            # validation cases, so the last epoch is kept (choosing an epoch on the cases that
+            # then judge promotion would flatter it).
+            epochs, _ = auto_schedule(len(stored), len(cases), config.batch_size, config.epochs, config.steps)
+            train_config = TrainConfig(epochs=epochs, batch_size=config.batch_size, lr=config.lr,
+                                       augment=config.augment, device=config.device, seed=config.seed,
+                                       precision=config.precision)
+            result = train(train_config, cases, [], work / folder, init_weights=parent_folder,
+                           progress=relay(index, label), cancel=cancel, cache_dir=cache_dir,
+                           version=f"{base}-candidate")
+            _check_cancel(cancel)
+            if result.cancelled or result.weights_dir is None:
+                raise FinetuneCancelled("fine-tuning stopped before an epoch completed; nothing was changed")
+            return result
+
+        if rule == "cross-validation":
+            def train_fold(cases, fold, count):
+                return Path(run_training(cases, f"fold-{fold}", fold, f"fold {fold + 1}/{count}").weights_dir)
+
+            report("evaluate", 0.0, f"Dice of {parent.version} on every stored case (before)")
+            scores, rows_before, rows_after = score_by_folds(
+                [by_id[i] for i in ids], parent_folder, folds, train_fold, config.device, cache_dir,
+                lambda: _check_cancel(cancel))
+            result = run_training([by_id[i] for i in ids], "train", folds, "final version, all cases")
         else:
-            reason = (
-                f"validation Dice dropped from {dice_before:.4f} ({parent.version}) to {dice_after:.4f} "
-                f"on {len(val_cases)} case(s); kept as candidate, active model unchanged"
-            )
+            val_cases = [by_id[i] for i in val_ids]
+            report("evaluate", 0.0, f"validation Dice of {parent.version} (before)")
+            rows_before = per_case_rows(parent_folder, val_cases, config.device, cache_dir)
+            _check_cancel(cancel)
+            result = run_training([by_id[i] for i in train_ids], "train", 0, "training")
+            report("evaluate", 0.0, "validation Dice of the fine-tuned weights (after)")
+            rows_after = per_case_rows(Path(result.weights_dir), val_cases, config.device, cache_dir)
+            scores = [CaseScore(i, -1, b, a) for i, b, a in
+                      zip(val_ids, case_means(rows_before), case_means(rows_after), strict=True)]
+        _check_cancel(cancel)
+        dice_before = float(np.mean([c.before for c in scores]))
+        dice_after = float(np.mean([c.after for c in scores]))
+        report("evaluate", 1.0, f"mean Dice before {dice_before:.4f}, after {dice_after:.4f}")
+        per_before, per_after = structure_means(rows_before), structure_means(rows_after)
+
+        promoted, reason, evidence = _promotion(scores, parent.version, config)
         trained, trained_manifest = load_model(Path(result.weights_dir))
+        outcome = FinetuneResult(
+            version="", folder=Path(), promoted=promoted, status="promoted" if promoted else "candidate",
+            reason=reason, dice_before=dice_before, dice_after=dice_after, dice_per_structure_before=per_before,
+            dice_per_structure_after=per_after, parent=parent.version, parent_folder=parent_folder.resolve(),
+            train_cases=train_ids, val_cases=val_ids, epochs_run=int(result.epochs_run), seconds=0.0,
+            config=config.to_dict(), promotion=rule, folds=folds, confidence=float(evidence["confidence"]),
+            evidence=evidence, per_case=[c.to_dict() for c in scores],
+            schedule={"trainings": trainings, "epochs": int(result.epochs_run),
+                      "steps": int(result.epochs_run) * -(-len(train_ids) // int(config.batch_size))},
+        )
 
-        def summary_for(version_name: str, folder: Path) -> FinetuneResult:
-            return FinetuneResult(
-                version=version_name,
-                folder=folder,
-                promoted=promoted,
-                status="promoted" if promoted else "candidate",
-                reason=reason,
-                dice_before=dice_before,
-                dice_after=dice_after,
-                dice_per_structure_before=per_before,
-                dice_per_structure_after=per_after,
-                parent=parent.version,
-                parent_folder=parent_folder.resolve(),
-                train_cases=train_ids,
-                val_cases=val_ids,
-                epochs_run=int(result.epochs_run),
-                seconds=round(time.perf_counter() - started, 2),
-                config=config.to_dict(),
-            )
+        def named(version_name: str, decision: Promotion) -> FinetuneResult:
+            lost = promoted and not decision.promoted  # better than its start, but the active model changed
+            return replace(outcome, version=version_name, folder=model_store.models_dir / version_name,
+                           seconds=round(time.perf_counter() - started, 2), promoted=decision.promoted,
+                           status="promoted" if decision.promoted else "candidate",
+                           reason=f"{reason.split(';')[0]}, but {decision.reason}" if lost else reason)
 
-        def write_version(folder: Path, version_name: str) -> None:
+        def write_version(folder: Path, version_name: str, decision: Promotion) -> None:
             manifest = replace(
-                trained_manifest,
-                version=version_name,
-                parent_version=parent.version,
-                trained_on=(
-                    f"fine-tuned from {parent.version} on {len(train_ids)} corrected case(s) "
-                    f"of {case_store.folder.resolve()}"
-                ),
+                trained_manifest, version=version_name, parent_version=parent.version,
+                trained_on=(f"fine-tuned from {parent.version} on {len(train_ids)} corrected case(s) "
+                            f"of {case_store.folder.resolve()}"),
                 created=datetime.now(UTC).isoformat(timespec="seconds"),
-                metrics={
-                    "val_dice_before": dice_before,
-                    "val_dice_after": dice_after,
-                    "val_cases": len(val_ids),
-                    "train_cases": len(train_ids),
-                },
+                metrics={"val_dice_before": dice_before, "val_dice_after": dice_after,
+                         "val_cases": len(val_ids), "train_cases": len(train_ids), "promotion": rule,
+                         "confidence": float(evidence["confidence"])},
                 sha256="",
             )
             save_weights(trained, folder, manifest)
-            final = model_store.models_dir / version_name
-            write_json_atomic(summary_for(version_name, final).to_dict(), folder / SUMMARY_FILE)
+            write_json_atomic(named(version_name, decision).to_dict(), folder / SUMMARY_FILE)
 
         _check_cancel(cancel)
         report("finetune", 0.95, "writing the new version")
-        version_name = model_store.publish_version(base, write_version)
+        # One hold of the models folder's lock: re-check the active model, publish, activate. A run
+        # that started from a model another run has since replaced stays a candidate (scoring the
+        # replacement on these cases would not be fair: it may have been trained on them).
+        version_name, decision = model_store.publish_and_promote(
+            base, write_version, dice_after, active_at_start, score_of_active=None, eligible=promoted)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    if promoted:
-        model_store.activate(version_name)
-    final = summary_for(version_name, model_store.models_dir / version_name)
-    report("finetune", 1.0, reason)
+    final = named(version_name, decision)
+    report("finetune", 1.0, final.reason)
     return final

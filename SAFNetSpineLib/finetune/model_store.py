@@ -8,30 +8,45 @@ Layout::
         finetune.json        how it was made and whether it was promoted or kept as candidate
       safnet-v2/
       .tmp-*                 unfinished work (ignored; left by a crash)
+      .lock                  lock file: one process at a time changes active.json
 
 ``"active": null`` (or no ``active.json``) means the bundled default weights.
 ``history`` lists the previously active versions, most recent last, so that
 :meth:`ModelStore.rollback` can step back one activation at a time. Version folders
 appear by an atomic folder rename and are never modified or deleted afterwards.
+
+Every change of ``active.json`` happens under :meth:`ModelStore.lock`, and a
+fine-tuning run promotes its result with :meth:`ModelStore.promote`, which re-checks
+under that lock which model is active *now*: a run that started from a model another
+run has since replaced is compared with the replacement, not with its starting point.
+Every file is read as untrusted data: a malformed ``finetune.json`` marks its version
+"invalid" without hiding the others, and ``active.json`` may only name a folder
+directly inside the models folder.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from SAFNetSpineLib.atomic import TEMP_PREFIX, publish_folder, write_json_atomic
+from SAFNetSpineLib.atomic import TEMP_PREFIX, exclusive_lock, publish_folder, write_json_atomic
 from SAFNetSpineLib.errors import SpineInputError
 
 ACTIVE_FILE = "active.json"
+#: Lock file in the models folder, held while ``active.json`` is read and rewritten.
+LOCK_FILE = ".lock"
+#: Statuses a ``finetune.json`` may record.
+SUMMARY_STATUSES = ("promoted", "candidate")
 #: Sidecar in a version folder: the fine-tuning summary, including "status".
 SUMMARY_FILE = "finetune.json"
 #: In a fine-tuning work folder: the process that owns it (so a later run can clean up after a kill).
@@ -47,8 +62,9 @@ class ModelVersion:
     Attributes:
         name: Folder name ("safnet-v2"), or the bundled folder's name.
         folder: The weights folder.
-        status: "bundled", "promoted", "candidate", "imported" (a folder copied in by hand)
-            or "invalid" (unreadable manifest; ``summary["reason"]`` says why).
+        status: "bundled", "promoted", "candidate", "imported" (a folder copied in by hand),
+            "invalid" (unreadable manifest or summary; ``summary["reason"]`` says why) or
+            "missing" (``active.json`` names it but its folder is gone).
         active: True for the version segmentation uses now.
         version: The manifest's version string.
         parent_version: Version it was fine-tuned from (None for trained from scratch).
@@ -124,15 +140,24 @@ class ModelStore:
             return {"active": None, "history": []}
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            active = data.get("active")
-            history = list(data.get("history", []))
-        except (OSError, ValueError, AttributeError, TypeError) as error:
+        except (OSError, ValueError) as error:
             raise SpineInputError(path, f"unreadable active-model pointer ({error})") from None
-        if not (active is None or isinstance(active, str)) or not all(
-            h is None or isinstance(h, str) for h in history
-        ):
-            raise SpineInputError(path, "active-model pointer holds non-text version names")
-        return {"active": active, "history": history}
+        if not isinstance(data, dict):
+            raise SpineInputError(path, "active-model pointer is not a JSON object")
+        active, history = data.get("active"), data.get("history", [])
+        if not isinstance(history, list):
+            raise SpineInputError(path, "active-model pointer's 'history' is not a list")
+        for name in [active, *history]:
+            if name is None:
+                continue
+            if not isinstance(name, str):
+                raise SpineInputError(path, "active-model pointer holds non-text version names")
+            if not VERSION_NAME_PATTERN.fullmatch(name):
+                raise SpineInputError(
+                    path, f"names '{name[:120]}', which is not a version folder inside {self.models_dir}; "
+                    "activate a version with `models activate`",
+                )
+        return {"active": active, "history": list(history)}
 
     def _write_pointer(self, active: str | None, history: list[str | None]) -> None:
         self.models_dir.mkdir(parents=True, exist_ok=True)
@@ -163,7 +188,22 @@ class ModelStore:
                 self.models_dir / ACTIVE_FILE,
                 f"active version '{active}' has no folder; activate another version",
             )
+        if folder.resolve().parent != self.models_dir.resolve():
+            raise SpineInputError(
+                self.models_dir / ACTIVE_FILE,
+                f"active version '{active}' links outside {self.models_dir}; activate another version",
+            )
         return folder
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the models folder's lock (other processes' activations wait); not re-entrant."""
+        try:
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise SpineInputError(self.models_dir, f"cannot create the models folder ({error.strerror})") from None
+        with exclusive_lock(self.models_dir / LOCK_FILE):
+            yield
 
     def folder_of(self, name: str) -> Path:
         """The weights folder of a version name (or the bundled default's name).
@@ -190,11 +230,119 @@ class ModelStore:
             The activated weights folder.
         """
         folder = self.folder_of(name)
+        with self.lock():
+            self._point_to(folder, name)
+        return folder
+
+    def _point_to(self, folder: Path, name: str) -> None:
+        """Rewrite ``active.json`` to ``name``; the caller holds the lock."""
         pointer = self._read_pointer()
         new = None if folder == self.bundled_dir else name
         if new != pointer["active"]:
             self._write_pointer(new, [*pointer["history"], pointer["active"]])
-        return folder
+
+    def compare_with_active(
+        self,
+        score: float,
+        started_from: str | None,
+        score_of_active: Callable[[str, Path], float] | None = None,
+        tolerance: float = 1e-9,
+    ) -> Promotion:
+        """Would a model scoring ``score`` be at least as good as the model active *now*? Call under :meth:`lock`.
+
+        The caller has already found its model at least as good as ``started_from``. If
+        that is still the active model, the answer is yes. Otherwise (another run
+        activated a model meanwhile, or the caller compared with other weights) the
+        active model is scored with ``score_of_active``, on the caller's validation
+        cases with the caller's code, and the answer is ``score >= its score - tolerance``.
+
+        Args:
+            score: The new model's validation score (e.g. mean Dice, higher is better).
+            started_from: Name of the version active when the run started
+                (:meth:`active_name` then), if ``score`` was compared with it; None when
+                the run compared with other weights, so the active model is always scored.
+            score_of_active: ``score_of_active(active name, active folder)``; None
+                answers no whenever the active model is not ``started_from``.
+            tolerance: Score difference that still counts as "not worse".
+
+        Returns:
+            The decision (``active`` is the model active now) and why.
+        """
+        current = self.active_name()
+        if current == started_from:
+            return Promotion(True, current, f"{current} is still the active model")
+        changed = "" if started_from is None else f", activated while this run trained from {started_from}"
+        if score_of_active is None:
+            if started_from is None:
+                return Promotion(False, current, f"it was compared with other weights than the active model "
+                                                 f"{current}; kept as candidate")
+            return Promotion(False, current, f"the active model is now {current}{changed}; kept as candidate")
+        try:
+            current_score = float(score_of_active(current, self.active()))
+        except SpineInputError as error:
+            return Promotion(False, current, f"the active model {current} could not be scored ({error}); "
+                                             "kept as candidate")
+        if math.isfinite(current_score) and score < current_score - tolerance:
+            return Promotion(False, current, f"the active model {current}{changed}, scores {current_score:.4f} "
+                                             f"> {score:.4f}; kept as candidate")
+        return Promotion(True, current, f"{score:.4f} >= {current_score:.4f} of the active model {current}{changed}")
+
+    def promote(
+        self,
+        name: str,
+        score: float,
+        started_from: str | None,
+        score_of_active: Callable[[str, Path], float] | None = None,
+        tolerance: float = 1e-9,
+    ) -> Promotion:
+        """Activate the published version ``name`` if :meth:`compare_with_active` says so, all under the lock.
+
+        Returns:
+            The decision; ``active`` is the model active after the call.
+        """
+        folder = self.folder_of(name)
+        with self.lock():
+            decision = self.compare_with_active(score, started_from, score_of_active, tolerance)
+            if decision.promoted:
+                self._point_to(folder, name)
+                return replace(decision, active=name)
+            return decision
+
+    def publish_and_promote(
+        self,
+        base: str,
+        write: Callable[[Path, str, Promotion], None],
+        score: float,
+        started_from: str | None,
+        score_of_active: Callable[[str, Path], float] | None = None,
+        eligible: bool = True,
+        tolerance: float = 1e-9,
+    ) -> tuple[str, Promotion]:
+        """Decide, publish the next ``<base>-vN`` and activate it if promoted, in one hold of the lock.
+
+        Deciding first lets the version's own files (``finetune.json``) record the final
+        status: the folder is never changed after its rename.
+
+        Args:
+            base: Version family name.
+            write: ``write(folder, name, decision)`` fills the temporary version folder.
+            score, started_from, score_of_active, tolerance: See :meth:`compare_with_active`.
+            eligible: False when the run already lost against its starting model; it is
+                then published as a candidate without scoring anything.
+
+        Returns:
+            (version name, decision).
+        """
+        with self.lock():
+            if eligible:
+                decision = self.compare_with_active(score, started_from, score_of_active, tolerance)
+            else:
+                decision = Promotion(False, self.active_name(), "kept as candidate")
+            name = self.publish_version(base, lambda folder, version: write(folder, version, decision))
+            if decision.promoted:
+                self._point_to(self.models_dir / name, name)
+                decision = replace(decision, active=name)
+        return name, decision
 
     def rollback(self) -> str:
         """Re-activate the previously active version; returns its name.
@@ -202,20 +350,26 @@ class ModelStore:
         Raises:
             SpineInputError: when there is no earlier version, or its folder is gone.
         """
-        pointer = self._read_pointer()
-        if not pointer["history"]:
-            raise SpineInputError(self.models_dir, "no earlier active model to roll back to")
-        previous = pointer["history"][-1]
-        folder = self.bundled_dir if previous is None else self.models_dir / previous
-        if not folder.is_dir():
-            raise SpineInputError(folder, "cannot roll back: the previously active version's folder is gone")
-        self._write_pointer(previous, pointer["history"][:-1])
+        with self.lock():
+            pointer = self._read_pointer()
+            if not pointer["history"]:
+                raise SpineInputError(self.models_dir, "no earlier active model to roll back to")
+            previous = pointer["history"][-1]
+            folder = self.bundled_dir if previous is None else self.models_dir / previous
+            if not folder.is_dir():
+                raise SpineInputError(folder, "cannot roll back: the previously active version's folder is gone")
+            self._write_pointer(previous, pointer["history"][:-1])
         return self.bundled_name if previous is None else previous
 
     # ---- versions ----------------------------------------------------------------
 
     def versions(self) -> list[ModelVersion]:
-        """The bundled default (if present) and every version folder, in name order."""
+        """The bundled default (if present), every version folder in name order, and a missing active one.
+
+        A folder whose manifest or summary is damaged is listed as "invalid" with the
+        reason; a version ``active.json`` names whose folder is gone is listed last as
+        "missing".
+        """
         from SAFNetSpineLib.weights import MANIFEST_FILE
 
         active = self._read_pointer()["active"]
@@ -228,30 +382,34 @@ class ModelStore:
                 key=lambda p: _natural_key(p.name),
             )
             for folder in folders:
-                if (folder / MANIFEST_FILE).is_file():
+                if (folder / MANIFEST_FILE).is_file() or (folder / SUMMARY_FILE).is_file():
                     found.append(self._describe(folder, folder.name, None, active == folder.name))
+        if active is not None and not any(v.name == active and v.folder != self.bundled_dir for v in found):
+            held = "holds no weights" if (self.models_dir / active).is_dir() else "is gone"
+            reason = f"{ACTIVE_FILE} names this version but its folder {held}; activate another version"
+            found.append(ModelVersion(active, self.models_dir / active, "missing", True, "", None, "", "",
+                                      summary={"reason": reason}))
         return found
 
     def _describe(self, folder: Path, name: str, status: str | None, active: bool) -> ModelVersion:
         from SAFNetSpineLib.weights import read_manifest
 
+        def invalid(reason: str) -> ModelVersion:
+            # One damaged folder must not hide the others from the list.
+            return ModelVersion(name, folder, "invalid", active, "", None, "", "", summary={"reason": reason})
+
         try:
             manifest = read_manifest(folder)
         except SpineInputError as error:
-            # One damaged folder must not hide the others from the list.
-            return ModelVersion(
-                name, folder, "invalid", active, "", None, "", "", summary={"reason": str(error)}
-            )
+            return invalid(str(error))
         summary = None
         if (folder / SUMMARY_FILE).is_file():
             try:
-                summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
-            except (OSError, ValueError) as error:
-                raise SpineInputError(
-                    folder / SUMMARY_FILE, f"unreadable fine-tuning summary ({error})"
-                ) from None
+                summary = read_summary(folder / SUMMARY_FILE)
+            except SpineInputError as error:
+                return invalid(str(error))
         if status is None:
-            status = str(summary.get("status", "candidate")) if isinstance(summary, dict) else "imported"
+            status = summary["status"] if summary is not None else "imported"
         return ModelVersion(
             name=name,
             folder=folder,
@@ -262,7 +420,7 @@ class ModelStore:
             created=manifest.created,
             architecture=manifest.architecture,
             metrics=dict(manifest.metrics),
-            summary=summary if isinstance(summary, dict) else None,
+            summary=summary,
         )
 
     def next_version_name(self, base: str) -> str:
@@ -333,6 +491,50 @@ class ModelStore:
                 if temp.exists():
                     shutil.rmtree(temp, ignore_errors=True)
         raise SpineInputError(self.models_dir, f"could not find a free version name for '{base}'")
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """Outcome of :meth:`ModelStore.promote`.
+
+    Attributes:
+        promoted: True if the version is now the active one.
+        active: Name of the active version after the call.
+        reason: Why, in one sentence (for ``finetune.json`` and the CLI).
+    """
+
+    promoted: bool
+    active: str
+    reason: str
+
+
+def read_summary(path: Path) -> dict:
+    """Read and check a version's ``finetune.json``.
+
+    Returns:
+        The summary, with "status" one of :data:`SUMMARY_STATUSES` (default "candidate").
+
+    Raises:
+        SpineInputError: naming the file, if it is unreadable, not an object, or has a
+            wrongly typed "status", "reason", "dice_before" or "dice_after".
+    """
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise SpineInputError(path, f"unreadable fine-tuning summary ({error})") from None
+    if not isinstance(summary, dict):
+        raise SpineInputError(path, "fine-tuning summary is not a JSON object")
+    summary.setdefault("status", "candidate")
+    if summary["status"] not in SUMMARY_STATUSES:
+        raise SpineInputError(path, f"fine-tuning summary has status {summary['status']!r}, "
+                              f"not one of {', '.join(SUMMARY_STATUSES)}")
+    if not isinstance(summary.get("reason", ""), str):
+        raise SpineInputError(path, "fine-tuning summary's 'reason' is not text")
+    for key in ("dice_before", "dice_after"):
+        value = summary.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise SpineInputError(path, f"fine-tuning summary's '{key}' is not a number")
+    return summary
 
 
 def _process_exists(pid: int) -> bool:

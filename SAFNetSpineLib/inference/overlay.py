@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from SAFNetSpineLib.atomic import write_file_atomic
 from SAFNetSpineLib.labels import STRUCTURES, SUPERIOR_TO_INFERIOR_IDS
 from SAFNetSpineLib.preprocessing.orientation import reorient_to_network_axes
 from SAFNetSpineLib.volume import Volume
@@ -30,8 +31,6 @@ def write_overlay_png(image: Volume, labels: Volume, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
-
-    from SAFNetSpineLib.atomic import write_file_atomic
 
     image_dha = reorient_to_network_axes(image)
     labels_dha = reorient_to_network_axes(labels)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from SAFNetSpineLib.inference.levels import order_levels
 from SAFNetSpineLib.labels import STRUCTURES
 from SAFNetSpineLib.volume import Volume
 
@@ -60,8 +61,6 @@ def clean_up(labels: Volume, mode: str = DEFAULT_CLEANUP) -> Volume:
         ValueError: unknown mode.
     """
     if mode == "levels":
-        from SAFNetSpineLib.inference.levels import order_levels
-
         return order_levels(labels)
     if mode == "largest":
         return labels.with_array(keep_largest_component(labels.array))

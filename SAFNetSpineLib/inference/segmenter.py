@@ -1,15 +1,18 @@
-"""`Segmenter`: load weights once, segment many volumes.
+"""Segmenting a volume: `segment_volume` (networks in memory) and `Segmenter` (load weights once, segment many).
 
 Steps per volume: preprocess to the network grid (18 x 256 x 128, LR/SI/AP), run the
 network (optionally also on the left-right mirrored input, and over an ensemble of
 weight folders, averaging softmax probabilities), map the probabilities back onto the
 input's exact grid (linear interpolation, then argmax), and clean up: by default the
-levels are put in anatomical order and fragments removed (see inference.levels).
+levels are put in anatomical order and fragments removed (see inference.levels). Then
+the levels are named by counting along the spine, with the network's probabilities as
+evidence, and the names judged (see inference.naming).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,39 +20,13 @@ import numpy as np
 import torch
 
 from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.inference.naming import ClassEvidence, LevelHint, NamingResult, name_levels
 from SAFNetSpineLib.inference.postprocess import CLEANUPS, DEFAULT_CLEANUP, clean_up, structure_volumes_ml
-from SAFNetSpineLib.models.precision import (
-    autocast_context,
-    check_precision,
-    default_precision,
-    input_memory_format,
-    prepare_for_inference,
-)
+from SAFNetSpineLib.models.prepare import prepare_for_inference
 from SAFNetSpineLib.preprocessing import PreprocessConfig, preprocess_image, restore_labels
+from SAFNetSpineLib.runtime import autocast_context, memory_format, resolve_device, resolve_precision
 from SAFNetSpineLib.volume import Volume
 from SAFNetSpineLib.weights import load_model
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """Map "auto" | "cpu" | "cuda" | "cuda:N" | "mps" to a torch device (auto: cuda, then mps, then cpu).
-
-    Raises:
-        SpineInputError: a GPU was asked for but none is available.
-    """
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SpineInputError(None, f"--device {name}: no CUDA GPU is available to this PyTorch build")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise SpineInputError(None, "--device mps: Apple MPS is not available")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise SpineInputError(None, f"unknown device {name!r} (use auto, cpu, cuda or mps)") from None
 
 
 @dataclass
@@ -60,21 +37,115 @@ class SegmentationResult:
         labels: Label map on the input's exact grid (ids from the label table).
         volumes_ml: Volume (mL) of every structure found, by short name.
         timings_s: Seconds per stage (preprocess, network, postprocess, restore).
+        naming: How the levels were named and how far the names can be trusted
+            (inference.naming); None with ``naming=False``.
     """
 
     labels: Volume
     volumes_ml: dict[str, float]
     timings_s: dict[str, float] = field(default_factory=dict)
+    naming: NamingResult | None = None
+
+
+@torch.inference_mode()
+def predict_probabilities(models: Sequence[torch.nn.Module], network_input: np.ndarray, device: torch.device,
+                          precision: str, tta: bool = False) -> torch.Tensor:
+    """Mean softmax over models (and the mirrored input with TTA).
+
+    Args:
+        models: Networks on ``device``, in eval mode (an ensemble when several).
+        network_input: Preprocessed image, shape (D, H, W), float32.
+        device: Device of the models.
+        precision: "fp32", "bf16" or "fp16" (see :func:`SAFNetSpineLib.runtime.resolve_precision`).
+        tta: Also run on the left-right mirrored input (flipped along D) and average.
+
+    Returns:
+        Probabilities, shape (C, D, H, W), float32 on the CPU.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(network_input))[None, None]  # (1, 1, D, H, W)
+    x = x.to(device, memory_format=memory_format(device))
+    inputs = [(x, False)] + ([(torch.flip(x, dims=[2]), True)] if tta else [])
+    total = None
+    for model in models:
+        for tensor, mirrored in inputs:
+            with autocast_context(device, precision):
+                logits = model(tensor)
+            probs = torch.softmax(logits.float(), dim=1)
+            if mirrored:
+                probs = torch.flip(probs, dims=[2])
+            total = probs if total is None else total + probs
+    return (total / (len(models) * len(inputs)))[0].cpu()
+
+
+def segment_volume(models: Sequence[torch.nn.Module], image: Volume, preprocess: PreprocessConfig,
+                   device: torch.device, precision: str, *, tta: bool = False, cleanup: str = DEFAULT_CLEANUP,
+                   version: str = "in memory", progress=None, naming: bool = True,
+                   level_hint: LevelHint | None = None) -> SegmentationResult:
+    """Segment one image volume with networks already in memory.
+
+    Args:
+        models: Networks on ``device``, in eval mode (an ensemble when several); used as
+            they are (not folded or moved).
+        image: The MR image (any orientation, spacing, size).
+        preprocess: The preprocessing the networks were trained with.
+        device: Device of the models.
+        precision: "fp32", "bf16" or "fp16", already checked for ``device``.
+        tta: Also run on the left-right mirrored input and average.
+        cleanup: Post-processing, one of postprocess.CLEANUPS.
+        version: Model name shown in the progress messages.
+        progress: Optional callable(stage, fraction, message).
+        naming: After the clean-up, name the levels by counting along the spine with the
+            network's probabilities as evidence (inference.naming; part of "postprocess"
+            in the timings). With ``cleanup="none"`` the labels are only judged, not
+            renamed, unless a hint is given.
+        level_hint: One structure named by the user (a point in RAS mm); every other is
+            counted from it.
+
+    Returns:
+        SegmentationResult with the label map on the input's exact grid.
+    """
+    if cleanup not in CLEANUPS:
+        raise SpineInputError(None, f"--cleanup {cleanup}: must be one of {', '.join(CLEANUPS)}")
+    report = progress or (lambda *a, **k: None)
+    timings = {}
+    start = time.perf_counter()
+    report("preprocess", 0.05, "reorienting and resampling")
+    network_input, grid = preprocess_image(image, preprocess)
+    timings["preprocess"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    report("inference", 0.15, f"running {version} on {device.type}")
+    probabilities = predict_probabilities(models, network_input, device, precision, tta)
+    timings["network"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    report("restore", 0.85, "mapping back to the input geometry")
+    restored = restore_labels(probabilities.numpy(), grid, image)
+    timings["restore"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    if cleanup != "none":
+        report("postprocess", 0.92, f"clean-up: {cleanup}")
+        restored = clean_up(restored, cleanup)
+    named = None
+    if naming or level_hint is not None:
+        report("postprocess", 0.94, "naming the levels by counting")
+        evidence = ClassEvidence(probabilities.numpy(), grid.affine_lps)
+        named = name_levels(restored, evidence, level_hint, rename=cleanup != "none" or level_hint is not None)
+        restored = named.labels
+    timings["postprocess"] = time.perf_counter() - start
+    return SegmentationResult(restored, structure_volumes_ml(restored), {k: round(v, 4) for k, v in timings.items()},
+                              named)
 
 
 class Segmenter:
-    """Segment spine MR volumes with one model or an ensemble.
+    """Load weights once, then segment many volumes with one model or an ensemble (see :func:`segment_volume`).
 
     Args:
         weights_dirs: One or more weights folders (an ensemble when several). They must
             share the preprocessing configuration.
         device: "auto", "cpu", "cuda", "cuda:N" or "mps".
-        precision: "auto" (fp16 on CUDA, fp32 elsewhere; see models.precision.default_precision),
+        precision: "auto" (fp16 on CUDA, fp32 elsewhere; see runtime.resolve_precision),
             "fp32", "bf16" or "fp16" (autocast).
         tta: Also run on the left-right mirrored input and average.
         cleanup: Post-processing, one of postprocess.CLEANUPS: "levels" (names in
@@ -86,7 +157,12 @@ class Segmenter:
                  tta: bool = False, cleanup: str = DEFAULT_CLEANUP):
         if not weights_dirs:
             raise SpineInputError(None, "no weights folder given")
-        self._configure(device, precision, tta, cleanup)
+        if cleanup not in CLEANUPS:
+            raise SpineInputError(None, f"--cleanup {cleanup}: must be one of {', '.join(CLEANUPS)}")
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device, "inference")
+        self.tta = tta
+        self.cleanup = cleanup
         loaded = [load_model(folder, self.device) for folder in weights_dirs]
         self.models = [prepare_for_inference(model, self.device, self.precision) for model, _ in loaded]
         self.versions = [manifest.version for _, manifest in loaded]
@@ -96,92 +172,17 @@ class Segmenter:
                 raise SpineInputError(folder, "ensemble members use different preprocessing")
         self.preprocess_config = configs[0]
 
-    @classmethod
-    def for_model(cls, model: torch.nn.Module, preprocess: PreprocessConfig, device: str | torch.device = "cpu",
-                  precision: str = "fp32", cleanup: str = DEFAULT_CLEANUP, version: str = "in memory") -> Segmenter:
-        """Wrap a network already in memory (e.g. during training or evaluation).
-
-        The model is used as it is (put in eval mode, not folded or moved): the caller
-        keeps training it afterwards.
-        """
-        self = cls.__new__(cls)
-        self._configure(str(device), precision, False, cleanup)
-        self.models = [model.eval()]
-        self.versions = [version]
-        self.preprocess_config = preprocess
-        return self
-
-    def _configure(self, device: str, precision: str, tta: bool, cleanup: str) -> None:
-        if cleanup not in CLEANUPS:
-            raise SpineInputError(None, f"--cleanup {cleanup}: must be one of {', '.join(CLEANUPS)}")
-        self.device = resolve_device(device)
-        try:
-            self.precision = check_precision(
-                self.device, default_precision(self.device) if precision == "auto" else precision)
-        except ValueError as error:
-            raise SpineInputError(None, f"--precision {precision}: {error}") from None
-        self.tta = tta
-        self.cleanup = cleanup
-
     @property
     def version(self) -> str:
         """Version name(s) of the model(s), joined with '+'."""
         return "+".join(self.versions)
 
-    @torch.inference_mode()
     def predict_probabilities(self, network_input: np.ndarray) -> torch.Tensor:
-        """Mean softmax over models (and the mirrored input with TTA).
+        """:func:`predict_probabilities` with this segmenter's models and settings."""
+        return predict_probabilities(self.models, network_input, self.device, self.precision, self.tta)
 
-        Args:
-            network_input: Preprocessed image, shape (D, H, W), float32.
-
-        Returns:
-            Probabilities, shape (C, D, H, W), float32 on the CPU.
-        """
-        x = torch.from_numpy(np.ascontiguousarray(network_input))[None, None]
-        x = x.to(self.device, memory_format=input_memory_format(self.device, self.precision))
-        inputs = [(x, False)] + ([(torch.flip(x, dims=[2]), True)] if self.tta else [])
-        total = None
-        for model in self.models:
-            for tensor, mirrored in inputs:
-                with autocast_context(self.device, self.precision):
-                    logits = model(tensor)
-                probs = torch.softmax(logits.float(), dim=1)
-                if mirrored:
-                    probs = torch.flip(probs, dims=[2])
-                total = probs if total is None else total + probs
-        return (total / (len(self.models) * len(inputs)))[0].cpu()
-
-    def segment(self, image: Volume, progress=None) -> SegmentationResult:
-        """Segment one image volume.
-
-        Args:
-            image: The MR image (any orientation, spacing, size).
-            progress: Optional callable(stage, fraction, message).
-
-        Returns:
-            SegmentationResult with the label map on the input's exact grid.
-        """
-        report = progress or (lambda *a, **k: None)
-        timings = {}
-        start = time.perf_counter()
-        report("preprocess", 0.05, "reorienting and resampling")
-        network_input, grid = preprocess_image(image, self.preprocess_config)
-        timings["preprocess"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        report("inference", 0.15, f"running {self.version} on {self.device.type}")
-        probabilities = self.predict_probabilities(network_input)
-        timings["network"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        report("restore", 0.85, "mapping back to the input geometry")
-        restored = restore_labels(probabilities.numpy(), grid, image)
-        timings["restore"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        if self.cleanup != "none":
-            report("postprocess", 0.92, f"clean-up: {self.cleanup}")
-            restored = clean_up(restored, self.cleanup)
-        timings["postprocess"] = time.perf_counter() - start
-        return SegmentationResult(restored, structure_volumes_ml(restored), {k: round(v, 4) for k, v in timings.items()})
+    def segment(self, image: Volume, progress=None, level_hint: LevelHint | None = None) -> SegmentationResult:
+        """:func:`segment_volume` with this segmenter's models and settings (levels named by counting)."""
+        return segment_volume(self.models, image, self.preprocess_config, self.device, self.precision,
+                              tta=self.tta, cleanup=self.cleanup, version=self.version, progress=progress,
+                              level_hint=level_hint)

@@ -10,7 +10,6 @@ decompressed bytes when the trailer disagrees.
 
 from __future__ import annotations
 
-import gzip
 import struct
 import zlib
 from pathlib import Path
@@ -39,6 +38,77 @@ def _expected_bytes(header: bytes) -> int | None:
     return max(offset, 348) + count * max(int(bitpix), 8) // 8
 
 
+def gzip_content_size(path: str | Path, offset: int = 0) -> tuple[int, str | None]:
+    """Bytes the gzip data from ``offset`` to the end of the file decompresses to, and what cut it short.
+
+    Streams through every gzip member with zlib, which checks each member's CRC-32 and
+    length, so a cut or damaged stream is told apart from a complete one; the count
+    includes what could be decompressed before the damage.
+
+    Args:
+        path: The file.
+        offset: Where the gzip data starts (0 for ``.gz``; after the header for a NRRD).
+
+    Returns:
+        (decompressed bytes, None if complete else a few words on what is wrong).
+    """
+    count = 0
+    decompressor = zlib.decompressobj(wbits=31)
+    started = False
+    with open(path, "rb") as raw:
+        raw.seek(offset)
+        try:
+            while chunk := raw.read(1 << 20):
+                while chunk:
+                    started = True
+                    count += len(decompressor.decompress(chunk))
+                    if not decompressor.eof:
+                        break
+                    chunk = decompressor.unused_data  # the next gzip member, if any
+                    if chunk:
+                        decompressor = zlib.decompressobj(wbits=31)
+        except zlib.error as error:
+            return count, f"corrupt gzip data ({error})"
+    if not started:
+        return 0, "no gzip data"
+    if not decompressor.eof:
+        return count, "the gzip stream ends early"
+    return count, None
+
+
+def _read_header(path: Path, compressed: bool) -> bytes:
+    if compressed:
+        # zlib directly: gzip.open raises on a stream cut within the first block.
+        decompressor = zlib.decompressobj(wbits=31)
+        with open(path, "rb") as raw:
+            return decompressor.decompress(raw.read(1 << 16), 540)
+    with open(path, "rb") as stream:
+        return stream.read(540)
+
+
+def nifti_sizes(path: str | Path) -> tuple[int, int] | None:
+    """(bytes present, bytes the header announces) of a NIfTI file, uncompressed.
+
+    Returns:
+        None when the file does not start with a NIfTI-1/2 header.
+
+    Raises:
+        OSError, zlib.error: an unreadable file or a gzip stream broken within its header.
+    """
+    path = Path(path)
+    compressed = path.name.lower().endswith(".gz") or _starts_with_gzip_magic(path)
+    expected = _expected_bytes(_read_header(path, compressed))
+    if expected is None:
+        return None
+    actual = gzip_content_size(path)[0] if compressed else path.stat().st_size
+    return actual, expected
+
+
+def _starts_with_gzip_magic(path: Path) -> bool:
+    with open(path, "rb") as stream:
+        return stream.read(2) == b"\x1f\x8b"
+
+
 def check_nifti_complete(path: str | Path) -> None:
     """Refuse a NIfTI file whose voxel data is shorter than its header announces.
 
@@ -48,13 +118,8 @@ def check_nifti_complete(path: str | Path) -> None:
     path = Path(path)
     compressed = path.name.lower().endswith(".gz")
     try:
-        if compressed:
-            with gzip.open(path, "rb") as stream:
-                header = stream.read(540)
-        else:
-            with open(path, "rb") as stream:
-                header = stream.read(540)
-    except (OSError, EOFError, zlib.error):
+        header = _read_header(path, compressed)
+    except (OSError, zlib.error):
         raise SpineInputError(path, "unreadable or corrupt NIfTI file") from None
     expected = _expected_bytes(header)
     if expected is None:
@@ -67,12 +132,6 @@ def check_nifti_complete(path: str | Path) -> None:
             trailer = struct.unpack("<I", raw.read(4))[0]
         if trailer == expected % 2**32:
             return
-        actual = 0
-        try:
-            with gzip.open(path, "rb") as stream:
-                while chunk := stream.read(1 << 22):
-                    actual += len(chunk)
-        except (OSError, EOFError, zlib.error):
-            pass  # a cut gzip stream: `actual` counts what could be read
+        actual = gzip_content_size(path)[0]
     if actual < expected:
         raise SpineInputError(path, f"truncated NIfTI file ({actual} of {expected} bytes); re-export or re-copy it")

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.io.files import label_array_uint8, write_atomically
 from SAFNetSpineLib.io.validation import check_size, check_writable_dir
-from SAFNetSpineLib.io.volume_io import label_array_uint8, write_atomically
 from SAFNetSpineLib.labels import (
     NUM_CLASSES,
     SNOMED_CATEGORY,

@@ -8,6 +8,7 @@ bad input is caught before any minutes of compute are spent on it.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,71 @@ MAX_TOTAL_VOXELS = 2**28
 MAX_SPACING_MM = 50.0
 #: Fewest voxels along every axis: a single slice is a 2D image.
 MIN_AXIS_VOXELS = 2
+#: An integer image with at most this many distinct values, all label-table ids, is a label map.
+LABEL_MAP_MAX_VALUES = 32
+
+
+def check_input_path(path: str | Path) -> Path:
+    """Refuse a missing input, or one that is not a regular file or a folder, before opening it.
+
+    Opening a FIFO for reading blocks until something writes to it, and a device or a
+    socket is never an image, so these are refused from ``stat`` alone.
+
+    Args:
+        path: An input file or DICOM folder (symbolic links are followed).
+
+    Returns:
+        The path as a Path.
+
+    Raises:
+        SpineInputError: naming the path, if it is missing or of another kind.
+    """
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise SpineInputError(path, "file not found") from None
+    except OSError as error:
+        raise SpineInputError(path, f"cannot read ({error.strerror or error})") from None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return path
+    kinds = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    kind = next((text for test, text in kinds if test(mode)), "not a regular file")
+    raise SpineInputError(path, f"input is {kind}, not an image file or a DICOM folder")
+
+
+def grid_differences(first: Volume, second: Volume, atol: float = 1e-4) -> list[str]:
+    """What differs between two grids, each with both values, e.g. "origin (0, 0, 2.5) vs (0, 0, 0) mm".
+
+    Shape, spacing, origin and direction are compared as ``Volume.same_grid`` does.
+    """
+    def text(values) -> str:
+        return "(" + ", ".join(f"{float(v):.6g}" for v in np.ravel(values)) + ")"
+
+    parts = []
+    if first.shape != second.shape:
+        parts.append(f"shape {first.shape} vs {second.shape}")
+    for field, unit in (("spacing", " mm"), ("origin", " mm"), ("direction", "")):
+        a, b = getattr(first, field), getattr(second, field)
+        if a.shape != b.shape or not np.allclose(a, b, atol=atol):
+            parts.append(f"{field} {text(a)} vs {text(b)}{unit}")
+    return parts
+
+
+def describe_grid_difference(first: Volume, second: Volume, names: tuple[str, str] = ("label", "image"),
+                             atol: float = 1e-4) -> str:
+    """One line saying where two grids differ: "label grid differs from the image grid in origin ... vs ... mm".
+
+    Args:
+        first, second: The volumes compared.
+        names: What to call them in the text.
+        atol: Tolerance (mm, or cosine for the direction).
+    """
+    parts = grid_differences(first, second, atol)
+    if not parts:
+        return f"{names[0]} grid matches the {names[1]} grid"
+    return f"{names[0]} grid differs from the {names[1]} grid in " + "; ".join(parts)
 
 
 def check_size(size: Sequence[int], spacing: Sequence[float], path: str | Path | None) -> None:
@@ -55,6 +121,32 @@ def check_size(size: Sequence[int], spacing: Sequence[float], path: str | Path |
         raise SpineInputError(path, f"voxel spacing ({text}) mm is not within (0, {MAX_SPACING_MM:g}] mm")
 
 
+def check_announced_size(path: str | Path) -> None:
+    """For a NRRD file ITK could not read: refuse it naming the grid its header announces, if absurd.
+
+    ITK gives up on sizes it cannot allocate or index (0, 2**63, 10**11 x 10**11 x
+    1000) with a generic error; the header itself says what is wrong.
+
+    Raises:
+        SpineInputError: naming the file and the announced sizes, when they cannot be
+            a 3D spine MRI. Returns quietly when the header is not the problem.
+    """
+    from SAFNetSpineLib.io.nrrd_header import read_nrrd_header
+
+    try:
+        header = read_nrrd_header(path)
+    except OSError:
+        return
+    if header is None or not header.sizes:
+        return
+    dims = " x ".join(str(n) for n in header.sizes)
+    if len(header.sizes) < 3:
+        raise SpineInputError(path, f"NRRD header announces a {len(header.sizes)}D grid ({dims} voxels)")
+    if min(header.sizes) < 1:
+        raise SpineInputError(path, f"NRRD header announces {dims} voxels; every size must be at least 1")
+    check_size(header.sizes[:3], (1.0, 1.0, 1.0), path)
+
+
 def check_image(volume: Volume, path: str | Path | None) -> None:
     """Reject images the network cannot segment: absurd grid, non-finite or constant voxels.
 
@@ -77,6 +169,29 @@ def check_image(volume: Volume, path: str | Path | None) -> None:
     low, high = array.min(), array.max()
     if low == high:
         raise SpineInputError(path, f"image is constant (every voxel is {low:g}); nothing to segment")
+    check_not_label_map(array, path)
+
+
+def check_not_label_map(array: np.ndarray, path: str | Path | None) -> None:
+    """Refuse a segmentation given where the MR image belongs.
+
+    An MR image holds hundreds of grey values; an integer volume whose only values are
+    a few label-table ids is a label map (e.g. an earlier ``NAME_seg.nii.gz``), and
+    segmenting it would give a confident-looking, meaningless result.
+
+    Raises:
+        SpineInputError: naming the file and the values found.
+    """
+    from SAFNetSpineLib.labels import NUM_CLASSES
+
+    if array.dtype.kind not in "biu" or array.min() < 0 or array.max() >= NUM_CLASSES:
+        return
+    values = np.unique(array)
+    if values.size <= LABEL_MAP_MAX_VALUES:
+        shown = ", ".join(str(int(v)) for v in values[:12]) + (", ..." if values.size > 12 else "")
+        raise SpineInputError(
+            path, f"image looks like a label map (only the values {shown}); give the MR image, not a segmentation"
+        )
 
 
 def check_writable_dir(path: str | Path) -> Path:

@@ -13,17 +13,27 @@ and renamed, so a crash never leaves a half-written output.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from SAFNetSpineLib.atomic import write_file_atomic
 from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.io.files import (
+    file_suffix,
+    label_array_uint8,
+    native_stderr_silenced,
+    write_atomically,
+)
 from SAFNetSpineLib.io.nifti import check_nifti_complete
-from SAFNetSpineLib.io.validation import check_image, check_size, check_writable_dir
+from SAFNetSpineLib.io.seg_nrrd import read_seg_nrrd, write_seg_nrrd
+from SAFNetSpineLib.io.validation import (
+    check_announced_size,
+    check_image,
+    check_input_path,
+    check_size,
+    check_writable_dir,
+)
 from SAFNetSpineLib.volume import Volume
 
 # ITK prints warnings (oblique NIfTI, DICOM slice spacing...) straight to stderr; the
@@ -45,15 +55,6 @@ DICOM_SUFFIXES = (".dcm", ".ima")
 WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".seg.nrrd")
 
 
-def file_suffix(path: str | Path) -> str:
-    """The format suffix of a file name in lower case, counting ".nii.gz" and ".seg.nrrd" as one."""
-    name = Path(path).name.lower()
-    for double in (".nii.gz", ".seg.nrrd"):
-        if name.endswith(double):
-            return double
-    return Path(name).suffix
-
-
 def read_volume(path: str | Path, is_label: bool = False, check: bool = True) -> Volume:
     """Read a 3D image or label map with its geometry.
 
@@ -71,15 +72,11 @@ def read_volume(path: str | Path, is_label: bool = False, check: bool = True) ->
         SpineInputError: missing, unreadable, corrupt, 2D, 4D, multi-component or
             otherwise unusable input, naming the file.
     """
-    path = Path(path)
-    if not path.exists():
-        raise SpineInputError(path, "file not found")
+    path = check_input_path(path)  # missing, FIFO, device, socket: refused before anything opens it
     suffix = file_suffix(path)
     if path.is_dir():
         image = _read_dicom_series(path)
     elif suffix == ".seg.nrrd":
-        from SAFNetSpineLib.io.seg_nrrd import read_seg_nrrd
-
         return read_seg_nrrd(path)
     elif suffix in IMAGE_FORMATS:
         image = _read_image_file(path, IMAGE_FORMATS[suffix])
@@ -113,8 +110,6 @@ def write_volume(volume: Volume, path: str | Path) -> Path:
     if suffix not in WRITE_SUFFIXES:
         raise SpineInputError(path, f"cannot write '{suffix or path.name}' files (use {', '.join(WRITE_SUFFIXES)})")
     if suffix == ".seg.nrrd":
-        from SAFNetSpineLib.io.seg_nrrd import write_seg_nrrd
-
         return write_seg_nrrd(volume, path)
     check_writable_dir(path.parent)
     if volume.is_label:
@@ -130,59 +125,6 @@ def write_volume(volume: Volume, path: str | Path) -> Path:
 
     write_atomically(path, write)
     return path
-
-
-def label_array_uint8(array: np.ndarray, path: str | Path | None) -> np.ndarray:
-    """A label array as uint8, refusing values that are not integers in 0..255."""
-    array = np.asarray(array)
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype.kind == "f" and not np.array_equal(array, np.round(array)):
-        raise SpineInputError(path, "label map has non-integer values")
-    if array.size and (array.min() < 0 or array.max() > 255):
-        raise SpineInputError(path, f"label values {array.min()}..{array.max()} do not fit 0..255")
-    return array.astype(np.uint8)
-
-
-def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """:func:`SAFNetSpineLib.atomic.write_file_atomic` keeping the real suffix, with errors as SpineInputError.
-
-    Raises:
-        SpineInputError: if writing or renaming fails; the temporary file is removed.
-    """
-    try:
-        write_file_atomic(path, write, suffix=file_suffix(path))
-    except (OSError, RuntimeError) as error:
-        reason = getattr(error, "strerror", None) or _last_line(error)
-        raise SpineInputError(path, f"could not write file ({reason})") from None
-
-
-@contextmanager
-def native_stderr_silenced():
-    """Point file descriptor 2 at /dev/null while ITK runs.
-
-    ``ProcessObject_SetGlobalWarningDisplay`` does not reach every ITK library: the
-    MetaImage and GDCM readers print to C++ ``std::cerr`` directly. Whatever else
-    writes to fd 2 meanwhile (another thread) is lost too, so this wraps single
-    native calls only.
-    """
-    try:
-        saved = os.dup(2)
-    except OSError:  # no fd 2 (e.g. some embedded interpreters): nothing to silence
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _last_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1][:200] if lines else type(error).__name__
 
 
 def _check_layout(dimension: int, size: tuple, components: int, spacing: tuple, path: Path) -> None:
@@ -206,6 +148,8 @@ def _read_image_file(path: Path, kind: str) -> sitk.Image:
         with native_stderr_silenced():
             reader.ReadImageInformation()
     except RuntimeError:
+        if kind == "NRRD":
+            check_announced_size(path)  # an absurd size is named rather than called "corrupt"
         raise SpineInputError(path, f"unreadable or corrupt {kind} file") from None
     size = reader.GetSize()
     _check_layout(reader.GetDimension(), size, reader.GetNumberOfComponents(), reader.GetSpacing(), path)

@@ -1,63 +1,86 @@
-"""Training augmentation (paper: random rotation, contrast and elastic deformation) with MONAI.
+"""Training augmentation on torch tensors: one spatial resampling, then intensity changes, seeded per sample.
 
-Dictionary transforms act on ``{"image": (D, H, W), "label": (D, H, W)}`` in network
-axes (D = left-right, H = superior-inferior, W = anterior-posterior); the image is
-interpolated linearly, the label map with nearest neighbour. The D axis is handed to
-MONAI as the *channel* axis, so rotation and elastic deformation are 2D transforms in
-the sagittal (H, W) plane, identical for every slice: the few thick left-right slices do
-not support through-plane rotation, and a 2D deformation is about 5x cheaper than MONAI's
-dense 3D elastic field (0.2 s against 1.4 s per case on one CPU core), which matters
-when the augmentation runs on the same two cores as training.
+A sample ``{"image": (D, H, W), "label": (D, H, W)}`` in network axes (D = left-right,
+H = superior-inferior, W = anterior-posterior) is first moved by the spatial draws of
+:mod:`.augment_spatial` (rotation, zoom, field-of-view crop, elastic, lateral bend,
+slip: one grid, image trilinear, labels nearest neighbour), then given another contrast
+and another scanner's artefacts by :mod:`.augment_intensity`. What is drawn and how
+strongly is an :class:`~.augment_config.AugmentConfig`; every draw comes from one
+``torch.Generator`` seeded per sample, so the same seed gives the same sample on any
+machine and in any worker process. A whole draw costs tens of milliseconds per case on
+one core (``Testing/benchmarks/bench_training.py``), a small share of a training step.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from SAFNetSpineLib.training.config import TrainConfig
+from SAFNetSpineLib.training.augment_config import LEGACY_FIELDS, AugmentConfig
+from SAFNetSpineLib.training.augment_intensity import random_intensity
+from SAFNetSpineLib.training.augment_spatial import sampling_grid, warp
 
 
-def build_augmentation(config: TrainConfig):
-    """The random transform chain of a config, or None when augmentation is off.
+@dataclass(frozen=True)
+class SpineAugmentation:
+    """The random augmentation of a training run (a callable on one sample).
 
-    Returns:
-        A MONAI ``Compose`` mapping {"image", "label"} arrays (D, H, W) to (D, H, W).
+    Attributes:
+        config: What is drawn and how strongly.
     """
-    if not config.augment:
-        return None
-    from monai.transforms import Compose, Rand2DElasticd, RandAdjustContrastd, RandRotated
 
-    keys = ["image", "label"]
-    transforms = []
-    if config.rotate_prob > 0 and config.rotate_degrees > 0:
-        transforms.append(
-            RandRotated(
-                keys=keys,
-                range_x=float(np.deg2rad(config.rotate_degrees)),
-                prob=config.rotate_prob,
-                mode=("bilinear", "nearest"),
-                padding_mode=("border", "zeros"),
-            )
-        )
-    if config.elastic_prob > 0:
-        transforms.append(
-            Rand2DElasticd(
-                keys=keys,
-                spacing=config.elastic_spacing,
-                magnitude_range=config.elastic_magnitude,
-                prob=config.elastic_prob,
-                mode=("bilinear", "nearest"),
-                padding_mode=("border", "zeros"),
-            )
-        )
-    if config.contrast_prob > 0:
-        transforms.append(RandAdjustContrastd(keys=["image"], gamma=config.contrast_gamma, prob=config.contrast_prob))
-    return Compose(transforms) if transforms else None
+    config: AugmentConfig
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augment one sample.
+
+        Args:
+            image: (D, H, W) float32.
+            label: (D, H, W) integer ids.
+            seed: Seed of this draw (same seed, same result).
+
+        Returns:
+            image (D, H, W) float32 and label (D, H, W) int64.
+        """
+        gen = torch.Generator().manual_seed(int(seed) % (2**63))
+        image = image.to(torch.float32)
+        label = label.to(torch.int64)
+        grid = sampling_grid(self.config, tuple(image.shape), gen)
+        if grid is not None:
+            image, label = warp(image, label, grid)
+        return random_intensity(image, self.config, gen), label
+
+
+def augment_config_of(config) -> AugmentConfig:
+    """The AugmentConfig of a TrainConfig (its legacy fields and its ``augmentation`` overrides).
+
+    Args:
+        config: A TrainConfig, or an AugmentConfig (returned as is).
+    """
+    if isinstance(config, AugmentConfig):
+        return config
+    values = dict(getattr(config, "augmentation", None) or {})
+    for old, new in LEGACY_FIELDS.items():
+        if hasattr(config, old):
+            values[new] = getattr(config, old)
+    return AugmentConfig.from_dict(values)
+
+
+def build_augmentation(config) -> SpineAugmentation | None:
+    """The random augmentation of a config, or None when augmentation is off.
+
+    Args:
+        config: A TrainConfig (``augment`` False turns everything off) or an AugmentConfig.
+    """
+    if not getattr(config, "augment", True):
+        return None
+    return SpineAugmentation(augment_config_of(config))
 
 
 def augment_pair(transform, image: np.ndarray, label: np.ndarray, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply ``transform`` with a fixed seed.
+    """Apply ``transform`` to numpy arrays with a fixed seed.
 
     Args:
         transform: From :func:`build_augmentation` (None: no change).
@@ -68,10 +91,9 @@ def augment_pair(transform, image: np.ndarray, label: np.ndarray, seed: int) -> 
     Returns:
         image (1, D, H, W) float32 tensor and label (D, H, W) int64 tensor.
     """
+    image_tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    label_tensor = torch.from_numpy(label.astype(np.int64))
     if transform is None:
-        return torch.from_numpy(image[None].copy()), torch.from_numpy(label.astype(np.int64))
-    transform.set_random_state(seed=seed % (2**32))
-    out = transform({"image": image.copy(), "label": label.astype(np.float32)})
-    new_image = torch.as_tensor(np.asarray(out["image"], dtype=np.float32))[None]
-    new_label = torch.as_tensor(np.rint(np.asarray(out["label"], dtype=np.float32)).astype(np.int64))
-    return new_image, new_label
+        return image_tensor.clone()[None], label_tensor
+    new_image, new_label = transform(image_tensor, label_tensor, seed)
+    return new_image.contiguous()[None], new_label.contiguous()

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from SAFNetSpineLib.data.cases import Case, load_case
+from SAFNetSpineLib.io.files import write_atomically
+from SAFNetSpineLib.preprocessing import PreprocessConfig, preprocess_image, preprocess_label
 
 #: Bumped when the cached content changes meaning.
 CACHE_FORMAT = 1
@@ -59,8 +61,6 @@ def cache_key(case: Case, preprocess: dict) -> str:
 
 
 def _save_npy(array: np.ndarray, path: Path) -> None:
-    from SAFNetSpineLib.io.volume_io import write_atomically
-
     def write(temp: Path) -> None:
         with open(temp, "wb") as stream:
             np.save(stream, array, allow_pickle=False)
@@ -79,8 +79,6 @@ def preprocess_case(case: Case, preprocess: dict, cache_dir: Path | None) -> Pre
     Raises:
         SpineInputError: from :func:`load_case` for bad files.
     """
-    from SAFNetSpineLib.preprocessing import PreprocessConfig, preprocess_image, preprocess_label
-
     annotated = case.annotated_mask()
     if cache_dir is not None:
         key = cache_key(case, preprocess)

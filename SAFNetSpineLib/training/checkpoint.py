@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
+from SAFNetSpineLib.atomic import save_tensors_atomic, write_json_atomic
 from SAFNetSpineLib.errors import SpineInputError
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -72,8 +74,6 @@ def save_checkpoint(
         extra_tensors: More tensors to keep with the run (names must not start with
             ``model/``, ``optimizer/`` or ``rng/``), e.g. a weight average.
     """
-    from SAFNetSpineLib.atomic import save_tensors_atomic, write_json_atomic
-
     tensors: dict[str, torch.Tensor] = {}
     for name, value in _unwrap(model).state_dict().items():
         tensors[f"model/{name}"] = value.detach().cpu().clone()
@@ -112,8 +112,6 @@ def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict]:
     Raises:
         SpineInputError: missing or unreadable checkpoint.
     """
-    from safetensors import safe_open
-
     path = Path(folder) / CHECKPOINT_FILE
     if not path.is_file():
         raise SpineInputError(path, "no checkpoint to resume from")

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.labels import NUM_CLASSES
+from SAFNetSpineLib.preprocessing.config import PreprocessConfig
+
 
 def _default_preprocess() -> dict:
-    from SAFNetSpineLib.preprocessing import PreprocessConfig
-
     return PreprocessConfig().to_dict()
 
 
@@ -33,6 +35,8 @@ class TrainConfig:
         plateau_factor: Factor applied to the lr on a plateau.
         min_lr: Lower bound of the lr.
         dice_loss_weight: Weight of an added marginal soft-Dice term (0 = paper: CE only).
+        below_lumbar_weight: Weight of the set-valued term below the lowest annotated lumbar level
+            (there a voxel is background, S or L5/S, never another level; 0 = off).
         augment: Apply the random augmentations below to training cases.
         rotate_degrees: Maximum in-plane (sagittal) rotation, degrees.
         rotate_prob: Probability of a rotation.
@@ -42,7 +46,11 @@ class TrainConfig:
         elastic_spacing: (H, W) distance between the deformation's control points, voxels.
         elastic_magnitude: (min, max) random control point displacement (MONAI Rand2DElastic units;
             (1, 2) moves voxels by about 1 voxel on average, 4-5 at most).
-        precision: "auto" (bf16 autocast on CUDA, fp32 elsewhere), "fp32", "bf16" or "fp16".
+        augmentation: Further augmentation settings, AugmentConfig field -> value (field of view,
+            scale, bend, slip, remapping, inversion, bias, thick slices, blur, ringing, noise; see
+            training/augment_config.py); fields not given keep AugmentConfig's defaults.
+        precision: "auto" (bf16 autocast on CUDA where supported, else fp16; on CPUs with native
+            bf16, bf16; fp32 elsewhere: see runtime.default_precision), "fp32", "bf16" or "fp16".
         device: "auto" (cuda, mps, cpu) or a torch device string.
         memory_format: "auto" (channels_last_3d on CPU, where oneDNN trains SAFNet up to 1.5x faster;
             contiguous elsewhere), "channels_last" or "contiguous".
@@ -69,6 +77,7 @@ class TrainConfig:
     plateau_factor: float = 0.5
     min_lr: float = 1e-6
     dice_loss_weight: float = 0.0
+    below_lumbar_weight: float = 0.0
     augment: bool = True
     rotate_degrees: float = 15.0
     rotate_prob: float = 0.5
@@ -77,6 +86,7 @@ class TrainConfig:
     elastic_prob: float = 0.3
     elastic_spacing: tuple[float, float] = (32.0, 32.0)
     elastic_magnitude: tuple[float, float] = (1.0, 2.0)
+    augmentation: dict = field(default_factory=dict)
     precision: str = "auto"
     device: str = "auto"
     memory_format: str = "auto"
@@ -103,15 +113,24 @@ class TrainConfig:
         ]
         for ok, problem in checks:
             if not ok:
-                from SAFNetSpineLib.errors import SpineInputError
-
                 raise SpineInputError("training config", problem)
+        self._check_augmentation()
+
+    def _check_augmentation(self) -> None:
+        """Refuse unknown or invalid ``augmentation`` entries (and ones that have their own field)."""
+        from SAFNetSpineLib.training.augment_config import LEGACY_FIELDS, AugmentConfig
+
+        own = sorted(set(self.augmentation) & set(LEGACY_FIELDS.values()))
+        if own:
+            names = ", ".join(f"{k} (use {[o for o, n in LEGACY_FIELDS.items() if n == k][0]})" for k in own)
+            raise SpineInputError("training config", f"augmentation sets {names}, which have their own field")
+        values = dict(self.augmentation)
+        values.update({new: getattr(self, old) for old, new in LEGACY_FIELDS.items()})
+        AugmentConfig.from_dict(values)
 
     @property
     def model_config(self) -> dict:
         """Keyword arguments for build_model (also stored in the weights manifest)."""
-        from SAFNetSpineLib.labels import NUM_CLASSES
-
         return {"width": self.width, "in_channels": 1, "num_classes": NUM_CLASSES, **self.model_options}
 
     def repeats_for(self, case_id: str) -> int:
@@ -119,10 +138,8 @@ class TrainConfig:
         matches = [prefix for prefix in self.case_repeats if case_id.startswith(prefix)]
         return int(self.case_repeats[max(matches, key=len)]) if matches else 1
 
-    def preprocess_config(self):
+    def preprocess_config(self) -> PreprocessConfig:
         """The PreprocessConfig object."""
-        from SAFNetSpineLib.preprocessing import PreprocessConfig
-
         return PreprocessConfig.from_dict(self.preprocess)
 
     def to_dict(self) -> dict[str, Any]:

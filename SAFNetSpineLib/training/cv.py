@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from SAFNetSpineLib.atomic import write_json_atomic
 from SAFNetSpineLib.data.cases import Case
 from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.evaluation import evaluate_model
+from SAFNetSpineLib.evaluation.report import write_report
+from SAFNetSpineLib.runtime import resolve_device
 from SAFNetSpineLib.training.config import TrainConfig
+from SAFNetSpineLib.training.distributed import is_main_process
 from SAFNetSpineLib.training.loop import train
 from SAFNetSpineLib.training.splits import kfold_splits, load_or_write_splits
+from SAFNetSpineLib.weights import load_model
 
 SPLITS_FILE = "splits.json"
 FOLD_METRICS_FILE = "test_metrics.json"
@@ -95,13 +100,6 @@ def cross_validate(
         SpineInputError: fewer cases than folds, a stored split naming unknown cases,
             or an unknown fold number.
     """
-    import torch
-
-    from SAFNetSpineLib.atomic import write_json_atomic
-    from SAFNetSpineLib.evaluation import evaluate_model
-    from SAFNetSpineLib.evaluation.report import write_report
-    from SAFNetSpineLib.weights import load_model
-
     out = Path(out_dir)
     ids = [c.case_id for c in cases]
     if len(set(ids)) < folds:
@@ -118,7 +116,7 @@ def cross_validate(
     cache = Path(cache_dir) if cache_dir else out / "cache"
     cancelled = False
     # Under torchrun every process trains; only rank 0 scores and writes.
-    is_main = int(os.environ.get("RANK", "0")) == 0
+    is_main = is_main_process()
     for fold in wanted:
         fold_dir = out / f"fold_{fold}"
         if (fold_dir / FOLD_METRICS_FILE).is_file():
@@ -134,7 +132,7 @@ def cross_validate(
         if not is_main:
             continue
         model, manifest = load_model(result.weights_dir, "cpu")
-        device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+        device = resolve_device(config.device)
         rows = evaluate_model(model, manifest, [by_id[c] for c in split["test"]], device, surface=surface,
                               progress=report)
         write_json_atomic([_finite({"fold": fold, **r}) for r in rows], fold_dir / FOLD_METRICS_FILE)

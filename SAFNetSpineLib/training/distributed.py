@@ -1,4 +1,4 @@
-"""Device choice and the multi-process (torchrun) context of a training run.
+"""The multi-process (torchrun) context of a training run (devices come from :mod:`SAFNetSpineLib.runtime`).
 
 Launched by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment, set by torchrun, not by
 users) each process joins a process group: NCCL when it trains on a GPU, gloo on CPU.
@@ -14,24 +14,17 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from SAFNetSpineLib.runtime import resolve_device
 
-def resolve_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
-    """The torch device to train or predict on.
 
-    Args:
-        preference: "auto" (cuda, then mps, then cpu) or a device string ("cpu", "cuda:1").
-        local_rank: Index of this process on its node (picks the GPU under torchrun).
-    """
-    if preference == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(preference)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
-    return device
+def process_rank() -> int:
+    """Global rank of this process: ``RANK`` as set by torchrun, 0 outside torchrun."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    """False in torchrun processes other than rank 0 (they train but write nothing)."""
+    return process_rank() == 0
 
 
 @dataclass

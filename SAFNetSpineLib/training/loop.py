@@ -1,49 +1,52 @@
 """`train`: the training loop (a model, the marginal loss, Adam and preprocessed cases).
 
-One function runs single-process and under ``torchrun`` alike. Per epoch: shuffled
-batches of augmented cases, then validation Dice on the validation cases (network
-space, annotated structures only), the plateau scheduler, the best weights folder when
-validation Dice improved, and the resumable checkpoint, all written by rank 0 and
-atomically. Cancellation is checked between batches; a cancelled epoch writes nothing,
-so the last checkpoint stays the last completed epoch.
+One function runs single-process and under ``torchrun`` alike, in three named steps
+over one :class:`~.run_state.TrainingRun`: :func:`~.run_state.set_up_run`,
+:func:`run_epoch` (shuffled batches of augmented cases) and :func:`validate_and_save`
+(validation Dice on the validation cases, in network space over annotated structures
+only; the plateau scheduler; the best weights folder when validation Dice improved;
+the resumable checkpoint), then :func:`finish`. Rank 0 writes everything, atomically.
+Cancellation is checked between batches; a cancelled epoch writes nothing, so the last
+checkpoint stays the last completed epoch.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-from torch.utils.data.distributed import DistributedSampler
+import torch.distributed as dist
 
+from SAFNetSpineLib.atomic import write_json_atomic
+from SAFNetSpineLib.cancel import is_cancelled
 from SAFNetSpineLib.data.cases import Case
 from SAFNetSpineLib.errors import SpineInputError
-from SAFNetSpineLib.labels import STRUCTURES
-from SAFNetSpineLib.training.augmentation import build_augmentation
+from SAFNetSpineLib.labels import NUM_CLASSES, STRUCTURES
+from SAFNetSpineLib.models import build_model
 from SAFNetSpineLib.training.averaging import WeightAverage
-from SAFNetSpineLib.training.cache import preprocess_cases
-from SAFNetSpineLib.training.checkpoint import CHECKPOINT_FILE, restore_checkpoint, save_checkpoint
+from SAFNetSpineLib.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from SAFNetSpineLib.training.config import TrainConfig
-from SAFNetSpineLib.training.dataset import TrainingCases, validation_dice
+from SAFNetSpineLib.training.dataset import validation_dice
 from SAFNetSpineLib.training.distributed import DistributedContext, setup_distributed
-from SAFNetSpineLib.training.losses import marginal_cross_entropy, marginal_soft_dice_loss
+from SAFNetSpineLib.training.losses import (
+    below_lumbar_set_loss,
+    marginal_cross_entropy,
+    marginal_soft_dice_loss,
+)
+from SAFNetSpineLib.training.run_state import TrainingRun, set_up_run
+from SAFNetSpineLib.weights import read_manifest, save_weights
 
 BEST_WEIGHTS_DIR = "best"
 AVERAGED_WEIGHTS_DIR = "averaged"
-CONFIG_FILE = "train_config.json"
 LOG_FILE = "train_log.jsonl"
 RESULT_FILE = "train_result.json"
-#: Config fields that may change when a run is resumed (e.g. train longer).
-RESUMABLE_CHANGES = frozenset({"epochs", "num_workers", "device", "val_every", "memory_format", "average_from"})
 
 
 @dataclass
@@ -76,19 +79,8 @@ class TrainResult:
     averaged_val_dice: float = float("nan")
 
 
-def is_cancelled(cancel) -> bool:
-    """True if ``cancel`` (None, a threading.Event or a callable returning bool) says stop."""
-    if cancel is None:
-        return False
-    if hasattr(cancel, "is_set"):
-        return bool(cancel.is_set())
-    return bool(cancel())
-
-
 def _config_from_weights(config: TrainConfig, init_weights: Path) -> tuple[TrainConfig, str]:
     """Take architecture, model config and preprocessing from a weights folder's manifest."""
-    from SAFNetSpineLib.weights import read_manifest
-
     manifest = read_manifest(init_weights)
     options = {k: v for k, v in manifest.model_config.items() if k not in ("width", "in_channels", "num_classes")}
     width = int(manifest.model_config.get("width", config.width))
@@ -97,37 +89,8 @@ def _config_from_weights(config: TrainConfig, init_weights: Path) -> tuple[Train
     return changed, manifest.version
 
 
-def _autocast_factory(device: torch.device, precision: str) -> tuple[Callable, bool]:
-    """(callable returning the autocast context, whether fp16 loss scaling is needed)."""
-    if precision == "auto":
-        if device.type == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            precision = "fp32"
-    if precision == "fp32":
-        return contextlib.nullcontext, False
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return (lambda: torch.autocast(device_type=device.type, dtype=dtype)), precision == "fp16"
-
-
-def _memory_format(name: str, device: torch.device) -> torch.memory_format:
-    if name == "channels_last" or (name == "auto" and device.type == "cpu"):
-        return torch.channels_last_3d
-    return torch.contiguous_format
-
-
-def _check_resume_config(saved: dict, config: TrainConfig, out_dir: Path) -> None:
-    current = config.to_dict()
-    saved = TrainConfig.from_dict(saved).to_dict()  # fields added since the checkpoint take their defaults
-    differing = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
-    if differing:
-        raise SpineInputError(out_dir, f"cannot resume: the config differs from the checkpoint's in {differing}")
-
-
 def _gathered_validation(ctx: DistributedContext, module, cases, autocast) -> np.ndarray:
     """(N, C) validation Dice with the cases split over the processes (plain-tensor all-reduce)."""
-    from SAFNetSpineLib.labels import NUM_CLASSES
-
     mine = list(range(ctx.rank, len(cases), ctx.world_size))
     rows = validation_dice(module, [cases[i] for i in mine], ctx.device, autocast)
     values = torch.zeros(len(cases), NUM_CLASSES, dtype=torch.float64)
@@ -143,8 +106,6 @@ def _gathered_validation(ctx: DistributedContext, module, cases, autocast) -> np
 def _broadcast_buffers(ctx: DistributedContext, module: torch.nn.Module) -> None:
     """Give every process rank 0's batch-norm statistics (they drift apart during an epoch)."""
     if ctx.distributed:
-        import torch.distributed as dist
-
         for buffer in module.buffers():
             dist.broadcast(buffer.data, src=0)
 
@@ -215,160 +176,121 @@ def train(
         if (out_dir / CHECKPOINT_FILE).exists() and not resume:
             raise SpineInputError(out_dir, "already holds a training checkpoint; resume it or choose another folder")
         ctx.barrier()  # every rank has looked before rank 0 writes anything
-        return _train(ctx, config, list(train_cases), list(val_cases), out_dir, init_weights, progress, cancel,
-                      resume, Path(cache_dir) if cache_dir else out_dir / "cache", version, trained_on,
-                      parent_version)
+        run = set_up_run(ctx, config, list(train_cases), list(val_cases), out_dir,
+                         init_weights=Path(init_weights) if init_weights is not None else None, progress=progress,
+                         cancel=cancel, resume=resume, cache_dir=Path(cache_dir) if cache_dir else out_dir / "cache",
+                         version=version, trained_on=trained_on, parent_version=parent_version)
+        cancelled = False
+        run.model.train()
+        for epoch in range(int(run.state["epoch"]) + 1, config.epochs + 1):
+            started = time.perf_counter()
+            train_loss = run_epoch(run, epoch)
+            if train_loss is None:
+                cancelled = True
+                break
+            validate_and_save(run, epoch, train_loss, started)
+        return finish(run, cancelled)
     finally:
         ctx.close()
 
 
-def _train(ctx, config, train_cases, val_cases, out_dir, init_weights, progress, cancel, resume, cache_dir,
-           version, trained_on, parent_version) -> TrainResult:
-    from SAFNetSpineLib.atomic import write_json_atomic
-    from SAFNetSpineLib.models import build_model
-    from SAFNetSpineLib.weights import ModelManifest, load_model, save_weights
+def run_epoch(run: TrainingRun, epoch: int) -> float | None:
+    """Step 2: one pass over the shuffled, augmented training cases.
 
-    report = progress if (progress is not None and ctx.is_main) else (lambda *a, **k: None)
+    Returns:
+        Mean training loss over all processes, or None if the cancel hook stopped the epoch
+        (then nothing of it is written).
+    """
+    ctx, config = run.ctx, run.config
+    run.sampler.set_epoch(epoch)
+    run.dataset.set_epoch(epoch)
+    loss_sum = torch.zeros(2, dtype=torch.float64)
+    for step, batch in enumerate(run.loader):
+        if ctx.any_true(is_cancelled(run.cancel)):
+            return None
+        image = batch["image"].to(ctx.device, non_blocking=True, memory_format=run.layout)
+        label = batch["label"].to(ctx.device, non_blocking=True)
+        annotated = batch["annotated"].to(ctx.device)
+        with run.autocast():
+            logits = run.model(image)
+        loss = marginal_cross_entropy(logits, label, annotated)
+        if config.dice_loss_weight > 0:
+            loss = loss + config.dice_loss_weight * marginal_soft_dice_loss(logits, label, annotated)
+        if config.below_lumbar_weight > 0:
+            loss = loss + config.below_lumbar_weight * below_lumbar_set_loss(logits, label, annotated)
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        loss_sum += torch.tensor([float(loss.detach()) * len(image), len(image)], dtype=torch.float64)
+        run.report("train", ((epoch - 1) + (step + 1) / len(run.loader)) / config.epochs,
+                   f"epoch {epoch}/{config.epochs} batch {step + 1}/{len(run.loader)} loss {float(loss.detach()):.4f}")
+    loss_sum = ctx.all_reduce_sum(loss_sum)
+    return float(loss_sum[0] / max(loss_sum[1], 1))
+
+
+def _validate(run: TrainingRun, record: dict) -> float:
+    """Validation Dice of the current weights (all processes); fills ``record``'s val_dice fields."""
+    _broadcast_buffers(run.ctx, run.module)
+    scores = _gathered_validation(run.ctx, run.module, run.val_data, run.autocast)
+    val_dice = float(np.nanmean(scores)) if np.isfinite(scores).any() else 0.0
+    record["val_dice"] = val_dice
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: unannotated everywhere
+        per_structure = np.nanmean(scores, axis=0)
+    record["val_dice_per_structure"] = {
+        STRUCTURES[c].short_name: round(float(d), 4) for c, d in enumerate(per_structure) if np.isfinite(d)
+    }
+    return val_dice
+
+
+def validate_and_save(run: TrainingRun, epoch: int, train_loss: float, started: float) -> None:
+    """Step 3: validate (when due), step the scheduler, and write best weights, checkpoint and log line."""
+    ctx, config, state = run.ctx, run.config, run.state
+    record = {"epoch": epoch, "loss": train_loss, "lr": run.optimizer.param_groups[0]["lr"]}
+    improved = False
+    if run.val_data and (epoch % config.val_every == 0 or epoch == config.epochs):
+        val_dice = _validate(run, record)
+        run.scheduler.step(val_dice)
+        improved = val_dice > state["best_val_dice"]
+    elif not run.val_data:
+        run.scheduler.step(-train_loss)
+        improved = True
+    if run.average is not None and epoch >= config.average_from:
+        run.average.update(run.module)
+        record["averaged_epochs"] = run.average.count
+    record["seconds"] = round(time.perf_counter() - started, 2)
+    state["history"].append(record)
+    state["epoch"] = epoch
+    if improved:
+        state["best_val_dice"] = record.get("val_dice", float("nan"))
+        state["best_epoch"] = epoch
     if ctx.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(config.to_dict(), out_dir / CONFIG_FILE)
-    # Each process fills its share of the cache, then all read every case from it.
-    every = train_cases + val_cases
-    preprocess_cases(every[ctx.rank::ctx.world_size], config.preprocess, cache_dir, report)
-    ctx.barrier()
-    train_data = preprocess_cases(train_cases, config.preprocess, cache_dir)
-    val_data = preprocess_cases(val_cases, config.preprocess, cache_dir)
-
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, **config.model_config)
-    if init_weights is not None:
-        source, _ = load_model(init_weights)
-        model.load_state_dict(source.state_dict())
-    layout = _memory_format(config.memory_format, ctx.device)
-    model.to(ctx.device, memory_format=layout)
-    module = model
-    if ctx.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        if ctx.device.type == "cuda":
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            module = model
-        model = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-    if ctx.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.min_lr
-    )
-    autocast, needs_scaler = _autocast_factory(ctx.device, config.precision)
-    scaler = torch.amp.GradScaler(ctx.device.type, enabled=needs_scaler)
-
-    average = WeightAverage(module) if config.average_from and ctx.is_main else None  # only the main process saves
-    state = {"epoch": 0, "best_val_dice": float("-inf"), "best_epoch": 0, "history": []}
-    if resume and (out_dir / CHECKPOINT_FILE).exists():
-        extra: dict[str, torch.Tensor] = {}
-        saved = restore_checkpoint(out_dir, model, optimizer, scheduler, scaler, extra_tensors=extra)
-        _check_resume_config(saved["config"], config, out_dir)
-        state = {k: saved[k] for k in state}
-        if average is not None:
-            average.load_tensors(extra)
-    state["config"] = config.to_dict()
-
-    drawn = [case for case in train_data for _ in range(config.repeats_for(case.case_id))]
-    dataset = TrainingCases(drawn, build_augmentation(config), config.seed)
-    sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed)
-    # On CPU, loader processes would compete with training for the same cores; on a GPU they
-    # keep augmentation off the critical path.
-    auto_workers = min(8, max(1, (os.cpu_count() or 2) // ctx.world_size)) if ctx.device.type == "cuda" else 0
-    workers = config.num_workers if config.num_workers >= 0 else auto_workers
-    loader = DataLoader(dataset, batch_size=max(1, math.ceil(config.batch_size / ctx.world_size)), sampler=sampler,
-                        num_workers=workers, pin_memory=ctx.device.type == "cuda")
-    trained_on = trained_on or f"{len(train_cases)} training cases, {len(val_cases)} validation cases"
-
-    def describe(metrics: dict) -> ModelManifest:
-        return ModelManifest(architecture=config.model, model_config=config.model_config,
-                             preprocess=dict(config.preprocess), trained_on=trained_on, version=version,
-                             metrics=metrics, parent_version=parent_version)
-
-    cancelled = False
-    model.train()
-    for epoch in range(int(state["epoch"]) + 1, config.epochs + 1):
-        started = time.perf_counter()
-        sampler.set_epoch(epoch)
-        dataset.set_epoch(epoch)
-        loss_sum = torch.zeros(2, dtype=torch.float64)
-        for step, batch in enumerate(loader):
-            if ctx.any_true(is_cancelled(cancel)):
-                cancelled = True
-                break
-            image = batch["image"].to(ctx.device, non_blocking=True, memory_format=layout)
-            label = batch["label"].to(ctx.device, non_blocking=True)
-            annotated = batch["annotated"].to(ctx.device)
-            with autocast():
-                logits = model(image)
-            loss = marginal_cross_entropy(logits, label, annotated)
-            if config.dice_loss_weight > 0:
-                loss = loss + config.dice_loss_weight * marginal_soft_dice_loss(logits, label, annotated)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += torch.tensor([float(loss.detach()) * len(image), len(image)], dtype=torch.float64)
-            report("train", ((epoch - 1) + (step + 1) / len(loader)) / config.epochs,
-                   f"epoch {epoch}/{config.epochs} batch {step + 1}/{len(loader)} loss {float(loss.detach()):.4f}")
-        if cancelled:
-            break
-        loss_sum = ctx.all_reduce_sum(loss_sum)
-        train_loss = float(loss_sum[0] / max(loss_sum[1], 1))
-        record = {"epoch": epoch, "loss": train_loss, "lr": optimizer.param_groups[0]["lr"]}
-        validate = bool(val_data) and (epoch % config.val_every == 0 or epoch == config.epochs)
-        improved = False
-        if validate:
-            _broadcast_buffers(ctx, module)
-            scores = _gathered_validation(ctx, module, val_data, autocast)
-            val_dice = float(np.nanmean(scores)) if np.isfinite(scores).any() else 0.0
-            record["val_dice"] = val_dice
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: unannotated everywhere
-                per_structure = np.nanmean(scores, axis=0)
-            record["val_dice_per_structure"] = {
-                STRUCTURES[c].short_name: round(float(d), 4) for c, d in enumerate(per_structure) if np.isfinite(d)
-            }
-            scheduler.step(val_dice)
-            improved = val_dice > state["best_val_dice"]
-        elif not val_data:
-            scheduler.step(-train_loss)
-            improved = True
-        if average is not None and epoch >= config.average_from:
-            average.update(module)
-            record["averaged_epochs"] = average.count
-        record["seconds"] = round(time.perf_counter() - started, 2)
-        state["history"].append(record)
-        state["epoch"] = epoch
         if improved:
-            state["best_val_dice"] = record.get("val_dice", float("nan"))
-            state["best_epoch"] = epoch
-        if ctx.is_main:
-            if improved:
-                metrics = {"epoch": epoch, "train_loss": train_loss}
-                if "val_dice" in record:
-                    metrics.update(val_dice=record["val_dice"], val_dice_per_structure=record["val_dice_per_structure"],
-                                   val_cases=[c.case_id for c in val_cases])
-                save_weights(module, out_dir / BEST_WEIGHTS_DIR, describe(metrics))
-            save_checkpoint(out_dir, model, optimizer, scheduler, _json_state(state), scaler,
-                            extra_tensors=average.to_tensors() if average is not None and average.count else None)
-            _append_log(out_dir / LOG_FILE, record)
-        message = f"epoch {epoch}/{config.epochs} loss {train_loss:.4f}"
-        if "val_dice" in record:
-            message += f" val Dice {record['val_dice']:.4f} (best {state['best_val_dice']:.4f} @ {state['best_epoch']})"
-        report("train", epoch / config.epochs, message, epoch=epoch, loss=train_loss,
-               val_dice=record.get("val_dice"))
-    fingerprints = _parameter_fingerprints(ctx, module)
+            metrics = {"epoch": epoch, "train_loss": train_loss}
+            if "val_dice" in record:
+                metrics.update(val_dice=record["val_dice"], val_dice_per_structure=record["val_dice_per_structure"],
+                               val_cases=run.val_ids)
+            save_weights(run.module, run.out_dir / BEST_WEIGHTS_DIR, run.manifest(metrics))
+        average = run.average
+        save_checkpoint(run.out_dir, run.model, run.optimizer, run.scheduler, _json_state(state), run.scaler,
+                        extra_tensors=average.to_tensors() if average is not None and average.count else None)
+        _append_log(run.out_dir / LOG_FILE, record)
+    message = f"epoch {epoch}/{config.epochs} loss {train_loss:.4f}"
+    if "val_dice" in record:
+        message += f" val Dice {record['val_dice']:.4f} (best {state['best_val_dice']:.4f} @ {state['best_epoch']})"
+    run.report("train", epoch / config.epochs, message, epoch=epoch, loss=train_loss, val_dice=record.get("val_dice"))
+
+
+def finish(run: TrainingRun, cancelled: bool) -> TrainResult:
+    """After the last epoch (or a cancel): the averaged weights, ``train_result.json`` and the result."""
+    ctx, state, out_dir, average = run.ctx, run.state, run.out_dir, run.average
+    fingerprints = _parameter_fingerprints(ctx, run.module)
     averaged_dir, averaged_dice = None, float("nan")
     if average is not None and average.count:
-        averaged_dir, averaged_dice = _save_average(average, config, train_data, val_data, out_dir, ctx.device,
-                                                    autocast, describe({}))
-        report("train", 1.0, f"averaged weights of {average.count} epochs: val Dice {averaged_dice:.4f}")
+        averaged_dir, averaged_dice = _save_average(average, run.config, run.train_data, run.val_data, out_dir,
+                                                    ctx.device, run.autocast, run.manifest({}))
+        run.report("train", 1.0, f"averaged weights of {average.count} epochs: val Dice {averaged_dice:.4f}")
     best = float(state["best_val_dice"])
     result = TrainResult(
         best_val_dice=best if math.isfinite(best) else float("nan"),
@@ -378,7 +300,7 @@ def _train(ctx, config, train_cases, val_cases, out_dir, init_weights, progress,
         checkpoint=(out_dir / CHECKPOINT_FILE) if state["epoch"] else None,
         history=list(state["history"]),
         cancelled=cancelled,
-        config=config,
+        config=run.config,
         averaged_weights_dir=averaged_dir,
         averaged_val_dice=averaged_dice,
     )
@@ -395,9 +317,6 @@ def _train(ctx, config, train_cases, val_cases, out_dir, init_weights, progress,
 def _save_average(average: WeightAverage, config: TrainConfig, train_data, val_data, out_dir: Path,
                   device: torch.device, autocast, manifest) -> tuple[Path, float]:
     """Averaged weights with recomputed BatchNorm statistics, validated and saved as ``averaged/``."""
-    from SAFNetSpineLib.models import build_model
-    from SAFNetSpineLib.weights import save_weights
-
     averaged = build_model(config.model, **config.model_config).to(device)
     average.apply_to(averaged, train_data, device)
     val_dice = float("nan")

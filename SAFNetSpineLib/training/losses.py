@@ -100,3 +100,83 @@ def marginal_soft_dice_loss(
     if not weight.any():
         return logits.sum() * 0.0
     return 1.0 - dice[weight].mean()
+
+
+#: Label ids the set-valued term needs: the sacrum, L5 and the L5/S disc.
+_SACRUM, _L5, _L5_S = 1, 2, 11
+
+
+def below_lumbar_region(target: torch.Tensor, annotated: torch.Tensor, depth_levels: float = 2.0,
+                        margin: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the real cases say "this is no lumbar vertebra": just below the lowest lumbar level.
+
+    A case that annotates L5 (body cases) or the L5/S disc (disc cases) says where the
+    lumbar spine ends: below it lies the sacrum. The region is the lowest level's own
+    left-right and anterior-posterior box (``margin`` voxels wider), from just below
+    it down ``depth_levels`` times its height, on the network grid (H runs superior ->
+    inferior).
+
+    Args:
+        target: (B, D, H, W) int64 label ids on the network grid.
+        annotated: (B, C) bool annotated classes per case.
+        depth_levels: Depth of the region in heights of the lowest level.
+        margin: Widening of the box in D and W, voxels.
+
+    Returns:
+        ``(region, allowed)``: (B, D, H, W) bool voxels, and (B, C) bool classes a voxel
+        there may be: background and S, plus L5/S where the disc was not annotated
+        (body cases). Cases without L5 or L5/S annotated and present have no region.
+    """
+    batch, num_classes = annotated.shape
+    region = torch.zeros_like(target, dtype=torch.bool)
+    allowed = torch.zeros(batch, num_classes, dtype=torch.bool, device=target.device)
+    allowed[:, 0] = True
+    allowed[:, _SACRUM] = True
+    for b in range(batch):
+        lowest = _L5_S if bool(annotated[b, _L5_S]) else _L5 if bool(annotated[b, _L5]) else None
+        if lowest is None:
+            continue
+        where = torch.nonzero(target[b] == lowest)
+        if len(where) == 0:
+            continue
+        low, high = where.min(dim=0).values, where.max(dim=0).values
+        height = int(high[1] - low[1]) + 1
+        d0, w0 = max(int(low[0]) - margin, 0), max(int(low[2]) - margin, 0)
+        d1, w1 = int(high[0]) + margin + 1, int(high[2]) + margin + 1
+        top = int(high[1]) + 1  # first voxel below the level (H grows inferiorly)
+        region[b, d0:d1, top:top + int(round(depth_levels * height)), w0:w1] = True
+        if lowest == _L5:
+            allowed[b, _L5_S] = True
+    return region, allowed
+
+
+def below_lumbar_set_loss(logits: torch.Tensor, target: torch.Tensor, annotated: torch.Tensor,
+                          depth_levels: float = 2.0) -> torch.Tensor:
+    """Set-valued supervision below the lowest annotated lumbar level: -log P(voxel in the allowed set).
+
+    There a voxel may be background, S or (in body cases) L5/S, never another vertebra
+    or disc: the loss is the mean over the region of ``-log sum_{c allowed} p_c``, so
+    it costs nothing to call the sacrum S or background, and teaches the network that
+    the bone under L5 is not L5, L4 ... (the "every name one too low" failure). Voxels
+    whose mask holds an annotated structure are left to the marginal cross-entropy.
+
+    Args:
+        logits: (B, C, D, H, W) network output.
+        target: (B, D, H, W) int64 label ids.
+        annotated: (B, C) bool annotated classes per case.
+        depth_levels: Depth of the region in heights of the lowest level (see
+            :func:`below_lumbar_region`).
+
+    Returns:
+        Scalar loss (natural log units); 0 when no case has a region.
+    """
+    region, allowed = below_lumbar_region(target, annotated.to(target.device).bool(), depth_levels)
+    # Voxels already labelled with an annotated structure keep their own supervision.
+    labelled = torch.gather(annotated.to(target.device).bool(), 1, target.long().flatten(1)).view_as(target)
+    region = region & ~(labelled & (target > 0))
+    if not region.any():
+        return logits.sum() * 0.0
+    log_probs = torch.log_softmax(logits.float(), dim=1)  # (B, C, D, H, W)
+    view = allowed.view(*allowed.shape, *([1] * (logits.dim() - 2))).to(log_probs.device)
+    in_set = torch.logsumexp(log_probs.masked_fill(~view, float("-inf")), dim=1)  # (B, D, H, W)
+    return -in_set[region].mean()

@@ -73,7 +73,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--cases", type=int, default=10, help="corrected cases in the store")
-    parser.add_argument("--epochs", type=int, default=20, help="epochs actually run")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs actually run (0: the automatic schedule)")
+    parser.add_argument("--promotion", default="holdout", choices=("auto", "cross-validation", "holdout"),
+                        help="how the version is judged (holdout: one training, the timing this bench was made "
+                             "for; auto / cross-validation: folds + 1 trainings)")
+    parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--target-epochs", type=int, default=20, help="epochs the figure is reported for")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (the 'cores')")
     parser.add_argument("--width", type=int, default=128, help="width when no weights are bundled")
@@ -116,6 +120,8 @@ def main() -> None:
             epochs=args.epochs,
             device="cpu",
             batch_size=args.batch_size,
+            promotion=args.promotion,
+            lr=args.lr,
             progress=progress,
         )
         total = time.perf_counter() - started
@@ -146,12 +152,15 @@ def main() -> None:
     )
     print(f"finish ('after' validation + write + promote):  {finish:8.1f} s")
     print(f"measured total, {args.epochs} epochs:               {total:8.1f} s = {total / 60:.1f} min")
-    if args.epochs != args.target_epochs:
+    print(f"trainings {result.schedule['trainings']} ({result.promotion}, {result.folds} folds), "
+          f"published version: {result.schedule['epochs']} epochs / {result.schedule['steps']} steps")
+    if args.epochs != args.target_epochs and result.schedule["trainings"] == 1:
         print(
             f"EXTRAPOLATED total, {args.target_epochs} epochs:           {target:8.1f} s = "
             f"{target / 60:.1f} min (setup + {args.target_epochs} x mean epoch + finish)"
         )
-    print(f"Dice before {result.dice_before:.4f}, after {result.dice_after:.4f}: {result.status}")
+    print(f"Dice before {result.dice_before:.4f}, after {result.dice_after:.4f}: {result.status} "
+          f"(confidence {result.confidence:.2f})")
 
 
 if __name__ == "__main__":

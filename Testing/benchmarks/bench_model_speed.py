@@ -36,12 +36,8 @@ from monai.networks.nets import DynUNet
 from torch.utils.flop_counter import FlopCounterMode
 
 from SAFNetSpineLib.models import build_model
-from SAFNetSpineLib.models.precision import (
-    autocast_context,
-    cpu_flags,
-    cpu_supports_bf16,
-    prepare_for_inference,
-)
+from SAFNetSpineLib.models.prepare import prepare_for_inference
+from SAFNetSpineLib.runtime import autocast_context, cpu_flags, cpu_has_native_bf16
 
 PAPER_INPUT = (1, 1, 18, 256, 128)
 WIDTHS = (128, 64, 32, 16)
@@ -106,7 +102,7 @@ def bf16_comparison(repeats: int, slow_width: int) -> tuple[int, list]:
     Returns:
         (width, [fp32 row, bf16 row, (bf16 / fp32 time, argmax agreement)]).
     """
-    native = cpu_supports_bf16()
+    native = cpu_has_native_bf16()
     width = 128 if native else slow_width
     flops = count_flops(lambda: build_model("safnet", width=width)) / 1e9
     model = prepare_for_inference(build_model("safnet", width=width), "cpu", "fp32")
@@ -136,7 +132,7 @@ def machine_description() -> str:
     flags = cpu_flags()
     simd = "avx512f" if "avx512f" in flags else "avx2" if "avx2" in flags else "other"
     return (
-        f"{model_name}, {torch.get_num_threads()} torch threads, {simd}, native bf16: {cpu_supports_bf16()}; "
+        f"{model_name}, {torch.get_num_threads()} torch threads, {simd}, native bf16: {cpu_has_native_bf16()}; "
         f"torch {torch.__version__}, {platform.python_implementation()} {platform.python_version()}"
     )
 

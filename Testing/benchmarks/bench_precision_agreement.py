@@ -26,7 +26,7 @@ from SAFNetSpineLib.data.cases import load_case_folder  # noqa: E402
 from SAFNetSpineLib.evaluation.metrics import dice_per_structure  # noqa: E402
 from SAFNetSpineLib.inference import Segmenter  # noqa: E402
 from SAFNetSpineLib.io import read_volume  # noqa: E402
-from SAFNetSpineLib.models.precision import cpu_supports_bf16  # noqa: E402
+from SAFNetSpineLib.runtime import cpu_has_native_bf16  # noqa: E402
 from SAFNetSpineLib.weights import default_weights_dir  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "spine-mri"
@@ -42,7 +42,7 @@ def main() -> None:
     cases = [c for c in load_case_folder(args.data) if c.case_id in set(args.cases)]
     fp32 = Segmenter([args.weights], device="cpu", precision="fp32")
     bf16 = Segmenter([args.weights], device="cpu", precision="bf16")
-    print(f"weights {args.weights} ({fp32.version}); native bf16 on this CPU: {cpu_supports_bf16()}")
+    print(f"weights {args.weights} ({fp32.version}); native bf16 on this CPU: {cpu_has_native_bf16()}")
     print(f"{'case':<8} {'Dice bf16 vs fp32':>17} {'fp32 net s':>10} {'bf16 net s':>10}")
     scores = []
     for case in cases:

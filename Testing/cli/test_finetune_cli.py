@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from SAFNetSpineLib.cli import main
-from SAFNetSpineLib.cli.finetune import cancel_on_signals
 from SAFNetSpineLib.finetune import CaseStore, ModelStore
 from SAFNetSpineLib.models import build_model
 from SAFNetSpineLib.preprocessing import PreprocessConfig
@@ -89,7 +88,10 @@ def test_finetune_then_list_activate_rollback(setup, capsys):
     assert final["stage"] == "summary" and final["fraction"] == 1.0
     summary = final["summary"]
     assert summary["version"] == "safnet-v1" and summary["parent"] == "tiny"
-    assert summary["promoted"] == (summary["dice_after"] >= summary["dice_before"])
+    evidence = summary["evidence"]  # the promotion rule (SAFNetSpineLib/finetune/promotion.py)
+    assert summary["promoted"] == (evidence["improvement"] >= 0
+                                   and summary["confidence"] >= summary["config"]["min_confidence"])
+    assert summary["promotion"] == "cross-validation" and len(summary["per_case"]) == 3
     assert summary["status"] in ("promoted", "candidate")
     assert json.loads((models.parent / "summary.json").read_text()) == summary
     assert json.loads((models / "safnet-v1" / "finetune.json").read_text())["version"] == "safnet-v1"
@@ -140,7 +142,7 @@ def test_finetune_then_list_activate_rollback(setup, capsys):
                 "--models",
                 "{models}",
                 "--epochs",
-                "0",
+                "-1",
             ],
             "epochs must be >= 1",
         ),
@@ -178,15 +180,6 @@ def test_weights_for_another_label_table_are_refused(setup, capsys):
     (weights / "model.json").write_text(json.dumps(manifest))
     assert main(["finetune", "--store", str(store), "--from", str(weights), "--models", str(models)]) == 2
     assert "different label table" in capsys.readouterr().err
-
-
-def test_signal_handler_sets_the_cancel_event_and_is_restored():
-    previous = signal.getsignal(signal.SIGTERM)
-    with cancel_on_signals() as cancel:
-        assert not cancel.is_set()
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert cancel.is_set()
-    assert signal.getsignal(signal.SIGTERM) is previous
 
 
 def test_sigint_in_a_child_process_exits_130_and_changes_nothing(setup):

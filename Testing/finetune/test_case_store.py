@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.errors import SpineInputError, SpineOutputError
 from SAFNetSpineLib.finetune import CaseStore
 from SAFNetSpineLib.finetune import case_store as case_store_module
 from SAFNetSpineLib.io import read_volume
@@ -100,7 +100,8 @@ def test_crash_midway_leaves_no_case(tmp_path, monkeypatch):
 
     # Fail after the volumes are written, while writing the case record.
     monkeypatch.setattr(case_store_module, "write_json_atomic", crash)
-    with pytest.raises(OSError, match="simulated"):
+    # A raw OSError becomes one line naming the store (the CLI prints it, no traceback).
+    with pytest.raises(SpineOutputError, match="could not store case lost: disk full .simulated.; nothing was added"):
         store.add(*small_case(1), [2], "m1", case_id="lost")
     monkeypatch.undo()
     assert [c.case_id for c in store.list()] == ["kept"]
@@ -143,12 +144,18 @@ def test_changed_file_fails_verification(tmp_path):
         (
             lambda img, lab: (img, Volume(lab.array, lab.spacing * 1.1, lab.origin, lab.direction, True)),
             [2],
-            "does not match the image grid",
+            "label grid differs from the image grid in spacing",
         ),
         (
             lambda img, lab: (img, Volume(lab.array[:, :-1], lab.spacing, lab.origin, lab.direction, True)),
             [2],
-            "does not match the image grid",
+            r"label grid differs from the image grid in shape \(6, 19, 14\) vs \(6, 20, 14\)$",
+        ),
+        (
+            # Only the origin differs: the message must show the two origins, not equal shapes.
+            lambda img, lab: (img, Volume(lab.array, lab.spacing, lab.origin + [0, 0, 2.5], lab.direction, True)),
+            [2],
+            r"grid differs from the image grid in origin \(10, -20, 7.5\) vs \(10, -20, 5\) mm$",
         ),
         (lambda img, lab: (img.with_array(np.full(img.shape, np.nan, np.float32)), lab), [2], "non-finite"),
         (lambda img, lab: (img, lab), [2, 20], r"reviewed ids \[20\]"),
@@ -201,3 +208,75 @@ def test_adding_a_case_does_not_need_torch(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_another_cases_damage_never_blocks_or_half_completes_an_add(tmp_path):
+    # Issue 10: the error named the other case, the new case stayed, and a retry said "already stored".
+    store = CaseStore(tmp_path / "store")
+    store.add(*small_case(), [2], "m1", case_id="good")
+    store.add(*small_case(1), [2], "m1", case_id="broken")
+    (store.cases_folder / "broken" / "case.json").write_text("{ truncated")
+    assert store.add(*small_case(2), [3], "m1", case_id="new") == "new"
+    index = json.loads((store.folder / "dataset.json").read_text())
+    assert [entry["case"] for entry in index["cases"]] == ["good", "new"]
+    (damaged,) = index["damaged"]
+    assert damaged["path"].endswith("broken/case.json") and "unreadable case record" in damaged["problem"]
+    # Training still refuses the store, naming the damaged case (its files cannot be trusted).
+    with pytest.raises(SpineInputError, match="broken/case.json"):
+        store.list()
+    cases, problems = store.scan()
+    assert [c.case_id for c in cases] == ["good", "new"] and len(problems) == 1
+
+
+def test_a_failed_index_write_takes_the_new_case_back_out(tmp_path, monkeypatch):
+    store = CaseStore(tmp_path / "store")
+    store.add(*small_case(), [2], "m1", case_id="kept")
+    index_before = (store.folder / "dataset.json").read_bytes()
+
+    def full_disk(self):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(CaseStore, "write_index", full_disk)
+    with pytest.raises(SpineOutputError, match="could not store case second: no space left on the disk; nothing"):
+        store.add(*small_case(1), [2], "m1", case_id="second")
+    monkeypatch.undo()
+    assert sorted(p.name for p in store.cases_folder.iterdir()) == ["kept"]
+    assert (store.folder / "dataset.json").read_bytes() == index_before
+    assert store.add(*small_case(1), [2], "m1", case_id="second") == "second"  # no "already stored"
+
+
+def test_stray_empty_folder_in_cases_is_ignored(tmp_path):
+    store = CaseStore(tmp_path / "store")
+    store.add(*small_case(), [2], "m1", case_id="one")
+    store.add(*small_case(1), [2], "m1", case_id="two")
+    (store.cases_folder / "New Folder").mkdir()
+    assert [c.case_id for c in store.list()] == ["one", "two"]
+    store.write_index()
+    assert "damaged" not in json.loads((store.folder / "dataset.json").read_text())
+
+
+ADDER = """
+import sys
+import numpy as np
+from SAFNetSpineLib.finetune import CaseStore
+from SAFNetSpineLib.volume import Volume
+store, prefix = CaseStore(sys.argv[1]), sys.argv[2]
+for i in range(3):
+    image = Volume(np.random.default_rng(i).normal(100, 10, (6, 8, 5)).astype(np.float32), (1.0, 1.0, 3.0))
+    labels = np.zeros((6, 8, 5), np.uint8)
+    labels[1:4, 1:4, 1:4] = 2
+    store.add(image, image.with_array(labels, is_label=True), [2], "m1", case_id=f"{prefix}{i}")
+"""
+
+
+def test_concurrent_adds_from_two_processes_all_reach_the_index(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    children = [subprocess.Popen([sys.executable, "-c", ADDER, str(tmp_path / "store"), prefix], cwd=repo)
+                for prefix in ("a", "b")]
+    assert [child.wait(timeout=120) for child in children] == [0, 0]
+    index = json.loads((tmp_path / "store" / "dataset.json").read_text())
+    assert sorted(entry["case"] for entry in index["cases"]) == ["a0", "a1", "a2", "b0", "b1", "b2"]

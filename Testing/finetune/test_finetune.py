@@ -77,7 +77,7 @@ def test_promote_then_keep_candidate_then_rollback(tmp_path):
     for seed in range(4):
         good.add(*block_case(seed), [3, 12], "base", case_id=f"good-{seed}")
 
-    first = finetune(good, None, models.models_dir, epochs=5, lr=2e-2, bundled_dir=base, **FAST)
+    first = finetune(good, None, models.models_dir, epochs=5, lr=2e-2, bundled_dir=base, promotion="holdout", **FAST)
     assert first.version == "safnet-v1" and first.parent == "base"
     assert first.dice_after > first.dice_before + 0.1, (first.dice_before, first.dice_after)
     assert first.promoted and first.status == "promoted"
@@ -99,7 +99,8 @@ def test_promote_then_keep_candidate_then_rollback(tmp_path):
         bad.add(
             *block_case(10 + seed, swap=bad_roles[case_id] == "train"), [3, 12], "safnet-v1", case_id=case_id
         )
-    second = finetune(bad, None, models.models_dir, epochs=3, lr=0.1, bundled_dir=base, **FAST)
+    second = finetune(bad, None, models.models_dir, epochs=3, lr=0.1, bundled_dir=base, promotion="holdout",
+                      **FAST)
     assert second.version == "safnet-v2" and second.parent == "safnet-v1"
     assert second.dice_after < second.dice_before, (second.dice_before, second.dice_after)
     assert not second.promoted and second.status == "candidate"
@@ -187,7 +188,8 @@ def test_too_few_cases_and_foreign_weights_are_refused(tmp_path):
         finetune(store, foreign, tmp_path / "models", bundled_dir=base, **FAST)
     with pytest.raises(SpineInputError, match="weights folder not found"):
         finetune(store, tmp_path / "missing", tmp_path / "models", bundled_dir=base, **FAST)
-    for bad in ({"epochs": 0}, {"lr": 0.0}, {"val_fraction": 1.0}, {"batch_size": 0}):
+    for bad in ({"epochs": -1}, {"lr": 0.0}, {"val_fraction": 1.0}, {"batch_size": 0}, {"steps": -5},
+                {"promotion": "vote"}, {"folds": 1}, {"min_confidence": 1.5}):
         with pytest.raises(SpineInputError, match="fine-tuning"):
             finetune(store, base, tmp_path / "models", bundled_dir=base, **{**FAST, **bad})
     with pytest.raises(SpineInputError, match="model name ../x"):

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,181 @@ def test_work_folders_of_killed_runs_are_removed_and_live_ones_kept(stores):
     assert stores.remove_stale_work_folders() == [stale]
     assert not stale.exists() and live.exists()
     assert [v.name for v in stores.versions()] == ["safnet-default"]
+
+
+def test_garbage_summary_marks_one_version_invalid_and_lists_the_others(stores):
+    add_version(stores, "promoted", 1)
+    add_version(stores, "candidate", 2)
+    add_version(stores, "candidate", 3)
+    (stores.models_dir / "safnet-v2" / "finetune.json").write_bytes(b"\x00\x01 not json")
+    (stores.models_dir / "safnet-v3" / "finetune.json").write_text(json.dumps({"status": "promoted",
+                                                                               "dice_after": "0.9"}))
+    listed = {v.name: v for v in stores.versions()}
+    assert list(listed) == ["safnet-default", "safnet-v1", "safnet-v2", "safnet-v3"]
+    assert listed["safnet-v1"].status == "promoted"
+    assert listed["safnet-v2"].status == "invalid"
+    assert "safnet-v2/finetune.json: unreadable fine-tuning summary" in listed["safnet-v2"].to_dict()["reason"]
+    assert listed["safnet-v3"].status == "invalid"
+    assert "'dice_after' is not a number" in listed["safnet-v3"].to_dict()["reason"]
+    (stores.models_dir / "safnet-v3" / "finetune.json").write_text("[1, 2]")
+    assert "not a JSON object" in {v.name: v for v in stores.versions()}["safnet-v3"].to_dict()["reason"]
+
+
+@pytest.mark.parametrize("manifest, reason", [
+    ("[1, 2, 3]", "the manifest is a JSON array"),
+    (None, "'model_config' is a JSON null"),
+])
+def test_malformed_model_json_is_listed_invalid_and_refused_on_activate(stores, manifest, reason):
+    add_version(stores, "promoted", 1)
+    add_version(stores, "promoted", 2)
+    path = stores.models_dir / "safnet-v2" / "model.json"
+    if manifest is None:
+        data = json.loads(path.read_text())
+        manifest = json.dumps({**data, "model_config": None})
+    path.write_text(manifest)
+    listed = {v.name: v for v in stores.versions()}
+    assert listed["safnet-v2"].status == "invalid" and reason in listed["safnet-v2"].summary["reason"]
+    assert listed["safnet-v1"].status == "promoted"
+    with pytest.raises(SpineInputError, match=f"safnet-v2/model.json: unreadable manifest .*{reason}"):
+        stores.activate("safnet-v2")
+
+
+def test_active_pointer_naming_a_missing_version_is_flagged_in_the_list(stores):
+    add_version(stores, "promoted", 1)
+    (stores.models_dir / "active.json").write_text(json.dumps({"active": "safnet-v7", "history": [None]}))
+    listed = stores.versions()
+    assert [v.name for v in listed] == ["safnet-default", "safnet-v1", "safnet-v7"]
+    missing = listed[-1]
+    assert missing.status == "missing" and missing.active
+    assert "names this version but its folder is gone" in missing.to_dict()["reason"]
+    assert not any(v.active for v in listed[:-1])
+
+
+@pytest.mark.parametrize("pointer", [
+    {"active": "../m3/safnet-v1", "history": []},
+    {"active": "/etc", "history": []},
+    {"active": "safnet-v1", "history": ["../../outside"]},
+    {"active": ["safnet-v1"], "history": []},
+    ["safnet-v1"],
+    {"active": "safnet-v1", "history": "safnet-v0"},
+])
+def test_active_pointer_outside_its_folder_or_malformed_is_refused(stores, tmp_path, pointer):
+    add_version(stores, "promoted", 1)
+    outside = ModelStore(tmp_path / "m3", bundled_dir=stores.bundled_dir)
+    add_version(outside, "promoted", 5)  # a real weights folder the pointer must not reach
+    (stores.models_dir / "active.json").write_text(json.dumps(pointer))
+    with pytest.raises(SpineInputError, match="active.json") as caught:
+        stores.active()
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symbolic links need privileges on Windows")
+def test_active_version_linked_outside_the_models_folder_is_refused(stores, tmp_path):
+    outside = ModelStore(tmp_path / "m3", bundled_dir=stores.bundled_dir)
+    add_version(outside, "promoted", 5)
+    stores.models_dir.mkdir(parents=True, exist_ok=True)
+    (stores.models_dir / "safnet-v1").symlink_to(tmp_path / "m3" / "safnet-v1")
+    (stores.models_dir / "active.json").write_text(json.dumps({"active": "safnet-v1", "history": [None]}))
+    with pytest.raises(SpineInputError, match="links outside"):
+        stores.active()
+
+
+def test_promote_activates_when_the_start_is_still_active(stores):
+    add_version(stores, "promoted", 1)
+    outcome = stores.promote("safnet-v1", 0.8, started_from="safnet-default")
+    assert outcome.promoted and stores.active_name() == "safnet-v1"
+    assert stores.rollback() == "safnet-default"
+
+
+def test_promote_compares_with_a_model_activated_meanwhile(stores):
+    add_version(stores, "promoted", 1)
+    add_version(stores, "promoted", 2)
+    stores.activate("safnet-v1")  # another run finished first
+    scores = {"safnet-v1": 0.8332}
+    worse = stores.promote("safnet-v2", 0.8298, "safnet-default", lambda name, folder: scores[name])
+    assert not worse.promoted and stores.active_name() == "safnet-v1"
+    assert worse.reason == ("the active model safnet-v1, activated while this run trained from safnet-default, "
+                            "scores 0.8332 > 0.8298; kept as candidate")
+    blind = stores.promote("safnet-v2", 0.9, "safnet-default")  # nothing to score with: keep as candidate
+    assert not blind.promoted and blind.reason.startswith("the active model is now safnet-v1, activated while")
+    better = stores.promote("safnet-v2", 0.85, "safnet-default", lambda name, folder: scores[name])
+    assert better.promoted and stores.active_name() == "safnet-v2"
+    assert stores.rollback() == "safnet-v1"  # the replaced model is one rollback away
+
+
+PROMOTER = """
+import json, sys, time
+from pathlib import Path
+from SAFNetSpineLib.finetune import ModelStore
+models, bundled, name, score, go = sys.argv[1:6]
+store = ModelStore(models, bundled_dir=bundled)
+def score_of_active(active, folder):
+    time.sleep(0.3)  # evaluating takes a while; the other process must wait for the lock
+    return json.loads((folder / "finetune.json").read_text())["dice_after"]
+Path(models, f"ready-{name}").touch()
+while not Path(go).exists():
+    time.sleep(0.01)
+outcome = store.promote(name, float(score), "safnet-default", score_of_active)
+print(json.dumps({"name": name, "promoted": outcome.promoted, "reason": outcome.reason}))
+"""
+
+
+def test_two_processes_promoting_at_once_keep_the_better_model(stores, tmp_path):
+    # Issue 10: two fine-tunes from the same parent; the worse one (0.8298) must not
+    # replace the better one (0.8332) whichever finishes first.
+    scores = {"safnet-v1": 0.8332, "safnet-v2": 0.8298}
+    for seed, (name, score) in enumerate(scores.items(), start=1):
+        def write(folder: Path, version: str, seed=seed, score=score) -> None:
+            write_weights(folder, version, seed=seed, parent="safnet-default")
+            (folder / "finetune.json").write_text(json.dumps({"status": "candidate", "dice_after": score}))
+
+        assert stores.publish_version("safnet", write) == name
+    repo = Path(__file__).resolve().parents[2]
+    for attempt in range(2):
+        (stores.models_dir / "active.json").unlink(missing_ok=True)
+        go = tmp_path / f"go{attempt}"
+        order = list(scores.items()) if attempt == 0 else list(reversed(scores.items()))
+        children = [
+            subprocess.Popen([sys.executable, "-c", PROMOTER, str(stores.models_dir), str(stores.bundled_dir),
+                              name, str(score), str(go)], cwd=repo, stdout=subprocess.PIPE, text=True)
+            for name, score in order
+        ]
+        while not all((stores.models_dir / f"ready-{name}").exists() for name in scores):
+            time.sleep(0.01)
+        if attempt == 0:
+            go.touch()  # the barrier: both call promote now
+        else:
+            with stores.lock():  # promotion waits for whoever holds the models folder's lock
+                go.touch()
+                time.sleep(1.0)
+                assert [child.poll() for child in children] == [None, None]
+        outcomes = [json.loads(child.communicate(timeout=120)[0]) for child in children]
+        assert [child.returncode for child in children] == [0, 0]
+        for name in scores:
+            (stores.models_dir / f"ready-{name}").unlink()
+        assert stores.active_name() == "safnet-v1", outcomes
+        by_name = {o["name"]: o for o in outcomes}
+        assert by_name["safnet-v1"]["promoted"]
+        loser = by_name["safnet-v2"]
+        # Either it lost the race for the lock (kept as candidate, reason given) or it won
+        # and was then replaced by the better one.
+        assert not loser["promoted"] and "0.8332 > 0.8298" in loser["reason"] or loser["promoted"]
+        history = json.loads((stores.models_dir / "active.json").read_text())["history"]
+        assert history[-1] in (None, "safnet-v2")
+
+
+def test_models_list_command_reports_bad_versions_and_lists_the_rest(stores, capsys, monkeypatch):
+    from SAFNetSpineLib.cli import main
+
+    add_version(stores, "promoted", 1)
+    add_version(stores, "candidate", 2)
+    (stores.models_dir / "safnet-v2" / "finetune.json").write_text("garbage")
+    (stores.models_dir / "active.json").write_text(json.dumps({"active": "safnet-v9", "history": [None]}))
+    monkeypatch.setattr("SAFNetSpineLib.weights.default_weights_dir", lambda: stores.bundled_dir)
+    assert main(["models", "list", "--models", str(stores.models_dir)]) == 0
+    out = capsys.readouterr().out
+    rows = {line[2:].split()[0]: line for line in out.splitlines()[1:] if not line.startswith("    ")}
+    assert "promoted" in rows["safnet-v1"] and "invalid" in rows["safnet-v2"] and "missing" in rows["safnet-v9"]
+    assert rows["safnet-v9"].startswith("*")
+    assert "safnet-v2/finetune.json: unreadable fine-tuning summary" in out
+    assert "active.json names this version but its folder is gone" in out

@@ -4,8 +4,9 @@ import torch
 
 from SAFNetSpineLib.data.phantom import PhantomOptions, make_phantom
 from SAFNetSpineLib.errors import SpineInputError
-from SAFNetSpineLib.inference import Segmenter, resolve_device
+from SAFNetSpineLib.inference import Segmenter
 from SAFNetSpineLib.preprocessing import preprocess_image
+from SAFNetSpineLib.runtime import resolve_device
 
 SMALL_PHANTOM = PhantomOptions(slices=(6, 8), inplane_spacing_mm=(3.0, 3.5))
 

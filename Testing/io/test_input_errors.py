@@ -223,10 +223,83 @@ def test_a_write_that_fails_half_way_keeps_the_old_file(tmp_path):
         temp.write_bytes(b"half a file")
         raise RuntimeError("disk full\nITK details")
 
-    with pytest.raises(SpineInputError, match="result.nii.gz.*could not write file \\(ITK details\\)"):
+    with pytest.raises(SpineInputError, match="result.nii.gz: could not write the file: ITK details; nothing was"):
         write_atomically(path, crash)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["result.nii.gz"]
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX-only")
+def test_fifo_socket_and_device_inputs_are_refused_at_once(tmp_path):
+    import socket
+    import time
+
+    from SAFNetSpineLib.io.validation import check_input_path
+
+    fifo = tmp_path / "scan.nii.gz"
+    os.mkfifo(fifo)  # opening it for reading would block forever
+    started = time.monotonic()
+    with pytest.raises(SpineInputError, match=r"scan.nii.gz: input is a named pipe \(FIFO\)"):
+        check_input_path(fifo)
+    with pytest.raises(SpineInputError, match=r"input is a named pipe \(FIFO\), not an image file"):
+        read_volume(fifo)  # hung forever before (ITK opened it and waited for a writer)
+    with pytest.raises(SpineInputError, match="named pipe"):
+        read_volume(fifo, is_label=True)
+    with pytest.raises(SpineInputError, match="input is a character device"):
+        check_input_path("/dev/null")
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(tmp_path / "s.nrrd"))
+        with pytest.raises(SpineInputError, match="input is a socket"):
+            check_input_path(tmp_path / "s.nrrd")
+    finally:
+        server.close()
+    with pytest.raises(SpineInputError, match="file not found"):
+        check_input_path(tmp_path / "absent.nii.gz")
+    assert check_input_path(tmp_path) == tmp_path  # a DICOM folder is fine
+    assert time.monotonic() - started < 5
+
+
+def test_truncated_nifti_reports_the_bytes_present(tmp_path, capfd):
+    # Half a gzip stream: the count must be what decompresses, not 0.
+    image = Volume(np.random.default_rng(2).normal(0, 1, (40, 40, 40)).astype(np.float32), (1.0, 1.0, 1.0))
+    path = write_volume(image, tmp_path / "half.nii.gz")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    error = refused(path, r"truncated NIfTI file \(\d+ of \d+ bytes\)", capfd)
+    present, expected = (int(n) for n in str(error).split("(")[1].split(" bytes")[0].split(" of "))
+    assert expected == 352 + 40 * 40 * 40 * 4
+    assert 0.3 * expected < present < expected
+
+
+def test_label_map_given_as_the_image_is_refused(tmp_path, capfd):
+    labels = np.zeros((20, 16, 12), np.uint8)
+    labels[3:9, 2:8, 2:10] = 2
+    labels[10:14, 2:8, 2:10] = 12
+    path = write_volume(Volume(labels, (1.0, 1.0, 3.0), is_label=True), tmp_path / "scan_seg.nii.gz")
+    refused(path, r"image looks like a label map \(only the values 0, 2, 12\); give the MR image", capfd)
+    # As a label map it reads fine, and a uint8 MR image with real grey values is not refused.
+    assert read_volume(path, is_label=True).array.max() == 12
+    grey = np.random.default_rng(3).integers(0, 256, labels.shape).astype(np.uint8)
+    assert read_volume(write_volume(Volume(grey, (1.0, 1.0, 3.0)), tmp_path / "mr_uint8.nii.gz")).shape == grey.shape
+
+
+@pytest.mark.parametrize("sizes, match", [
+    ("0 10 10", r"announces 0 x 10 x 10 voxels; every size must be at least 1"),
+    ("100000000000 100000000000 1000", r"image is 100000000000 x 100000000000 x 1000 voxels, more than 2048"),
+    ("9223372036854775807 2 2", r"image is 9223372036854775807 x 2 x 2 voxels"),
+])
+def test_absurd_nrrd_size_that_itk_cannot_read_is_named(tmp_path, sizes, match):
+    from SAFNetSpineLib.io.validation import check_announced_size
+
+    path = tmp_path / "absurd.nrrd"
+    nrrd_header(path, sizes, "(1,0,0) (0,1,0) (0,0,1)")
+    with pytest.raises(SpineInputError, match=match):
+        check_announced_size(path)
+    with pytest.raises(SpineInputError, match=match):
+        read_volume(path)  # was "unreadable or corrupt NRRD file"
+    nrrd_header(path, "10 10 10", "(1,0,0) (0,1,0) (0,0,1)")
+    check_announced_size(path)  # a sane header is not the problem: no verdict

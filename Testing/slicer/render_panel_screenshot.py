@@ -31,6 +31,7 @@ STAND_INS = {
     "qMRMLNodeComboBox": "QComboBox",
     "ctkPathLineEdit": "QLineEdit",
     "ctkCollapsibleButton": "QFrame",
+    "qMRMLSegmentationShow3DButton": "QPushButton",
 }
 #: Properties that only the CTK/qMRML classes know.
 CTK_PROPERTIES = {"nodeTypes", "showChildNodeTypes", "addEnabled", "removeEnabled", "noneEnabled",
@@ -46,6 +47,7 @@ QPushButton { padding: 4px 10px; border: 1px solid #b9b9b9; border-radius: 3px;
               background: qlineargradient(x1:0, y1:0, x2:0, y2:1, stop:0 #ffffff, stop:1 #e9e9e9); }
 QPushButton:disabled { color: #9a9a9a; }
 QPushButton#segmentButton, QPushButton#startFinetuneButton { font-weight: bold; }
+QLabel#namingStatusLabel { color: #1e7b34; }
 QComboBox, QLineEdit, QPlainTextEdit, QTableWidget { border: 1px solid #b9b9b9; border-radius: 2px;
               background: white; padding: 2px 4px; }
 QProgressBar { border: 1px solid #b9b9b9; border-radius: 2px; text-align: center; background: white; height: 16px; }
@@ -74,26 +76,56 @@ def rewrite_ui(path: Path) -> bytes:
     return ET.tostring(root, encoding="utf-8")
 
 
-def fill_panel(panel, QtWidgets) -> None:
-    """Put in the texts the module shows while it segments the bundled phantom.
+def _fill_table(table, QtWidgets, columns, rows, visible_rows) -> None:
+    table.setColumnCount(len(columns))
+    table.setHorizontalHeaderLabels(list(columns))
+    table.setRowCount(len(rows))
+    for r, row in enumerate(rows):
+        for c, value in enumerate(row):
+            table.setItem(r, c, QtWidgets.QTableWidgetItem(value))
+    table.verticalHeader().setVisible(False)
+    table.horizontalHeader().setStretchLastSection(True)
+    table.resizeColumnsToContents()
+    row_height = table.rowHeight(0) if rows else 22
+    table.setFixedHeight(table.horizontalHeader().height() + visible_rows * row_height + 6)
 
-    No result numbers are shown: a screenshot must not advertise a Dice or a run time
-    that no run produced.
+
+def fill_panel(panel, QtWidgets) -> None:
+    """Put in the texts the module itself shows while it segments the bundled phantom.
+
+    No result numbers are shown that no run produced: the model table shows the bundled
+    model's own recorded figures (its ``model.json``), the status lines show no Dice or
+    run time, and the naming line is the module's wording for a confident result.
     """
     sys.path.insert(0, str(REPO / "SAFNetSpine"))
-    from SAFNetSpineMRML.commands import ModelChoice, device_labels
+    sys.path.insert(0, str(REPO))
+    from SAFNetSpineJobs import commands, requirements
+    from SAFNetSpineJobs.model_versions import TABLE_COLUMNS, ModelChoice
+
+    from SAFNetSpineLib.labels import STRUCTURES, SUPERIOR_TO_INFERIOR_IDS
+    from SAFNetSpineLib.weights import read_manifest
 
     find = panel.findChild
-    bundled = ModelChoice("safnet-default", Path("Resources/Models/safnet-default"), "bundled", True)
+    folder = REPO / "Resources" / "Models" / "safnet-default"
+    manifest = read_manifest(folder)
+    bundled = ModelChoice("safnet-default", folder, "bundled", True, created=manifest.created,
+                          metrics=manifest.metrics if isinstance(manifest.metrics, dict) else None)
     find(QtWidgets.QComboBox, "inputVolumeSelector").addItem("SAFNetSpinePhantom")
     find(QtWidgets.QComboBox, "modelComboBox").addItem(bundled.label)
     for name in ("deviceComboBox", "finetuneDeviceComboBox"):
-        find(QtWidgets.QComboBox, name).addItems([label for _, label in device_labels(None)])
-    find(QtWidgets.QComboBox, "segmentationSelector").addItem("(created by Segment)")
+        find(QtWidgets.QComboBox, name).addItems([label for _, label in commands.device_labels(None)])
+    find(QtWidgets.QComboBox, "segmentationSelector").addItem("Create new segmentation")
+    levels = find(QtWidgets.QComboBox, "levelNameComboBox")
+    levels.addItems([STRUCTURES[i].short_name for i in SUPERIOR_TO_INFERIOR_IDS])
+    levels.setCurrentIndex(levels.findText("L5"))
+    find(QtWidgets.QPushButton, "show3DButton").setText("Show 3D")
+    find(QtWidgets.QCheckBox, "show3DCheckBox").setChecked(True)
     find(QtWidgets.QPushButton, "segmentButton").setEnabled(False)
     find(QtWidgets.QPushButton, "cancelSegmentButton").setEnabled(True)
     find(QtWidgets.QProgressBar, "segmentProgressBar").setValue(45)
     find(QtWidgets.QLabel, "segmentStatusLabel").setText("inference: sliding window on the network grid")
+    find(QtWidgets.QLabel, "namingStatusLabel").setText(
+        commands.naming_text({"naming": {"status": "confident", "reason": "counted up from the sacrum"}})[0])
     find(QtWidgets.QLabel, "inputProblemLabel").setVisible(False)  # shown only for a bad input
     find(QtWidgets.QLabel, "caseStatusLabel").setText(
         "Correct the segments, then save: every structure present as a segment counts as reviewed.")
@@ -101,31 +133,25 @@ def fill_panel(panel, QtWidgets) -> None:
     find(QtWidgets.QProgressBar, "finetuneProgressBar").setValue(0)
     find(QtWidgets.QLabel, "finetuneStatusLabel").setText("Save at least one corrected case to fine-tune.")
     find(QtWidgets.QLabel, "finetuneOutcomeLabel").setVisible(False)
-    table = find(QtWidgets.QTableWidget, "modelVersionsTable")
-    table.setColumnCount(5)
-    table.setHorizontalHeaderLabels(["Version", "Status", "Dice before", "Dice after", "Active"])
-    table.setRowCount(1)
-    for c, value in enumerate((bundled.name, bundled.status, "", "", "yes")):
-        table.setItem(0, c, QtWidgets.QTableWidgetItem(value))
-    table.verticalHeader().setVisible(False)
-    table.horizontalHeader().setStretchLastSection(True)
-    table.resizeColumnsToContents()
-    table.setFixedHeight(table.horizontalHeader().height() + 3 * table.rowHeight(0) + 6)
+    find(QtWidgets.QLabel, "measureStatusLabel").setText(
+        "Measure: body and disc heights, Genant grades, slips and lordosis of the output segmentation.")
+    _fill_table(find(QtWidgets.QTableWidget, "measurementsTable"), QtWidgets,
+                [title for _key, title in commands.MEASUREMENT_COLUMNS], [], 2)
+    _fill_table(find(QtWidgets.QTableWidget, "modelVersionsTable"), QtWidgets, TABLE_COLUMNS, [bundled.table_row()], 3)
     find(QtWidgets.QLineEdit, "workFolderPathLineEdit").setText("~/.local/share/NA-MIC/Slicer/SAFNetSpine")
+    statuses = requirements.dependency_status(REPO / "SAFNetSpine" / "Resources" / "requirements.txt")
+    find(QtWidgets.QLabel, "dependenciesLabel").setText(requirements.status_text(statuses))
     for frame in panel.findChildren(QtWidgets.QFrame):
         title = frame.property("sectionTitle")
         if not title:
             continue
-        collapsed = frame.objectName() == "advancedCollapsibleButton"
-        if collapsed:  # drawn collapsed, as in Slicer
-            for child in frame.findChildren(QtWidgets.QWidget):
-                child.setVisible(False)
-        header = QtWidgets.QPushButton(("\u25b8  " if collapsed else "\u25be  ") + title)
+        # Every section drawn open (Advanced starts collapsed in Slicer) so all controls show.
+        header = QtWidgets.QPushButton("\u25be  " + title)
         header.setProperty("sectionHeader", True)
         frame.layout().insertRow(0, header)
 
 
-def render(output: Path = OUTPUT, width: int = 420) -> Path:
+def render(output: Path = OUTPUT, width: int = 480) -> Path:
     """Render the panel to ``output`` (PNG) and return the path."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6 import QtCore, QtUiTools, QtWidgets

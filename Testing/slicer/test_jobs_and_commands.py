@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from SAFNetSpineMRML import commands
-from SAFNetSpineMRML.jobs import ChildJob, ProgressUpdate, parse_progress_line, python_child_environment
+from SAFNetSpineJobs import commands
+from SAFNetSpineJobs.jobs import ChildJob, ProgressUpdate, parse_progress_line, python_child_environment
+from SAFNetSpineJobs.model_versions import ModelChoice, parse_models_list
+from SAFNetSpineJobs.work_folders import WorkFolders
 
 from SAFNetSpineLib.cli import build_parser
 
@@ -97,7 +99,7 @@ def _is_zombie(pid: int) -> bool:
 
 def test_command_lines_parse_with_the_library_cli(tmp_path):
     python = sys.executable
-    folders = commands.WorkFolders(tmp_path / "work")
+    folders = WorkFolders(tmp_path / "work")
     parser = build_parser()
     for command in (
         commands.segment_command(python, tmp_path / "in.nrrd", tmp_path / "out", tmp_path / "w", "cuda", tta=True),
@@ -123,24 +125,24 @@ def test_result_paths_follow_the_segment_command_naming(tmp_path):
 
 
 def test_models_list_runs_as_a_child_and_parses(tmp_path):
-    folders = commands.WorkFolders(tmp_path / "work")
+    folders = WorkFolders(tmp_path / "work")
     job = ChildJob(commands.models_list_command(sys.executable, folders), env=python_child_environment(str(REPO)))
     assert job.wait(timeout_s=120) == 0, job.log_tail()
-    active, versions = commands.parse_models_list("\n".join(job.log))
+    active, versions = parse_models_list("\n".join(job.log))
     # a fresh models folder: only the bundled default, and it is the active one
     assert all(v.status == "bundled" for v in versions)
     assert [v.name for v in versions if v.active] == ([active] if versions else [])
     with pytest.raises(ValueError):
-        commands.parse_models_list("error: no such folder")
+        parse_models_list("error: no such folder")
     noisy = "UserWarning: something\n" + '{"active": "m-v1", "versions": [{"name": "m-v1", "path": "x", ' \
         '"status": "promoted", "active": true}]}\nanother warning'
-    assert commands.parse_models_list(noisy)[0] == "m-v1"
+    assert parse_models_list(noisy)[0] == "m-v1"
 
 
 def test_model_choice_label_marks_active_and_dice():
-    choice = commands.ModelChoice("safnet-v2", Path("m"), "promoted", True, 0.8, 0.8123)
+    choice = ModelChoice("safnet-v2", Path("m"), "promoted", True, 0.8, 0.8123)
     assert choice.label == "safnet-v2 (promoted, Dice 0.812) - active"
-    assert commands.ModelChoice("safnet-default", Path("d"), "bundled", False).label == "safnet-default (bundled)"
+    assert ModelChoice("safnet-default", Path("d"), "bundled", False).label == "safnet-default (bundled)"
 
 
 def test_library_root_in_source_and_installed_layouts(tmp_path):

@@ -1,12 +1,22 @@
-"""In-Slicer dependency checks (no installing here) and the offscreen panel screenshot."""
+"""In-Slicer dependency checks and the install flow (issue 13, defect 6), and the offscreen panel screenshot."""
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
-from SAFNetSpineMRML import requirements
+from SAFNetSpineJobs import requirements
+from SAFNetSpineJobs.install import NO_PYTORCH_EXTENSION, RESTART_AFTER_TORCH, Installer, install_dependencies
+from SAFNetSpineJobs.requirements import PackageStatus
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE_DIR = REPO / "SAFNetSpine"
 
 
 def test_read_requirements_skips_comments_options_and_blanks(tmp_path):
@@ -15,27 +25,128 @@ def test_read_requirements_skips_comments_options_and_blanks(tmp_path):
     assert requirements.read_requirements(path) == ["monai>=1.4", "slicerio"]
 
 
-def test_is_satisfied_compares_installed_versions(tmp_path):
+def test_package_status_reports_the_installed_version_and_the_requirement(tmp_path):
     numpy_version = importlib.metadata.version("numpy")
-    assert requirements.is_satisfied(f"numpy=={numpy_version}")
-    assert not requirements.is_satisfied("numpy>=9999")
-    assert not requirements.is_satisfied("a-package-that-is-not-installed-here>=1")
-    assert requirements.is_satisfied('numpy>=9999; sys_platform == "no-such-platform"')  # marker: not needed here
+    ok = requirements.package_status(f"numpy=={numpy_version}")
+    assert ok.satisfied and ok.installed == numpy_version and ok.text == f"numpy {numpy_version}"
+    old = requirements.package_status("numpy>=9999")
+    assert not old.satisfied and old.installed == numpy_version and old.text == f"numpy {numpy_version} (needs >=9999)"
+    absent = requirements.package_status("a-package-that-is-not-installed-here>=1")
+    assert absent.installed is None and not absent.satisfied and absent.text.endswith("not installed")
+    assert requirements.package_status('numpy>=9999; sys_platform == "no-such-platform"').satisfied
     path = tmp_path / "requirements.txt"
     path.write_text(f"numpy=={numpy_version}\nnumpy>=9999\n")
     assert requirements.missing_requirements(path) == ["numpy>=9999"]
 
 
-def test_install_question_lists_everything_once():
-    text = requirements.install_question(True, ["monai>=1.4", "slicerio>=1.1"])
-    assert "PyTorch extension" in text and "CUDA build" in text
-    assert "monai>=1.4" in text and "slicerio>=1.1" in text and text.strip().endswith("Install now?")
-    assert "PyTorch" not in requirements.install_question(False, ["monai>=1.4"])
-    assert "pip install --no-index" in requirements.offline_message("pypi.org")
+def test_torch_is_checked_against_the_version_the_library_needs():
+    statuses = requirements.dependency_status(MODULE_DIR / "Resources" / "requirements.txt")
+    torch = statuses[0]
+    assert torch.name == "torch" and torch.requirement == f"torch{requirements.TORCH_REQUIREMENT}"
+    installed = importlib.metadata.version("torch")
+    assert torch.installed == installed and torch.satisfied  # this venv's torch 2.x meets >=2.1
+    too_new = requirements.package_status("torch>=99")
+    assert not too_new.satisfied and too_new.installed == installed  # "present" is not enough
+    assert [s.name for s in statuses[1:]] == ["monai", "safetensors", "slicerio", "scipy"]
 
 
-def test_can_reach_fails_fast_for_a_closed_port():
-    assert requirements.can_reach("127.0.0.1", 9, timeout_s=1.0) is False
+def test_save_case_needs_only_what_slicer_ships():
+    statuses = [PackageStatus("torch>=2.1", "torch", None, False), PackageStatus("monai>=1.4", "monai", None, False)]
+    assert requirements.unmet(statuses, "save_case") == []
+    assert [s.name for s in requirements.unmet(statuses, "segment")] == ["torch", "monai"]
+
+
+def test_saving_a_case_works_with_torch_and_monai_absent(tmp_path):
+    """The save path in a Python where torch, monai, safetensors and slicerio cannot be imported."""
+    script = textwrap.dedent(f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "monai", "safetensors", "slicerio", "scipy"):
+                    raise ImportError("blocked: " + name)
+        sys.meta_path.insert(0, Block())
+        sys.path[:0] = [{str(REPO)!r}, {str(MODULE_DIR)!r}]
+        import numpy as np
+        from SAFNetSpineLib.finetune.case_store import CaseStore
+        from SAFNetSpineLib.volume import Volume
+        image = Volume(np.random.default_rng(0).normal(size=(6, 8, 10)).astype(np.float32), (1, 1, 3), (0, 0, 0), np.eye(3))
+        labels = image.with_array(np.full(image.shape, 3, np.uint8), is_label=True)
+        print(CaseStore({str(tmp_path / "store")!r}).add(image, labels, [3], "manual"))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "store" / "cases" / done.stdout.strip() / "case.json").is_file()
+
+
+def test_pip_arguments_really_update():
+    statuses = [PackageStatus("torch>=2.1", "torch", "2.0.1", False), PackageStatus("monai>=1.4", "monai", "1.3.0", False),
+                PackageStatus("safetensors>=0.4", "safetensors", "0.4.5", True)]
+    assert requirements.pip_arguments(statuses) == ["--upgrade", "monai>=1.4"]
+    assert requirements.pip_arguments(statuses, upgrade_all=True) == ["--upgrade", "monai>=1.4", "safetensors>=0.4"]
+    assert requirements.pip_arguments(statuses[2:]) == []
+    question = requirements.install_question(statuses)
+    assert "update 2.0.1 to torch>=2.1" in question and "monai>=1.4: update from 1.3.0" in question
+    assert "safetensors" not in question and question.strip().endswith("Continue?")
+
+
+class Recorder:
+    """The Slicer side of installing, as plain callables that record what they were asked."""
+
+    def __init__(self, confirm=True, torch_ok=True, extension=True, pip_fails=False):
+        self.calls = []
+        self._confirm, self._torch_ok, self._pip_fails = confirm, torch_ok, pip_fails
+        self.installer = Installer(self.confirm, self.error, self.info, self.install_torch if extension else None,
+                                   self.pip_install)
+
+    def confirm(self, question):
+        self.calls.append(("confirm", question))
+        return self._confirm
+
+    def error(self, message, details):
+        self.calls.append(("error", message))
+
+    def info(self, message):
+        self.calls.append(("info", message))
+
+    def install_torch(self, requirement):
+        self.calls.append(("torch", requirement))
+        return self._torch_ok
+
+    def pip_install(self, args):
+        self.calls.append(("pip", args))
+        if self._pip_fails:
+            raise subprocess.CalledProcessError(1, "pip install")
+
+
+def test_install_flow_asks_once_then_updates_torch_and_pip_packages():
+    statuses = [PackageStatus("torch>=2.1", "torch", "2.0.1", False), PackageStatus("monai>=1.4", "monai", None, False)]
+    run = Recorder()
+    assert install_dependencies(statuses, run.installer) is True
+    assert [c[0] for c in run.calls] == ["confirm", "torch", "pip", "info"]
+    assert run.calls[1] == ("torch", requirements.TORCH_REQUIREMENT) and run.calls[2] == ("pip", ["--upgrade", "monai>=1.4"])
+    assert run.calls[3] == ("info", RESTART_AFTER_TORCH)
+
+
+def test_install_flow_declines_fails_and_needs_the_pytorch_extension():
+    statuses = [PackageStatus("torch>=2.1", "torch", None, False), PackageStatus("monai>=1.4", "monai", None, False)]
+    declined = Recorder(confirm=False)
+    assert install_dependencies(statuses, declined.installer) is None and len(declined.calls) == 1
+    no_extension = Recorder(extension=False)
+    assert install_dependencies(statuses, no_extension.installer) is False
+    assert no_extension.calls == [("error", NO_PYTORCH_EXTENSION)]
+    offline = Recorder(pip_fails=True)
+    assert install_dependencies(statuses, offline.installer) is False
+    assert offline.calls[-1] == ("error", requirements.offline_message()) and "--no-index" in offline.calls[-1][1]
+    nothing = Recorder()
+    done = [PackageStatus("torch>=2.1", "torch", "2.13.0", True)]
+    assert install_dependencies(done, nothing.installer) is True and nothing.calls == []
+
+
+def test_no_network_probe_blocks_the_gui():
+    for path in (MODULE_DIR / "SAFNetSpineJobs").glob("*.py"):
+        roots = {a.name.split(".")[0] for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Import)
+                 for a in n.names}
+        assert "socket" not in roots and "urllib" not in roots, path.name
 
 
 def test_panel_screenshot_renders_every_section(tmp_path):
@@ -51,5 +162,6 @@ def test_panel_screenshot_renders_every_section(tmp_path):
     assert pixels.std() > 10  # drawn widgets, not a blank canvas
     rewritten = screenshot.rewrite_ui(screenshot.UI_FILE).decode()
     assert "ctkCollapsibleButton" not in rewritten and "qMRMLNodeComboBox" not in rewritten
+    assert "qMRMLSegmentationShow3DButton" not in rewritten
     icon = screenshot.draw_icon(tmp_path / "icon.png", size=64)
     assert QtGui.QImage(str(icon)).size().width() == 64

@@ -17,8 +17,16 @@ import pytest
 slicer = pytest.importorskip("slicer")
 sitk = pytest.importorskip("SimpleITK")
 
-from SAFNetSpineMRML import commands  # noqa: E402
-from SAFNetSpineMRML.jobs import ChildJob, ProgressUpdate, python_child_environment  # noqa: E402
+from run_fixtures import tiny_weights  # noqa: E402
+from SAFNetSpineJobs import commands  # noqa: E402
+from SAFNetSpineJobs.jobs import ChildJob, ProgressUpdate, python_child_environment  # noqa: E402
+from SAFNetSpineJobs.work_folders import count_stored_cases  # noqa: E402
+from SAFNetSpineMRML.segment_runs import (  # noqa: E402
+    MODEL_VERSION_ATTRIBUTE,
+    discard_run,
+    finish_segmentation,
+    prepare_segmentation,
+)
 from SAFNetSpineMRML.segmentation_nodes import labels_from_segmentation, segmentation_from_labels  # noqa: E402
 from SAFNetSpineMRML.volume_nodes import (  # noqa: E402
     align_to_grid,
@@ -43,24 +51,36 @@ def _load_like_slicer(scene, path: Path):
     return node
 
 
-def _tiny_weights(folder: Path) -> Path:
-    """An untrained width-8 SAFNet on a small network grid: real weights, fast on CPU."""
-    import torch
-
-    from SAFNetSpineLib.models import build_model
-    from SAFNetSpineLib.preprocessing import PreprocessConfig
-    from SAFNetSpineLib.weights import ModelManifest, save_weights
-
-    torch.manual_seed(0)
-    manifest = ModelManifest("safnet", {"width": 8}, PreprocessConfig(target_shape=(8, 64, 32)).to_dict(),
-                             trained_on="nothing (test)", version="tiny")
-    return save_weights(build_model("safnet", width=8), folder, manifest)
-
-
 def _segment(scene_volume, work: Path, weights: Path) -> ChildJob:
     input_path = write_volume_node(scene_volume, work / "input.nrrd")
     args = commands.segment_command(sys.executable, input_path, work / "out", weights, "cpu")
     return ChildJob(args, env=python_child_environment(str(REPO)))
+
+
+def test_a_run_refills_the_chosen_segmentation_and_leaves_no_files(tmp_path):
+    """The Logic's path: prepare (write input), child, finish into the selected node, discard."""
+    if not PHANTOM.is_file():
+        pytest.skip(f"sample volume missing: {PHANTOM}")
+    scene = slicer.vtkMRMLScene()
+    volume_node = _load_like_slicer(scene, PHANTOM)
+    chosen = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "my spine")
+    chosen.GetSegmentation().AddEmptySegment("old", "an earlier segment")
+    args, run = prepare_segmentation(volume_node, sys.executable, tiny_weights(tmp_path / "tiny"), "cpu",
+                                     target_node=chosen, temp_dir=str(tmp_path))
+    try:
+        job = ChildJob(args, env=python_child_environment(str(REPO)))
+        assert job.wait(timeout_s=300) == 0, job.log_tail(30)
+        before = scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
+        node, summary = finish_segmentation(scene, run)
+    finally:
+        discard_run(run)
+    assert node is chosen and node.GetName() == "my spine"
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == before  # nothing new made
+    segmentation = node.GetSegmentation()
+    names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+    assert "old" not in names and names == [s["name"] for s in sorted(summary["structures"], key=lambda s: s["id"])]
+    assert node.GetAttribute(MODEL_VERSION_ATTRIBUTE) == summary["model_version"] == "tiny"
+    assert not run.folder.exists()
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +89,7 @@ def segmented(tmp_path_factory):
     if not PHANTOM.is_file():
         pytest.skip(f"sample volume missing: {PHANTOM}")
     work = tmp_path_factory.mktemp("segment")
-    weights = _tiny_weights(work / "tiny")
+    weights = tiny_weights(work / "tiny")
     scene = slicer.vtkMRMLScene()
     volume_node = _load_like_slicer(scene, PHANTOM)
     job = _segment(volume_node, work, weights)
@@ -125,7 +145,7 @@ def test_corrected_case_is_stored_exactly_and_never_overwritten(segmented, tmp_p
     store = CaseStore(tmp_path / "corrected-cases")
     first = store.add(image, export.labels, export.reviewed_ids, "tiny", note="first")
     second = store.add(image, export.labels, export.reviewed_ids, "tiny", note="second")
-    assert first != second and len(store) == 2 == commands.count_stored_cases(store.folder)
+    assert first != second and len(store) == 2 == count_stored_cases(store.folder)
     case = store.get(first)
     assert case.reviewed_labels == (STRUCTURES[3].label_id,)
     stored_image = Volume.from_sitk(sitk.ReadImage(str(case.image_path)))
@@ -140,7 +160,7 @@ def test_cancel_leaves_no_result(tmp_path):
         pytest.skip(f"sample volume missing: {PHANTOM}")
     scene = slicer.vtkMRMLScene()
     volume_node = _load_like_slicer(scene, PHANTOM)
-    job = _segment(volume_node, tmp_path, _tiny_weights(tmp_path / "tiny"))
+    job = _segment(volume_node, tmp_path, tiny_weights(tmp_path / "tiny"))
     job.cancel(grace_s=2.0)
     assert job.wait(timeout_s=60) != 0
     label_path, summary_path = commands.result_paths(tmp_path / "out", tmp_path / "input.nrrd")

@@ -154,3 +154,58 @@ def test_segmentation_named_after_volume_and_under_its_transform(scene):
     segmentation_node = segmentation_from_labels(scene, labels, volume_node)
     assert segmentation_node.GetName() == "Patient 7 T2 spine"
     assert segmentation_node.GetTransformNodeID() == transform.GetID()
+
+
+def test_writing_into_a_chosen_node_replaces_its_segments_and_keeps_the_node(scene):
+    volume_node, first = _segmented(scene)
+    first.SetName("my spine")
+    display_id = first.GetDisplayNodeID()
+    first.GetSegmentation().AddEmptySegment("", "a note of the user")
+    labels = np.zeros(SHAPE, np.uint8)
+    labels[2:6, 2:10, 2:8] = 3  # only L4 now
+    nodes_before = scene.GetNumberOfNodes()
+    result = segmentation_from_labels(scene, volume_from_node(volume_node).with_array(labels, is_label=True),
+                                      volume_node, target=first)
+    assert result is first and first.GetName() == "my spine" and first.GetDisplayNodeID() == display_id
+    segmentation = first.GetSegmentation()
+    assert [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())] == ["L4"]
+    assert scene.GetNumberOfNodes() == nodes_before  # no new node, no leftover label map
+    export = labels_from_segmentation(scene, first, volume_node)
+    np.testing.assert_array_equal(export.labels.array, labels)
+
+
+def test_bad_labels_leave_the_chosen_node_untouched(scene):
+    volume_node, first = _segmented(scene)
+    count = first.GetSegmentation().GetNumberOfSegments()
+    bad = np.full(SHAPE, 99, np.uint8)
+    with pytest.raises(SpineInputError):
+        segmentation_from_labels(scene, volume_from_node(volume_node).with_array(bad, is_label=True), volume_node,
+                                 target=first)
+    assert first.GetSegmentation().GetNumberOfSegments() == count
+
+
+def test_show_in_3d_makes_closed_surfaces(scene):
+    from SAFNetSpineMRML.segmentation_nodes import show_in_3d
+
+    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
+    if not factory.GetConverterRules():  # Slicer's Segmentations module registers this rule at startup
+        factory.RegisterConverterRule(slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule())
+    _, node = _segmented(scene)
+    closed = slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName()
+    assert not node.GetSegmentation().ContainsRepresentation(closed)
+    assert show_in_3d(node)
+    assert node.GetSegmentation().ContainsRepresentation(closed)
+    assert node.GetDisplayNode().GetPreferredDisplayRepresentationName3D() == closed
+
+
+@pytest.mark.parametrize("grid", sorted(GRIDS))
+def test_the_dashboard_self_check_passes_and_cleans_up(scene, grid):
+    from SAFNetSpineMRML.self_check import check_label_round_trip
+
+    volume_node = add_volume_node(scene, np.random.default_rng(1).normal(size=(20, 24, 16)).astype(np.float32),
+                                  GRIDS[grid])
+    assert check_label_round_trip(scene, volume_node) == []
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
+    assert scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode") == 0
+    label_volume = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+    assert check_label_round_trip(scene, label_volume)  # a bad input is reported, not raised

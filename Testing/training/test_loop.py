@@ -157,12 +157,12 @@ def test_resume_accepts_a_checkpoint_written_before_case_repeats_existed(small_p
     train(TrainConfig(epochs=1, **FAST), cases[:1], [], out)
     saved = read_checkpoint(out)[1]["state"]
     assert saved["config"]["case_repeats"] == {}
-    from SAFNetSpineLib.training.loop import _check_resume_config
+    from SAFNetSpineLib.training.run_state import check_resume_config
 
     older = {k: v for k, v in saved["config"].items() if k != "case_repeats"}
-    _check_resume_config(older, TrainConfig(epochs=3, **FAST), out)  # the default fills the gap
+    check_resume_config(older, TrainConfig(epochs=3, **FAST), out)  # the default fills the gap
     with pytest.raises(SpineInputError, match="case_repeats"):
-        _check_resume_config(older, TrainConfig(epochs=3, case_repeats={"x": 2}, **FAST), out)
+        check_resume_config(older, TrainConfig(epochs=3, case_repeats={"x": 2}, **FAST), out)
 
 
 def test_weight_averaging_saves_an_averaged_folder_and_survives_a_resume(small_phantoms, tmp_path):

@@ -94,3 +94,65 @@ def test_soft_dice_perfect_and_wrong_predictions():
     unknown = perfect.clone()
     unknown[:, 2, :, 2:, :] = 80.0
     assert marginal_soft_dice_loss(unknown, target, annotated).item() == pytest.approx(0.0, abs=1e-4)
+
+
+def _body_case(lowest=2, annotate=(2, 3)):
+    """(1, D=4, H=12, W=5) target: L4 at H 2..4, the lowest level (L5) at H 5..7, columns D 1..2, W 1..3."""
+    target = torch.zeros(1, 4, 12, 5, dtype=torch.long)
+    target[0, 1:3, 2:5, 1:4] = 3
+    target[0, 1:3, 5:8, 1:4] = lowest
+    annotated = torch.zeros(1, 20, dtype=torch.bool)
+    annotated[0, 0] = True
+    annotated[0, list(annotate)] = True
+    return target, annotated
+
+
+def test_the_region_below_l5_is_its_column_for_two_level_heights():
+    from SAFNetSpineLib.training.losses import below_lumbar_region
+
+    target, annotated = _body_case()
+    region, allowed = below_lumbar_region(target, annotated, depth_levels=2.0, margin=0)
+    expected = torch.zeros_like(region)
+    expected[0, 1:3, 8:14, 1:4] = True  # H 8 .. 8 + 2 * 3, cut at the grid's end (12)
+    assert torch.equal(region, expected)
+    assert allowed[0].nonzero().flatten().tolist() == [0, 1, 11]  # background, S, L5/S
+    # a disc case (L5/S annotated): below it only background or S
+    disc_target, disc_annotated = _body_case(lowest=11, annotate=(11,))
+    _, disc_allowed = below_lumbar_region(disc_target, disc_annotated)
+    assert disc_allowed[0].nonzero().flatten().tolist() == [0, 1]
+    # nothing is known below a spine whose lowest annotated level is L4
+    region_l4, _ = below_lumbar_region(*_body_case(lowest=3, annotate=(3,)))
+    assert not region_l4.any()
+
+
+def test_the_set_valued_loss_by_hand():
+    from SAFNetSpineLib.training.losses import below_lumbar_set_loss
+
+    target, annotated = _body_case()
+    logits = torch.zeros(1, 20, 4, 12, 5)
+    # uniform softmax over 20 classes: P(set {0, S, L5/S}) = 3/20 everywhere in the region
+    assert below_lumbar_set_loss(logits, target, annotated).item() == pytest.approx(-math.log(3 / 20), abs=1e-6)
+    # calling the bone below L5 "S" costs nothing; calling it "L5" (the one-too-low failure) costs a lot
+    sacral = logits.clone()
+    sacral[:, 1, :, 8:, :] = 20.0
+    lumbar = logits.clone()
+    lumbar[:, 2, :, 8:, :] = 20.0
+    assert below_lumbar_set_loss(sacral, target, annotated).item() < 1e-6
+    assert below_lumbar_set_loss(lumbar, target, annotated).item() > 15.0
+    # no region: zero, with a gradient path
+    empty = below_lumbar_set_loss(logits.requires_grad_(), *_body_case(lowest=3, annotate=(3,)))
+    empty.backward()
+    assert empty.item() == 0.0 and logits.grad is not None
+
+
+def test_the_set_valued_loss_has_gradients_only_inside_the_region():
+    from SAFNetSpineLib.training.losses import below_lumbar_set_loss
+
+    target, annotated = _body_case()
+    logits = torch.randn(1, 20, 4, 12, 5, requires_grad=True)
+    below_lumbar_set_loss(logits, target, annotated).backward()
+    touched = logits.grad.abs().sum(dim=1)[0] > 0  # (D, H, W)
+    # one voxel of margin around L5's column (D 1..2, W 1..3), from just below it to the grid's end
+    assert touched[0:4, 8:, 0:5].all()
+    touched[0:4, 8:, 0:5] = False
+    assert not touched.any()

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from SAFNetSpineLib.finetune.split import hash_bucket, split_cases, split_roles
+from SAFNetSpineLib.finetune.validation_split import hash_bucket, split_cases, split_roles
 
 
 def test_hash_bucket_is_sha256_mod_100():

@@ -9,6 +9,12 @@ become :class:`ProgressUpdate` objects; everything else is kept as log text.
 Cancelling must stop the whole process tree (a data loader or a CUDA helper may have
 spawned children): on POSIX the child leads its own process group and the group gets
 SIGTERM, then SIGKILL after a grace period; on Windows ``taskkill /T /F`` ends the tree.
+
+The process started is often not Python itself: ``PythonSlicer`` is a CTK launcher that
+starts ``python-real`` and dies on SIGTERM at once (it installs no handler). So the grace
+period is measured on the output pipe, which stays open until the last process writing to
+it (the real Python) has exited, never on the launcher's exit: the library's "finish the
+batch and clean up" handler gets its whole grace period.
 """
 
 from __future__ import annotations
@@ -81,6 +87,7 @@ class ChildJob:
         self.started = time.monotonic()
         self._lines: queue.Queue = queue.Queue()
         self._returncode: int | None = None
+        self._output_closed = threading.Event()
         popen_options: dict = {}
         if os.name == "nt":
             popen_options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
@@ -98,6 +105,7 @@ class ChildJob:
         for line in self.process.stdout:
             self._lines.put(line.rstrip("\r\n"))
         self.process.stdout.close()
+        self._output_closed.set()  # every process holding the pipe (launcher, real Python, ...) is gone
         self._lines.put(None)  # end of output
 
     def poll(self) -> list[ProgressUpdate | str]:
@@ -162,11 +170,9 @@ class ChildJob:
             pass
 
     def _kill_after(self, grace_s: float) -> None:
-        try:
-            self.process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
-        # Also reaches grandchildren left running after the child itself ended.
+        # Not process.wait(): a launcher dies at once while the real Python is still cleaning up.
+        self._output_closed.wait(timeout=grace_s)
+        # Also reaches grandchildren that closed their output and are still running.
         self._signal_group(signal.SIGKILL)
 
     def wait(self, timeout_s: float | None = None) -> int:

@@ -1,0 +1,80 @@
+"""Options several subcommands share: ``--progress`` and flags generated from a config dataclass.
+
+A config dataclass (``TrainConfig``, ``FinetuneConfig``) is the one place its defaults and
+meanings are written: :func:`add_config_flags` gives every field a long flag
+(``batch_size`` -> ``--batch-size``) whose help is the field's line in the class's
+Google-style ``Attributes:`` section, and :func:`config_changes` collects the flags that
+were given, so that unset flags keep the dataclass defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+from collections.abc import Collection
+
+from SAFNetSpineLib.progress import PROGRESS_MODES
+
+
+def add_progress_option(parser: argparse.ArgumentParser) -> None:
+    """The one ``--progress`` option (see :class:`SAFNetSpineLib.progress.Progress`)."""
+    parser.add_argument("--progress", choices=PROGRESS_MODES, default="bar",
+                        help="progress as a bar on stderr, JSON lines on stdout (one object per line, "
+                             "see docs/INTERFACES.md), or none (default bar)")
+
+
+def attribute_docs(cls: type) -> dict[str, str]:
+    """{field name: description} from the ``Attributes:`` section of a class's docstring."""
+    docs: dict[str, str] = {}
+    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
+    if "Attributes:" not in lines:
+        return docs
+    current = None
+    for line in lines[lines.index("Attributes:") + 1:]:
+        if not line.strip():
+            break
+        depth = len(line) - len(line.lstrip())
+        name, sep, text = line.strip().partition(":")
+        if depth <= 4 and sep and name.isidentifier():
+            current = name
+            docs[name] = text.strip()
+        elif current is not None:
+            docs[current] += " " + line.strip()
+    return docs
+
+
+def add_config_flags(group, cls: type, skip: Collection[str] = (), pairs: Collection[str] = ()) -> None:
+    """A long flag per field of dataclass ``cls`` (except ``skip``); all default to None (= not given).
+
+    Args:
+        group: Parser or argument group to add to.
+        cls: The config dataclass.
+        skip: Fields that get no generated flag (the caller adds its own, or none).
+        pairs: Fields holding a (low, high) pair of floats: ``--flag LO HI``.
+    """
+    docs = attribute_docs(cls)
+    for item in dataclasses.fields(cls):
+        if item.name in skip:
+            continue
+        flag = "--" + item.name.replace("_", "-")
+        default = item.default
+        doc = docs.get(item.name, "").rstrip(".")
+        help_text = (f"{doc} (default {default})" if doc else f"default {default}").replace("%", "%%")
+        if item.name in pairs:
+            group.add_argument(flag, type=float, nargs=2, metavar=("LO", "HI"), default=None, help=help_text)
+        elif isinstance(default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(flag, type=str if default is None else type(default), default=None, help=help_text)
+
+
+def config_changes(args: argparse.Namespace, cls: type, skip: Collection[str] = (),
+                   pairs: Collection[str] = ()) -> dict:
+    """{field: value} for every generated flag of :func:`add_config_flags` that was given."""
+    changes = {}
+    for item in dataclasses.fields(cls):
+        value = getattr(args, item.name, None)
+        if item.name not in skip and value is not None:
+            changes[item.name] = tuple(value) if item.name in pairs else value
+    return changes

@@ -1,0 +1,157 @@
+"""Cross-validation over a small case store: every stored case scored by a version that did not train on it.
+
+Used by :func:`SAFNetSpineLib.finetune.finetune` when the store is small (3-30 cases):
+the cases are dealt into ``k`` folds (a stable order: by the hash bucket of the case id,
+so adding a case moves few others); for each fold a version is fine-tuned on the other
+folds and scores the fold's cases, while the parent scores every case too. The paired
+per-case Dice go to :mod:`.promotion`; the version finally published is trained on all
+cases with the same recipe.
+
+Also the schedule rule: how long to train for a store of ``n`` cases.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from SAFNetSpineLib.finetune.validation_split import hash_bucket
+
+#: Optimiser steps per stored case, and the bounds, of the automatic schedule. A store of
+#: 5 cases gets 125 steps (60 epochs of 2 batches at batch 2): the recipe that changed
+#: a model on a new site where 40 steps changed nothing (issue 14).
+STEPS_PER_CASE = 25
+MIN_STEPS, MAX_STEPS = 120, 500
+MIN_EPOCHS, MAX_EPOCHS = 5, 200
+#: Stores up to this size are cross-validated; larger ones hold out a validation share.
+CROSS_VALIDATION_MAX_CASES = 30
+
+
+@dataclass(frozen=True)
+class CaseScore:
+    """One stored case scored by the parent and by a version that did not train on it.
+
+    Attributes:
+        case_id: The stored case.
+        fold: Its fold (0-based); -1 for a held-out validation case.
+        before: Mean Dice of the parent over the case's reviewed structures.
+        after: Same for the fine-tuned version.
+    """
+
+    case_id: str
+    fold: int
+    before: float
+    after: float
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["difference"] = self.after - self.before
+        return data
+
+
+def auto_folds(n_cases: int) -> int:
+    """Folds for a store of ``n_cases``: one per case up to 5, then 5, and 3 from 10 cases on."""
+    if n_cases < 2:
+        raise ValueError("cross-validation needs at least 2 cases")
+    return min(n_cases, 5) if n_cases < 10 else 3
+
+
+def assign_folds(case_ids: Sequence[str], folds: int) -> dict[str, int]:
+    """{case id: fold}: cases ordered by (hash bucket, id) and dealt round-robin into ``folds``."""
+    if not 2 <= folds <= len(case_ids):
+        raise ValueError(f"folds must be in 2..{len(case_ids)}, got {folds}")
+    order = sorted(case_ids, key=lambda case_id: (hash_bucket(case_id), case_id))
+    return {case_id: index % folds for index, case_id in enumerate(order)}
+
+
+def auto_schedule(n_store: int, n_train: int, batch_size: int, epochs: int = 0, steps: int = 0) -> tuple[int, int]:
+    """(epochs, optimiser steps) of one fine-tuning training.
+
+    Args:
+        n_store: Cases in the store (sets the step budget).
+        n_train: Cases this training learns from (sets the steps per epoch).
+        batch_size: Cases per step.
+        epochs: Explicit epochs (0: from the step budget).
+        steps: Explicit step budget (0: ``STEPS_PER_CASE * n_store`` within the bounds).
+    """
+    per_epoch = max(1, math.ceil(n_train / batch_size))
+    if epochs:
+        return int(epochs), int(epochs) * per_epoch
+    budget = int(steps) if steps else min(max(STEPS_PER_CASE * n_store, MIN_STEPS), MAX_STEPS)
+    chosen = min(max(math.ceil(budget / per_epoch), MIN_EPOCHS), MAX_EPOCHS)
+    return chosen, chosen * per_epoch
+
+
+def per_case_rows(weights_dir: Path, cases: list, device: str, cache_dir: Path | None) -> np.ndarray:
+    """(N, C) Dice of a weights folder per case and class in network space, NaN where undefined.
+
+    Only each case's reviewed (annotated) structures have a value; see
+    :func:`SAFNetSpineLib.training.dataset.dice_scores`.
+    """
+    import contextlib
+
+    from SAFNetSpineLib.runtime import resolve_device
+    from SAFNetSpineLib.training.cache import preprocess_cases
+    from SAFNetSpineLib.training.dataset import validation_dice
+    from SAFNetSpineLib.weights import load_model
+
+    torch_device = resolve_device(device)
+    model, manifest = load_model(weights_dir, device=torch_device)
+    prepared = preprocess_cases(cases, manifest.preprocess, cache_dir)
+    return validation_dice(model, prepared, torch_device, contextlib.nullcontext)
+
+
+def case_means(rows: np.ndarray) -> list[float]:
+    """Each case's mean Dice over its defined structures; 1.0 for a case with none (the model drew
+    none of the structures the annotator confirmed absent)."""
+    return [float(np.nanmean(row)) if np.isfinite(row).any() else 1.0 for row in rows]
+
+
+def structure_means(rows: np.ndarray) -> dict[int, float]:
+    """{label id: mean Dice over the cases where it is defined}."""
+    return {int(c): float(np.nanmean(rows[:, c])) for c in range(rows.shape[1]) if np.isfinite(rows[:, c]).any()}
+
+
+def score_by_folds(
+    cases: list,
+    parent_folder: Path,
+    folds: int,
+    train_fold,
+    device: str,
+    cache_dir: Path | None,
+    check_cancel=lambda: None,
+) -> tuple[list[CaseScore], np.ndarray, np.ndarray]:
+    """Score every case with the parent and with a version fine-tuned on the other folds.
+
+    Args:
+        cases: :class:`~SAFNetSpineLib.data.cases.Case` entries of the store.
+        parent_folder: The starting weights.
+        folds: Number of folds (see :func:`auto_folds`).
+        train_fold: ``train_fold(train_cases, fold, folds) -> weights folder`` fine-tunes
+            from the parent on ``train_cases`` (the caller's recipe, work folder, progress).
+        device: Torch device string for scoring.
+        cache_dir: Preprocessed-case cache.
+        check_cancel: Called between steps; raises to stop.
+
+    Returns:
+        (one CaseScore per case in the order of ``cases``, (N, C) Dice rows of the parent,
+        (N, C) Dice rows of the fold versions), rows as :func:`per_case_rows`.
+    """
+    fold_of = assign_folds([case.case_id for case in cases], folds)
+    ids = [case.case_id for case in cases]
+    before = per_case_rows(parent_folder, cases, device, cache_dir)
+    after = np.full_like(before, np.nan)
+    for fold in range(folds):
+        check_cancel()
+        held_out = [i for i, case_id in enumerate(ids) if fold_of[case_id] == fold]
+        training = [case for case in cases if fold_of[case.case_id] != fold]
+        weights = train_fold(training, fold, folds)
+        check_cancel()
+        after[held_out] = per_case_rows(weights, [cases[i] for i in held_out], device, cache_dir)
+    scores = [CaseScore(case_id, fold_of[case_id], b, a)
+              for case_id, b, a in zip(ids, case_means(before), case_means(after), strict=True)]
+    return scores, before, after

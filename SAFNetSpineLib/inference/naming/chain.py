@@ -1,0 +1,356 @@
+"""The chain of vertebral bodies and discs along the spine's own curve.
+
+A label map is cut into pieces (26-connected components of each label), and the
+pieces are placed on a smooth curve fitted through their centres in the patient
+frame (LPS mm, never array order), so that "below" and "above" follow the spine even
+on an oblique, flipped or permuted grid and along a lordotic spine. Then:
+
+* fragments (under :data:`FRAGMENT_FRACTION` of a typical piece of their kind) and
+  pieces far off the curve are set aside as *loose* pieces: they are named after the
+  nearest chain piece of their kind, never counted;
+* pieces of one kind that share a band of the curve (one body called two names,
+  side by side) or that touch end to end and together are no taller than a typical
+  level (one body cut across) become one piece;
+* a body about twice as tall as the typical body (two bodies with no disc between
+  them found, or fused) is split into as many bodies as its height holds, and flagged.
+
+What remains, ordered from inferior to superior along the curve, is the chain that
+:mod:`.assign` names by counting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from SAFNetSpineLib.inference.naming.curve import SpineCurve
+from SAFNetSpineLib.inference.naming.evidence import ClassEvidence, evidence_from_labels
+from SAFNetSpineLib.labels import DISC_IDS, STRUCTURES, VERTEBRA_IDS
+from SAFNetSpineLib.volume import Volume
+
+SACRUM_ID = 1
+#: Pieces smaller than this fraction of the median largest piece per label of their kind are fragments.
+FRAGMENT_FRACTION = 0.1
+#: A piece whose centre lies farther from the curve than this many typical body heights is off the spine.
+OFF_CURVE_HEIGHTS = 1.2
+#: Two pieces of one kind share a band when their extents along the curve overlap by more than this
+#: fraction of the shorter one.
+SAME_BAND_OVERLAP = 0.5
+#: Touching pieces of one kind (gap under TOUCH_MM) that together are at most this many typical
+#: heights tall are one structure cut across.
+ONE_STRUCTURE_HEIGHT = 1.3
+TOUCH_MM = 1.5
+#: A body (not the sacrum) at least this many typical body heights tall holds two or more bodies.
+MERGED_HEIGHT = 1.6
+#: Default disc height relative to the body height where no disc was found.
+DEFAULT_DISC_TO_BODY = 0.3
+
+
+@dataclass(eq=False)
+class ChainPiece:
+    """One body or disc on the chain (or a loose piece).
+
+    Attributes:
+        kind: "vertebra" or "disc".
+        voxels: Voxel indices (N, 3) into the label map.
+        voxel_labels: Input label id of every voxel, shape (N,).
+        centre: Mean LPS position (3,), mm.
+        arc: Position of the centre along the curve, mm (grows towards superior).
+        low: Lowest extent along the curve, mm.
+        high: Highest extent along the curve, mm.
+        evidence: Probability of every label id (NUM_CLASSES,), summing to 1 over the
+            ids of the piece's kind.
+        merged_split: Part of a body piece that was split because it held several bodies.
+    """
+
+    kind: str
+    voxels: np.ndarray
+    voxel_labels: np.ndarray
+    centre: np.ndarray
+    arc: float = 0.0
+    low: float = 0.0
+    high: float = 0.0
+    evidence: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    merged_split: bool = False
+
+    @property
+    def size(self) -> int:
+        return int(len(self.voxels))
+
+    @cached_property
+    def label_counts(self) -> dict[int, int]:
+        """Input label id -> number of its voxels in the piece."""
+        ids, counts = np.unique(self.voxel_labels, return_counts=True)
+        return {int(i): int(n) for i, n in zip(ids, counts, strict=True)}
+
+    @property
+    def height(self) -> float:
+        return self.high - self.low
+
+    @property
+    def own_label(self) -> int:
+        """The input label most of its voxels carry."""
+        return max(self.label_counts, key=lambda k: (self.label_counts[k], -k))
+
+    @property
+    def own_name(self) -> str:
+        return STRUCTURES[self.own_label].short_name
+
+    @property
+    def is_sacrum_labelled(self) -> bool:
+        return self.own_label == SACRUM_ID
+
+
+@dataclass
+class Chain:
+    """Pieces in order from inferior to superior, and what was set aside.
+
+    Attributes:
+        pieces: Chain pieces, inferior to superior.
+        loose: Fragments and off-curve pieces (named after their nearest chain piece).
+        body_height_mm: Typical (median) body height along the curve, mm.
+        disc_height_mm: Typical (median) disc height, mm (a default share of the body
+            height when no disc was found).
+        merged: The parts of every split body, one list per body (inferior to superior).
+    """
+
+    pieces: list[ChainPiece]
+    loose: list[ChainPiece]
+    body_height_mm: float
+    disc_height_mm: float
+    merged: list[list[ChainPiece]] = field(default_factory=list)
+
+
+def _components(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(label id, voxel indices (N, 3)) of every 26-connected piece of every foreground label."""
+    from scipy import ndimage
+
+    structure = np.ones((3, 3, 3), dtype=bool)
+    found = []
+    boxes = ndimage.find_objects(labels)
+    for label_id in (*VERTEBRA_IDS, *DISC_IDS):
+        box = boxes[label_id - 1] if label_id <= len(boxes) else None
+        if box is None:
+            continue
+        pieces, count = ndimage.label(labels[box] == label_id, structure=structure)
+        offset = np.array([b.start for b in box])
+        for number, window in enumerate(ndimage.find_objects(pieces), start=1):
+            if window is None:
+                continue
+            local = np.argwhere(pieces[window] == number) + np.array([w.start for w in window])
+            found.append((label_id, local + offset))
+    return found
+
+
+def _kind(label_id: int) -> str:
+    return STRUCTURES[label_id].kind
+
+
+def _place(piece: ChainPiece, points: np.ndarray, curve: SpineCurve) -> None:
+    arc, tangent, _ = curve.project(piece.centre)
+    along = (points - piece.centre[None, :]) @ tangent
+    piece.arc = arc
+    piece.low, piece.high = arc + float(along.min()), arc + float(along.max())
+
+
+def _merge(a: ChainPiece, b: ChainPiece) -> ChainPiece:
+    centre = (a.centre * a.size + b.centre * b.size) / (a.size + b.size)
+    return ChainPiece(a.kind, np.concatenate([a.voxels, b.voxels]),
+                      np.concatenate([a.voxel_labels, b.voxel_labels]), centre)
+
+
+class _Geometry:
+    """Voxel index -> LPS mm for one label map."""
+
+    def __init__(self, volume: Volume):
+        self.matrix = np.asarray(volume.direction) * np.asarray(volume.spacing)[None, :]
+        self.origin = np.asarray(volume.origin)
+        self.voxel_mm = float(np.min(volume.spacing))
+
+    def points(self, voxels: np.ndarray) -> np.ndarray:
+        return self.origin[None, :] + voxels @ self.matrix.T
+
+
+def build_chain(labels: Volume, evidence: ClassEvidence | None = None) -> Chain:
+    """Cut a label map into bodies and discs and order them along the spine's curve.
+
+    Args:
+        labels: Label map (I, J, K) with label-table ids, any orientation and spacing.
+        evidence: The network's probabilities (see :class:`ClassEvidence`); without it the
+            map's own labels are the evidence.
+
+    Returns:
+        The :class:`Chain`; empty when the map holds no vertebra or disc.
+    """
+    array = np.asarray(labels.array)
+    geometry = _Geometry(labels)
+    raw = []
+    for label_id, voxels in _components(array):
+        raw.append(ChainPiece(_kind(label_id), voxels, np.full(len(voxels), label_id, dtype=np.int64),
+                              geometry.points(voxels).mean(axis=0)))
+    kept, loose = _drop_fragments(raw)
+    if not kept:
+        return Chain([], loose, 0.0, 0.0)
+    curve = _fit_curve(kept, geometry)
+    kept, off = _split_off_curve(kept, curve, geometry)
+    loose += off
+    if not kept:
+        return Chain([], loose, 0.0, 0.0)
+    pieces = _join(kept, curve, geometry)
+    body_h, disc_h = _typical_heights(pieces)
+    pieces = _join_cut_structures(pieces, curve, geometry, body_h, disc_h)
+    body_h, disc_h = _typical_heights(pieces)
+    pieces, merged = _split_merged(pieces, curve, geometry, body_h, disc_h)
+    for piece in pieces + loose:
+        piece.evidence = _evidence_of(piece, geometry, evidence)
+    return Chain(pieces, loose, body_h, disc_h, merged)
+
+
+def _drop_fragments(pieces: list[ChainPiece]) -> tuple[list[ChainPiece], list[ChainPiece]]:
+    kept, loose = [], []
+    for kind in ("vertebra", "disc"):
+        own = [p for p in pieces if p.kind == kind]
+        if not own:
+            continue
+        largest: dict[int, int] = {}
+        for p in own:
+            largest[p.own_label] = max(largest.get(p.own_label, 0), p.size)
+        floor = FRAGMENT_FRACTION * float(np.median(list(largest.values())))
+        kept += [p for p in own if p.size >= floor]
+        loose += [p for p in own if p.size < floor]
+    return kept, loose
+
+
+def _fit_curve(pieces: list[ChainPiece], geometry: _Geometry) -> SpineCurve:
+    """A curve through the piece centres; refitted without centres far from it (up to 3 times)."""
+    centres = np.array([p.centre for p in pieces])
+    keep = np.ones(len(pieces), dtype=bool)
+    curve = SpineCurve(centres)
+    for _ in range(3):
+        scale = _typical_extent(pieces, curve, geometry)
+        off = np.array([curve.project(c)[2] for c in centres])
+        worst = int(np.argmax(np.where(keep, off, -1.0)))
+        if off[worst] <= OFF_CURVE_HEIGHTS * scale or keep.sum() <= 3:
+            break
+        keep[worst] = False
+        curve = SpineCurve(centres[keep])
+    return curve
+
+
+def _typical_extent(pieces: list[ChainPiece], curve: SpineCurve, geometry: _Geometry) -> float:
+    heights = []
+    for p in pieces:
+        if p.kind == "vertebra" and not p.is_sacrum_labelled:
+            _place(p, geometry.points(p.voxels), curve)
+            heights.append(p.height)
+    return float(np.median(heights)) if heights else 25.0
+
+
+def _split_off_curve(pieces, curve, geometry):
+    scale = _typical_extent(pieces, curve, geometry)
+    on, off = [], []
+    for p in pieces:
+        (off if curve.project(p.centre)[2] > OFF_CURVE_HEIGHTS * scale and len(pieces) > 3 else on).append(p)
+    return on, off
+
+
+def _join(pieces: list[ChainPiece], curve: SpineCurve, geometry: _Geometry) -> list[ChainPiece]:
+    """Join pieces of one kind that share a band of the curve: one structure called several names."""
+    for p in pieces:
+        _place(p, geometry.points(p.voxels), curve)
+    joined: list[ChainPiece] = []
+    for p in sorted(pieces, key=lambda q: q.arc):
+        partner = next((q for q in joined if q.kind == p.kind and _share_band(p, q)), None)
+        if partner is None:
+            joined.append(p)
+            continue
+        joined.remove(partner)
+        union = _merge(partner, p)
+        _place(union, geometry.points(union.voxels), curve)
+        joined.append(union)
+    return sorted(joined, key=lambda q: q.arc)
+
+
+def _share_band(a: ChainPiece, b: ChainPiece) -> bool:
+    """Side by side: most of the shorter one's extent and its centre lie in the other's band.
+
+    The sacrum is never joined with a lumbar piece: tilted, it spans L5's band.
+    """
+    if a.is_sacrum_labelled != b.is_sacrum_labelled:
+        return False
+    short, long = (a, b) if a.height <= b.height else (b, a)
+    overlap = min(a.high, b.high) - max(a.low, b.low)
+    return overlap > SAME_BAND_OVERLAP * max(short.height, 1e-6) and long.low <= short.arc <= long.high
+
+
+def _typical_heights(pieces: list[ChainPiece]) -> tuple[float, float]:
+    bodies = [p.height for p in pieces if p.kind == "vertebra" and not p.is_sacrum_labelled]
+    discs = [p.height for p in pieces if p.kind == "disc"]
+    body_h = float(np.median(bodies)) if bodies else (float(np.median(discs)) / DEFAULT_DISC_TO_BODY
+                                                      if discs else 25.0)
+    disc_h = float(np.median(discs)) if discs else DEFAULT_DISC_TO_BODY * body_h
+    return body_h, disc_h
+
+
+def _join_cut_structures(pieces, curve, geometry, body_h, disc_h):
+    """Join consecutive touching pieces of one kind that together are no taller than one structure."""
+    out: list[ChainPiece] = []
+    for p in pieces:
+        last = next((q for q in reversed(out) if q.kind == p.kind), None)
+        typical = body_h if p.kind == "vertebra" else disc_h
+        if last is not None and out[-1] is last and not (last.is_sacrum_labelled or p.is_sacrum_labelled) \
+                and p.low - last.high < TOUCH_MM and p.high - last.low <= ONE_STRUCTURE_HEIGHT * typical:
+            union = _merge(last, p)
+            _place(union, geometry.points(union.voxels), curve)
+            out[-1] = union
+        else:
+            out.append(p)
+    return out
+
+
+def _split_merged(pieces, curve, geometry, body_h, disc_h):
+    """Split a body holding several bodies into equal parts along the curve."""
+    measured = sum(1 for p in pieces if p.kind == "vertebra" and not p.is_sacrum_labelled)
+    out: list[ChainPiece] = []
+    merged: list[list[ChainPiece]] = []
+    for p in pieces:
+        if p.kind != "vertebra" or p.is_sacrum_labelled or measured < 3 or p.height < MERGED_HEIGHT * body_h:
+            out.append(p)
+            continue
+        parts = max(2, int(round((p.height + disc_h) / (body_h + disc_h))))
+        points = geometry.points(p.voxels)
+        _, tangent, _ = curve.project(p.centre)
+        along = p.arc + (points - p.centre[None, :]) @ tangent
+        edges = np.linspace(p.low, p.high, parts + 1)
+        which = np.clip(np.searchsorted(edges, along, side="right") - 1, 0, parts - 1)
+        merged.append([])
+        for n in range(parts):
+            mine = which == n
+            if not mine.any():
+                continue
+            part = ChainPiece(p.kind, p.voxels[mine], p.voxel_labels[mine], points[mine].mean(axis=0),
+                              merged_split=True)
+            _place(part, points[mine], curve)
+            out.append(part)
+            merged[-1].append(part)
+    return sorted(out, key=lambda q: q.arc), merged
+
+
+def _evidence_of(piece: ChainPiece, geometry: _Geometry, evidence: ClassEvidence | None) -> np.ndarray:
+    kind_ids = VERTEBRA_IDS if piece.kind == "vertebra" else DISC_IDS
+    if evidence is not None:
+        probabilities = evidence.mean_probabilities(geometry.points(piece.voxels))
+        if probabilities is not None:
+            return _within_kind(probabilities, kind_ids)
+    return evidence_from_labels(piece.label_counts, kind_ids)
+
+
+def _within_kind(probabilities: np.ndarray, kind_ids: tuple[int, ...]) -> np.ndarray:
+    out = np.zeros_like(probabilities, dtype=np.float64)
+    ids = list(kind_ids)
+    share = np.asarray(probabilities, dtype=np.float64)[ids]
+    total = float(share.sum())
+    out[ids] = share / total if total > 0 else 1.0 / len(ids)
+    return out

@@ -1,0 +1,117 @@
+"""Random spatial augmentation as one sampling grid: rotation, zoom, field-of-view crop, elastic, bend, slip.
+
+All spatial draws are composed into a single (D, H, W, 3) grid of source positions, so
+the image is interpolated once (trilinear) and the label map once (nearest neighbour)
+with ``torch.nn.functional.grid_sample``: no chain of resamplings blurring the image, and
+image and labels follow exactly the same mapping. The elastic displacement is drawn on a
+coarse grid of control points and upsampled (bicubic), which costs next to nothing
+against a dense random field. Rotation, zoom and the elastic field act in the sagittal
+(H, W) plane, identical for every slice: the few thick left-right slices do not support
+through-plane rotation. The lateral bend and the slip move voxels along D and W as
+smooth functions of H.
+
+Coordinates: ``grid_sample`` with ``align_corners=False``; a voxel's centred coordinate
+along an axis of n voxels is ``u * n / 2`` for its normalised coordinate ``u``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from SAFNetSpineLib.training.augment_config import AugmentConfig
+from SAFNetSpineLib.training.augment_draws import happens, sign, uniform
+
+
+def _centred(n: int) -> torch.Tensor:
+    """(n,) centred voxel coordinates of an axis: i + 0.5 - n/2."""
+    return torch.arange(n, dtype=torch.float32) + 0.5 - n / 2
+
+
+def sampling_grid(config: AugmentConfig, shape: tuple[int, int, int], gen: torch.Generator) -> torch.Tensor | None:
+    """Draw the spatial augmentations of one sample as a grid of source positions.
+
+    Args:
+        config: Probabilities and ranges.
+        shape: (D, H, W) network grid.
+        gen: Random generator of this sample.
+
+    Returns:
+        (1, D, H, W, 3) normalised (x=W, y=H, z=D) source positions for ``grid_sample``,
+        or None when no spatial transform was drawn (the identity).
+    """
+    depth, height, width = shape
+    rows = _centred(height)[:, None].expand(height, width)  # (H, W) output voxel coordinates
+    cols = _centred(width)[None, :].expand(height, width)
+    applied = False
+    if happens(gen, config.elastic_prob):
+        coarse = (max(2, math.ceil(height / config.elastic_spacing[0]) + 1),
+                  max(2, math.ceil(width / config.elastic_spacing[1]) + 1))
+        sigma = uniform(gen, config.elastic_magnitude)
+        field = torch.randn((1, 2, *coarse), generator=gen) * sigma
+        field = F.interpolate(field, size=(height, width), mode="bicubic", align_corners=True)[0]  # (2, H, W)
+        rows, cols = rows + field[0], cols + field[1]
+        applied = True
+    if happens(gen, config.slip_prob):
+        level = uniform(gen, (-0.3 * height, 0.3 * height))
+        size = uniform(gen, config.slip_voxels) * sign(gen)
+        cols = cols + size * torch.sigmoid((rows - level) / 2.0)
+        applied = True
+    angle = 0.0
+    if happens(gen, config.rotate_prob):
+        angle = math.radians(uniform(gen, (-config.rotate_degrees, config.rotate_degrees)))
+    zoom = 1.0
+    if happens(gen, config.scale_prob):
+        zoom = math.exp(uniform(gen, (math.log(config.scale_range[0]), math.log(config.scale_range[1]))))
+    if angle or zoom != 1.0:
+        cos, sin = math.cos(angle) / zoom, math.sin(angle) / zoom
+        rows, cols = cos * rows - sin * cols, sin * rows + cos * cols
+        applied = True
+    if happens(gen, config.fov_prob):
+        keep = uniform(gen, config.fov_keep)
+        centre = uniform(gen, (-(1 - keep) * height / 2, (1 - keep) * height / 2))
+        rows = centre + keep * rows
+        applied = True
+    slices = _centred(depth)[:, None, None].expand(depth, height, width)
+    if happens(gen, config.bend_prob):
+        amplitude = uniform(gen, config.bend_slices) * sign(gen)
+        cycles = uniform(gen, (0.5, 1.5))
+        phase = uniform(gen, (0.0, 2 * math.pi))
+        bend = amplitude * torch.sin(math.pi * cycles * _centred(height) / (height / 2) + phase)  # (H,)
+        slices = slices + bend[None, :, None]
+        applied = True
+    if not applied:
+        return None
+    grid = torch.stack(
+        (
+            (cols / (width / 2))[None].expand(depth, height, width),
+            (rows / (height / 2))[None].expand(depth, height, width),
+            slices / (depth / 2),
+        ),
+        dim=-1,
+    )
+    return grid[None]  # (1, D, H, W, 3)
+
+
+def warp(image: torch.Tensor, label: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resample image (trilinear) and label map (nearest) through ``grid``.
+
+    Outside the input, the image takes its minimum (air in a z-scored MR image) and the
+    label map background.
+
+    Args:
+        image: (D, H, W) float32.
+        label: (D, H, W) integer ids.
+        grid: (1, D, H, W, 3) from :func:`sampling_grid`.
+
+    Returns:
+        image (D, H, W) float32, label (D, H, W) int64.
+    """
+    floor = image.min()
+    moved = F.grid_sample((image - floor)[None, None], grid, mode="bilinear", padding_mode="zeros",
+                          align_corners=False)[0, 0] + floor
+    labels = F.grid_sample(label.to(torch.float32)[None, None], grid, mode="nearest", padding_mode="zeros",
+                           align_corners=False)[0, 0]
+    return moved, labels.round().to(torch.int64)

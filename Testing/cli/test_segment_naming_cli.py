@@ -1,0 +1,75 @@
+"""``segment`` names levels by counting: the bundled weights on the bundled phantom, the hint, the warning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from SAFNetSpineLib.cli import main
+from SAFNetSpineLib.io import read_volume
+from SAFNetSpineLib.labels import STRUCTURES, structure_by_name
+from SAFNetSpineLib.volume import LPS_TO_RAS
+
+REPO = Path(__file__).resolve().parents[2]
+PHANTOM = REPO / "Resources" / "SampleData" / "SAFNetSpinePhantom.nii.gz"
+
+
+def _centre_ras(labels, label_id) -> str:
+    voxels = np.argwhere(np.asarray(labels.array) == label_id).mean(axis=0)
+    lps = labels.origin + labels.direction @ (labels.spacing * voxels)
+    r, a, s = LPS_TO_RAS @ lps
+    return f"{r:.2f},{a:.2f},{s:.2f}"
+
+
+@pytest.mark.slow
+def test_the_phantom_is_named_confidently_and_a_hint_overrides_the_count(tmp_path, capsys):
+    out = tmp_path / "plain"
+    assert main(["segment", str(PHANTOM), "-o", str(out), "--device", "cpu", "--progress", "none"]) == 0
+    printed = capsys.readouterr()
+    assert "level names: confident (anchor: sacrum)" in printed.out and "warning" not in printed.err
+    summary = json.loads((out / "SAFNetSpinePhantom_seg.json").read_text())
+    assert summary["naming"]["status"] == "confident" and summary["level_hint"] is None
+    assert all(0.9 <= s["name_confidence"] <= 1.0 for s in summary["structures"])
+    labels = read_volume(out / "SAFNetSpinePhantom_seg.nii.gz", is_label=True)
+    # The user says the body the count called L3 is L2: every body and disc moves one name down the table.
+    l3 = structure_by_name("L3").label_id
+    hinted = tmp_path / "hinted"
+    assert main(["segment", str(PHANTOM), "-o", str(hinted), "--device", "cpu", "--progress", "none",
+                 "--level-hint", f"L2={_centre_ras(labels, l3)}"]) == 0
+    assert "level names: confident (anchor: hint)" in capsys.readouterr().out
+    renamed = read_volume(hinted / "SAFNetSpinePhantom_seg.nii.gz", is_label=True)
+    before, after = np.asarray(labels.array), np.asarray(renamed.array)
+    for name, moved in (("L3", "L2"), ("L5", "L4"), ("L4/L5", "L3/L4"), ("S", "L5")):
+        inside = after[before == structure_by_name(name).label_id]
+        assert np.mean(inside == structure_by_name(moved).label_id) > 0.95, (name, moved)
+    assert json.loads((hinted / "SAFNetSpinePhantom_seg.json").read_text())["naming"]["anchor"] == "hint"
+
+
+def test_hint_errors_are_one_line(tmp_path, capsys):
+    for hint, inputs in (("L3=1,2", [PHANTOM]), ("L3=0,0,0", [PHANTOM, PHANTOM])):
+        code = main(["segment", *map(str, inputs), "-o", str(tmp_path), "--device", "cpu", "--progress", "none",
+                     "--level-hint", hint])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.startswith("error:") and "\n" not in err and "--level-hint" in err
+
+
+def test_every_structure_of_the_summary_has_a_name_confidence(tmp_path, capsys):
+    from SAFNetSpineLib.data.phantom import PhantomOptions, make_phantom
+    from SAFNetSpineLib.io import write_volume
+    from SAFNetSpineLib.weights import default_weights_dir
+
+    image, _ = make_phantom(3, PhantomOptions(slices=(12, 14)))
+    source = write_volume(image, tmp_path / "p.nii.gz")
+    assert main(["segment", str(source), "-o", str(tmp_path), "--weights", str(default_weights_dir()),
+                 "--cleanup", "none", "--device", "cpu", "--progress", "none"]) == 0
+    err = capsys.readouterr().err
+    summary = json.loads((tmp_path / "p_seg.json").read_text())
+    assert summary["naming"]["status"] in ("confident", "uncertain")
+    assert summary["naming"]["anchor"] in ("sacrum", "hint", "none")
+    assert {s["name"] for s in summary["structures"]} <= {s.short_name for s in STRUCTURES}
+    assert all(0.0 <= s["name_confidence"] <= 1.0 for s in summary["structures"])
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == (summary["naming"]["status"] == "uncertain")

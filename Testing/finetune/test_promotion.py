@@ -1,0 +1,46 @@
+"""Promotion from paired per-case Dice: no single case decides, figures are exact and seeded."""
+
+from __future__ import annotations
+
+import pytest
+
+from SAFNetSpineLib.finetune.promotion import decide, paired_evidence, sign_test_p
+
+
+def test_sign_test_against_the_binomial():
+    assert sign_test_p(5, 0) == pytest.approx(1 / 32)
+    assert sign_test_p(4, 1) == pytest.approx(6 / 32)
+    assert sign_test_p(0, 3) == pytest.approx(1.0)
+    assert sign_test_p(0, 0) == 1.0
+
+
+def test_all_cases_better_promotes_with_strong_confidence():
+    evidence = paired_evidence([0.5, 0.6, 0.4, 0.55, 0.5], [0.6, 0.7, 0.45, 0.6, 0.58])
+    assert evidence.wins == 5 and evidence.losses == 0 and evidence.confidence == 1.0
+    assert evidence.improvement == pytest.approx(0.076)
+    assert evidence.ci90[0] > 0 and evidence.strength() == "strong"
+    promoted, reason = decide(evidence, 0.8)
+    assert promoted and "promoted" in reason and "5 better, 0 worse" in reason
+
+
+def test_one_case_cannot_decide_either_way():
+    # The issue's site: most cases gained, its single validation case dropped by 0.09.
+    mixed = paired_evidence([0.3, 0.32, 0.35, 0.3, 0.566], [0.42, 0.44, 0.45, 0.41, 0.476])
+    assert mixed.losses == 1 and decide(mixed, 0.8)[0]
+    # One case gains a lot, four lose a little: no promotion on the strength of one case.
+    lucky = paired_evidence([0.3, 0.5, 0.5, 0.5, 0.5], [0.6, 0.48, 0.47, 0.49, 0.46])
+    assert lucky.improvement > 0 and not decide(lucky, 0.8)[0]
+    assert "kept as candidate" in decide(lucky, 0.8)[1]
+    worse = paired_evidence([0.6, 0.6], [0.5, 0.55])
+    assert worse.confidence == 0.0 and not decide(worse, 0.8)[0]
+
+
+def test_ties_seed_and_bad_input():
+    evidence = paired_evidence([0.5, 0.5, 0.5], [0.5, 0.5005, 0.5])
+    assert evidence.ties == 3 and evidence.wins == 0
+    a = paired_evidence([0.1, 0.5, 0.3, 0.2], [0.2, 0.4, 0.35, 0.3], seed=3)
+    assert a == paired_evidence([0.1, 0.5, 0.3, 0.2], [0.2, 0.4, 0.35, 0.3], seed=3)
+    assert a.to_dict()["ci90"] == list(a.ci90)
+    for before, after in (([], []), ([0.1], [0.1, 0.2]), ([float("nan")], [0.1])):
+        with pytest.raises(ValueError):
+            paired_evidence(before, after)

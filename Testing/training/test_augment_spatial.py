@@ -1,0 +1,82 @@
+"""Spatial augmentation: one grid moves image and label map together, by the drawn amounts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from SAFNetSpineLib.training.augment_config import AugmentConfig
+from SAFNetSpineLib.training.augmentation import augment_pair, build_augmentation
+
+OFF = AugmentConfig.off()
+SPATIAL = ["rotate_prob", "scale_prob", "fov_prob", "elastic_prob", "bend_prob", "slip_prob"]
+
+
+def blocks(depth: int = 6):
+    label = np.zeros((depth, 64, 32), np.uint8)
+    label[:, 10:22, 8:24] = 3
+    label[:, 26:34, 8:24] = 12
+    label[:, 40:52, 8:24] = 2
+    image = (label.astype(np.float32) * 10.0) + 1.0
+    return image, label
+
+
+@pytest.mark.parametrize("name", [*SPATIAL, "all"])
+def test_label_map_moves_with_the_image(name):
+    config = OFF.replace(**{n: 1.0 for n in SPATIAL}) if name == "all" else OFF.replace(**{name: 1.0})
+    image, label = blocks()
+    transform = build_augmentation(config)
+    moved = 0
+    for seed in range(4):
+        new_image, new_label = augment_pair(transform, image, label, seed)
+        values, lab = new_image[0].numpy(), new_label.numpy()
+        assert np.isfinite(values).all() and set(np.unique(lab)) <= {0, 2, 3, 12}
+        # Where the interpolated image equals a structure's value exactly (away from edges),
+        # the nearest-neighbour label map names that structure.
+        for label_id in (0, 2, 3, 12):
+            exact = values == np.float32(label_id * 10.0 + 1.0)
+            assert exact.sum() > 0
+            assert (lab[exact] == label_id).mean() > 0.995, (name, seed, label_id)
+        moved += int((lab != label).sum())
+        if name not in ("bend_prob", "all"):  # in-plane transforms: every sagittal slice alike
+            assert all(np.array_equal(lab[0], lab[d]) for d in range(lab.shape[0]))
+    assert moved > 50, name
+
+
+def _area(label: torch.Tensor, label_id: int) -> int:
+    return int((label[0] == label_id).sum())
+
+
+def test_zoom_and_field_of_view_crop_scale_structures_as_drawn():
+    image, label = blocks()
+    zoom = build_augmentation(OFF.replace(scale_prob=1.0, scale_range=(1.2, 1.2)))
+    _, zoomed = augment_pair(zoom, image, label, 0)
+    assert _area(zoomed, 3) / (label[0] == 3).sum() == pytest.approx(1.44, abs=0.08)
+    crop = build_augmentation(OFF.replace(fov_prob=1.0, fov_keep=(0.5, 0.5)))
+    inside = 0
+    for seed in range(4):
+        _, cropped = augment_pair(crop, image, label, seed)
+        for label_id, rows in ((3, 12), (12, 8), (2, 12)):
+            found = np.flatnonzero((cropped[0] == label_id).any(1).numpy())
+            if len(found) and 0 < found[0] and found[-1] < 63:  # wholly inside the cropped view
+                assert abs(len(found) - 2 * rows) <= 1, (seed, label_id, len(found))
+                inside += 1
+            widths = np.flatnonzero((cropped[0] == label_id).any(0).numpy())
+            assert len(widths) in (0, 16)  # anterior-posterior untouched
+    assert inside >= 2
+
+
+def test_bend_moves_labels_across_slices_and_slip_shifts_rows():
+    _, label = blocks(depth=12)
+    label[6:] = 0  # structures in the left half only
+    image = label.astype(np.float32) * 10 + 1
+    bend = build_augmentation(OFF.replace(bend_prob=1.0, bend_slices=(2.0, 2.0)))
+    _, bent = augment_pair(bend, image, label, 1)
+    per_row = (bent.numpy() > 0).any(2)  # (D, H): which slices hold structure per row
+    extents = {int(np.flatnonzero(per_row[:, h]).max()) for h in range(64) if per_row[:, h].any()}
+    assert len(extents) > 1  # the left-right extent changes along superior-inferior
+    slip = build_augmentation(OFF.replace(slip_prob=1.0, slip_voxels=(5.0, 5.0)))
+    _, slipped = augment_pair(slip, image, label, 2)
+    starts = [int(np.flatnonzero(slipped[0, h].numpy())[0]) for h in (15, 45)]
+    assert abs(starts[0] - starts[1]) >= 3

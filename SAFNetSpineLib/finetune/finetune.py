@@ -338,7 +338,7 @@ def finetune(
             return replace(outcome, version=version_name, folder=model_store.models_dir / version_name,
                            seconds=round(time.perf_counter() - started, 2), promoted=decision.promoted,
                            status="promoted" if decision.promoted else "candidate",
-                           reason=f"{reason.split(';')[0]}, but {decision.reason}" if lost else reason)
+                           reason=f"{reason.rsplit(': promoted', 1)[0]}, but {decision.reason}" if lost else reason)
 
         def write_version(folder: Path, version_name: str, decision: Promotion) -> None:
             manifest = replace(

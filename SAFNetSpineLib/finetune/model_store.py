@@ -35,79 +35,29 @@ import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from SAFNetSpineLib.atomic import TEMP_PREFIX, exclusive_lock, publish_folder, write_json_atomic
 from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.finetune.versions import (  # noqa: F401  (SUMMARY_FILE, version_number: re-exported)
+    SUMMARY_FILE,
+    SUMMARY_STATUSES,
+    ModelVersion,
+    Promotion,
+    natural_key,
+    read_summary,
+    version_number,
+)
 
 ACTIVE_FILE = "active.json"
 #: Lock file in the models folder, held while ``active.json`` is read and rewritten.
 LOCK_FILE = ".lock"
-#: Statuses a ``finetune.json`` may record.
-SUMMARY_STATUSES = ("promoted", "candidate")
-#: Sidecar in a version folder: the fine-tuning summary, including "status".
-SUMMARY_FILE = "finetune.json"
 #: In a fine-tuning work folder: the process that owns it (so a later run can clean up after a kill).
 WORK_OWNER_FILE = "owner.json"
 #: A version (folder) name: starts with a letter or digit, at most 100 characters.
 VERSION_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """One selectable set of weights.
-
-    Attributes:
-        name: Folder name ("safnet-v2"), or the bundled folder's name.
-        folder: The weights folder.
-        status: "bundled", "promoted", "candidate", "imported" (a folder copied in by hand),
-            "invalid" (unreadable manifest or summary; ``summary["reason"]`` says why) or
-            "missing" (``active.json`` names it but its folder is gone).
-        active: True for the version segmentation uses now.
-        version: The manifest's version string.
-        parent_version: Version it was fine-tuned from (None for trained from scratch).
-        created: ISO time from the manifest.
-        architecture: Registry name of the network.
-        metrics: The manifest's metrics.
-        summary: The fine-tuning summary (``finetune.json``), or None.
-    """
-
-    name: str
-    folder: Path
-    status: str
-    active: bool
-    version: str
-    parent_version: str | None
-    created: str
-    architecture: str
-    metrics: dict = field(default_factory=dict)
-    summary: dict | None = None
-
-    def to_dict(self) -> dict:
-        """JSON-able form (``models list --json``)."""
-        summary = self.summary or {}
-        return {
-            "name": self.name,
-            "path": str(self.folder),
-            "status": self.status,
-            "active": self.active,
-            "version": self.version,
-            "parent_version": self.parent_version,
-            "created": self.created,
-            "architecture": self.architecture,
-            "metrics": self.metrics,
-            "dice_before": summary.get("dice_before"),
-            "dice_after": summary.get("dice_after"),
-            "reason": summary.get("reason"),
-        }
-
-
-def version_number(name: str, base: str) -> int | None:
-    """N for a folder called ``<base>-vN``, else None."""
-    match = re.fullmatch(re.escape(base) + r"-v(\d+)", name)
-    return int(match.group(1)) if match else None
 
 
 class ModelStore:
@@ -379,7 +329,7 @@ class ModelStore:
         if self.models_dir.is_dir():
             folders = sorted(
                 (p for p in self.models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                key=lambda p: _natural_key(p.name),
+                key=lambda p: natural_key(p.name),
             )
             for folder in folders:
                 if (folder / MANIFEST_FILE).is_file() or (folder / SUMMARY_FILE).is_file():
@@ -493,50 +443,6 @@ class ModelStore:
         raise SpineInputError(self.models_dir, f"could not find a free version name for '{base}'")
 
 
-@dataclass(frozen=True)
-class Promotion:
-    """Outcome of :meth:`ModelStore.promote`.
-
-    Attributes:
-        promoted: True if the version is now the active one.
-        active: Name of the active version after the call.
-        reason: Why, in one sentence (for ``finetune.json`` and the CLI).
-    """
-
-    promoted: bool
-    active: str
-    reason: str
-
-
-def read_summary(path: Path) -> dict:
-    """Read and check a version's ``finetune.json``.
-
-    Returns:
-        The summary, with "status" one of :data:`SUMMARY_STATUSES` (default "candidate").
-
-    Raises:
-        SpineInputError: naming the file, if it is unreadable, not an object, or has a
-            wrongly typed "status", "reason", "dice_before" or "dice_after".
-    """
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise SpineInputError(path, f"unreadable fine-tuning summary ({error})") from None
-    if not isinstance(summary, dict):
-        raise SpineInputError(path, "fine-tuning summary is not a JSON object")
-    summary.setdefault("status", "candidate")
-    if summary["status"] not in SUMMARY_STATUSES:
-        raise SpineInputError(path, f"fine-tuning summary has status {summary['status']!r}, "
-                              f"not one of {', '.join(SUMMARY_STATUSES)}")
-    if not isinstance(summary.get("reason", ""), str):
-        raise SpineInputError(path, "fine-tuning summary's 'reason' is not text")
-    for key in ("dice_before", "dice_after"):
-        value = summary.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise SpineInputError(path, f"fine-tuning summary's '{key}' is not a number")
-    return summary
-
-
 def _process_exists(pid: int) -> bool:
     if os.name == "nt":
         return True  # os.kill(pid, 0) would terminate the process on Windows; keep the folder
@@ -547,8 +453,3 @@ def _process_exists(pid: int) -> bool:
     except (PermissionError, OSError):
         return True  # exists but is not ours, or the platform cannot tell: keep its folder
     return True
-
-
-def _natural_key(name: str) -> list:
-    """Sort "safnet-v10" after "safnet-v9"."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]

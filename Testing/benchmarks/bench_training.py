@@ -12,8 +12,9 @@ Two parts, both in one process so their ratio is measured under the same load:
    :func:`SAFNetSpineLib.training.train` with the default augmentation, no validation
    cases, checkpoint and weights written (the wall time between two epoch reports,
    after a first warm-up epoch). Network-only is timed before and after the epochs and
-   averaged, so load drift on a shared machine hits both sides alike. Also prints the
-   per-case augmentation time on one thread.
+   averaged, so load drift on a shared machine hits both sides alike; both are given in
+   wall seconds and in this process's CPU seconds (steadier when other processes share
+   the cores). Also prints the per-case augmentation time on one thread.
 
 Usage::
 
@@ -116,8 +117,8 @@ def augmentation_time(config: AugmentConfig, repeats: int = 8) -> float:
     return statistics.median(times)
 
 
-def network_only_epoch(width: int, batch: int, precision: str, prepared) -> float:
-    """Seconds for the epoch's steps on pre-made (un-augmented) batches, after one warm-up step."""
+def network_only_epoch(width: int, batch: int, precision: str, prepared) -> tuple[float, float]:
+    """(wall, CPU) seconds for the epoch's steps on pre-made (un-augmented) batches, after one warm-up step."""
     stepper = Stepper(width, precision, seed=1)
     batches = []
     for start in range(0, len(prepared), batch):
@@ -128,10 +129,10 @@ def network_only_epoch(width: int, batch: int, precision: str, prepared) -> floa
             torch.from_numpy(np.stack([c.annotated for c in chunk])),
         ))
     stepper(*batches[0])
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for item in batches:
         stepper(*item)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def epoch_ratio(args, precision: str) -> None:
@@ -147,25 +148,28 @@ def epoch_ratio(args, precision: str) -> None:
         prepared = preprocess_cases(cases, preprocess, work / "cache")
         network = [network_only_epoch(args.epoch_width, args.batch, precision, prepared)]
 
-        ends: list[float] = []
+        ends: list[tuple[float, float]] = []
 
         def progress(stage, fraction, message="", **extra):
             if stage == "train" and "epoch" in extra:
-                ends.append(time.perf_counter())
+                ends.append((time.perf_counter(), time.process_time()))
 
         config = TrainConfig(width=args.epoch_width, batch_size=args.batch, epochs=args.epochs, device="cpu",
                              precision=precision, num_workers=args.workers, preprocess=preprocess)
         train(config, cases, [], work / "run", progress=progress, cache_dir=work / "cache")
         network.append(network_only_epoch(args.epoch_width, args.batch, precision, prepared))
-    epochs = [b - a for a, b in zip(ends[:-1], ends[1:], strict=True)]
-    net, epoch = statistics.mean(network), statistics.mean(epochs)
     steps = -(-args.cases // args.batch)
     print(f"epoch ratio at width {args.epoch_width}, batch {args.batch}, {args.cases} phantom cases "
           f"({steps} steps), {precision}, loader workers {args.workers}:")
-    print(f"  network-only (pre-made batches): {net:7.2f} s  (before {network[0]:.2f}, after {network[1]:.2f})")
-    print(f"  full epoch, default augmentation: {epoch:7.2f} s  (epochs 2..{args.epochs}: "
-          f"{', '.join(f'{e:.2f}' for e in epochs)})")
-    print(f"  ratio epoch / network-only:       {epoch / net:7.2f}  (target <= 1.5)")
+    for name, index in (("wall", 0), ("CPU", 1)):
+        epochs = [b[index] - a[index] for a, b in zip(ends[:-1], ends[1:], strict=True)]
+        net, epoch = statistics.mean(n[index] for n in network), statistics.mean(epochs)
+        print(f"  {name:4s} network-only (pre-made batches): {net:7.2f} s  "
+              f"(before {network[0][index]:.2f}, after {network[1][index]:.2f})")
+        print(f"  {name:4s} full epoch, default augmentation: {epoch:7.2f} s  (epochs 2..{args.epochs}: "
+              f"{', '.join(f'{e:.2f}' for e in epochs)})")
+        print(f"  {name:4s} ratio epoch / network-only:       {epoch / net:7.2f}  (target <= 1.5)")
+    print("  (CPU = this process's CPU seconds, all threads: steadier than wall time on a shared machine)")
 
 
 def main() -> None:

@@ -68,6 +68,8 @@ def test_five_corrected_cases_of_a_new_contrast_beat_the_parent(parent, tmp_path
 
     before = np.mean(case_means(per_case_rows(parent, held_out, "cpu", None)))
     after = np.mean(case_means(per_case_rows(result.folder, held_out, "cpu", None)))
+    print(f"held-out Dice {before:.4f} -> {after:.4f}; stored cases {result.dice_before:.4f} -> "
+          f"{result.dice_after:.4f} (cross-validated), confidence {result.confidence:.2f}, {result.seconds:.0f} s")
     assert after > before + 0.05, (before, after)
     assert result.promotion == "cross-validation" and result.folds == 2
     assert result.promoted and models.active() == result.folder

@@ -88,3 +88,20 @@ def test_config_round_trip_and_bad_values():
         AugmentConfig.from_dict({"sharpen_prob": 0.5})
     with pytest.raises(SpineInputError, match="thick_factor"):
         AugmentConfig(thick_factor=(0.5, 2.0))
+
+
+def test_train_config_takes_augmentation_overrides_from_the_command_line():
+    from SAFNetSpineLib.cli import build_parser
+    from SAFNetSpineLib.cli.train import config_from_args
+
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--augment-option", "noise_prob=0.9",
+                                      "--augment-option", "fov_keep=[0.5, 0.8]", "--precision", "fp32"])
+    config = config_from_args(args)
+    assert config.precision == "fp32" and config.augmentation == {"noise_prob": 0.9, "fov_keep": [0.5, 0.8]}
+    assert augment_config_of(config).fov_keep == (0.5, 0.8)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    for bad, message in ((["--augment-option", "noise_prob"], "expected KEY=VALUE"),
+                         (["--augment-option", "sharpen_prob=0.2"], "unknown keys"),
+                         (["--augment-option", "rotate_prob=0.2"], "own field")):
+        with pytest.raises(SpineInputError, match=message):
+            config_from_args(build_parser().parse_args(["train", "--data", "d", "--out", "o", *bad]))

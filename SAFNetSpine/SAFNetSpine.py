@@ -112,7 +112,7 @@ class SAFNetSpineParameterNode:
     outputSegmentation: vtkMRMLSegmentationNode  # None: Segment creates a new node
     useTestTimeAugmentation: bool = False
     showResultIn3D: bool = False
-    epochs: Annotated[int, WithinRange(1, 500)] = 10
+    epochs: Annotated[int, WithinRange(0, 500)] = 0  # 0: the library scales the schedule to the store
 
 
 class SAFNetSpineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -178,7 +178,7 @@ class SAFNetSpineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self._settingsApplied:  # choices kept between sessions
             self._settingsApplied = True
             value = slicer.util.settingsValue
-            self._parameterNode.epochs = min(max(value(SETTINGS + "Epochs", 10, converter=int), 1), 500)
+            self._parameterNode.epochs = min(max(value(SETTINGS + "Epochs", 0, converter=int), 0), 500)
             self._parameterNode.useTestTimeAugmentation = value(SETTINGS + "TestTimeAugmentation", False,
                                                                 converter=slicer.util.toBool)
             self._parameterNode.showResultIn3D = value(SETTINGS + "ShowResultIn3D", False,

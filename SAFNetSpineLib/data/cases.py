@@ -27,6 +27,7 @@ import numpy as np
 
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.io.validation import grid_differences
+from SAFNetSpineLib.json_files import read_json_object
 from SAFNetSpineLib.labels import FOREGROUND_IDS, NUM_CLASSES
 from SAFNetSpineLib.volume import Volume
 
@@ -201,12 +202,7 @@ def _existing(folder: Path, relative, case_id: str, what: str) -> Path:
 
 def _common_layout(folder: Path) -> list[Case]:
     manifest = folder / "dataset.json"
-    try:
-        data = json.loads(manifest.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SpineInputError(manifest, f"unreadable dataset.json ({error})") from None
-    if not isinstance(data, dict):
-        raise SpineInputError(manifest, "dataset.json is not a JSON object")
+    data = read_json_object(manifest, "dataset.json")
     if isinstance(data.get("cases"), list):
         entries = data["cases"]
     elif isinstance(data.get("training"), list):

@@ -26,7 +26,7 @@ class FinetuneConfig:
             scored by a version fine-tuned without it and by the parent (``folds`` trainings, then
             one on all cases); "holdout": a hash-chosen share of cases is only validated on;
             "auto": cross-validation up to 30 cases, holdout above.
-        folds: Cross-validation folds (0: one per case up to 5 cases, 5 up to 9, then 3).
+        folds: Cross-validation folds (0: 3, or 2 for a 2-case store).
         min_confidence: Bootstrap confidence (0..1) that the per-case Dice change is positive,
             needed to promote the new version.
         val_fraction: Share of cases the hash rule sends to validation (holdout; 0 < f < 1).

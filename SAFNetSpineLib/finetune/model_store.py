@@ -50,6 +50,7 @@ from SAFNetSpineLib.finetune.versions import (  # noqa: F401  (SUMMARY_FILE, ver
     read_summary,
     version_number,
 )
+from SAFNetSpineLib.json_files import read_json_object
 
 ACTIVE_FILE = "active.json"
 #: Lock file in the models folder, held while ``active.json`` is read and rewritten.
@@ -88,12 +89,7 @@ class ModelStore:
         path = self.models_dir / ACTIVE_FILE
         if not path.is_file():
             return {"active": None, "history": []}
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise SpineInputError(path, f"unreadable active-model pointer ({error})") from None
-        if not isinstance(data, dict):
-            raise SpineInputError(path, "active-model pointer is not a JSON object")
+        data = read_json_object(path, "active-model pointer")
         active, history = data.get("active"), data.get("history", [])
         if not isinstance(history, list):
             raise SpineInputError(path, "active-model pointer's 'history' is not a list")

@@ -6,12 +6,12 @@ checks types and names the file in a one-line :class:`SpineInputError`.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.json_files import read_json_object
 
 #: Statuses a ``finetune.json`` may record.
 SUMMARY_STATUSES = ("promoted", "candidate")
@@ -99,12 +99,7 @@ def read_summary(path: Path) -> dict:
         SpineInputError: naming the file, if it is unreadable, not an object, or has a
             wrongly typed "status", "reason", "dice_before" or "dice_after".
     """
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise SpineInputError(path, f"unreadable fine-tuning summary ({error})") from None
-    if not isinstance(summary, dict):
-        raise SpineInputError(path, "fine-tuning summary is not a JSON object")
+    summary = read_json_object(path, "fine-tuning summary")
     summary.setdefault("status", "candidate")
     if summary["status"] not in SUMMARY_STATUSES:
         raise SpineInputError(path, f"fine-tuning summary has status {summary['status']!r}, "

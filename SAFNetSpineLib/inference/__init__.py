@@ -13,16 +13,11 @@ from SAFNetSpineLib.inference.postprocess import (
     keep_largest_component,
     structure_volumes_ml,
 )
+from SAFNetSpineLib.lazy import lazy_attributes
 
-_FROM_SEGMENTER = ("Segmenter", "SegmentationResult", "segment_volume")
+_FROM_SEGMENTER = {name: "segmenter" for name in ("Segmenter", "SegmentationResult", "segment_volume")}
 
 __all__ = ["Segmenter", "SegmentationResult", "segment_volume", "keep_largest_component", "structure_volumes_ml",
            "order_levels", "clean_up", "CLEANUPS"]
 
-
-def __getattr__(name: str):
-    if name in _FROM_SEGMENTER:
-        from SAFNetSpineLib.inference import segmenter  # torch: only when a segmenter is asked for
-
-        return getattr(segmenter, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _FROM_SEGMENTER)  # torch: only when a segmenter is asked for

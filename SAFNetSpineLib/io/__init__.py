@@ -5,7 +5,7 @@ that importing a light submodule (:mod:`.validation`, :mod:`.nifti`) or building
 command line's parser does not pay for ITK.
 """
 
-import importlib
+from SAFNetSpineLib.lazy import lazy_attributes
 
 _WHERE = {
     "read_seg_nrrd": "seg_nrrd",
@@ -19,8 +19,4 @@ _WHERE = {
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"SAFNetSpineLib.io.{_WHERE[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _WHERE)

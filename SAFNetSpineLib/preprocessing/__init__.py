@@ -4,7 +4,7 @@ The names below load their module on first use: :mod:`.config` is light, the
 pipeline needs SimpleITK and scipy, and the command line's parser only needs the config.
 """
 
-import importlib
+from SAFNetSpineLib.lazy import lazy_attributes
 
 _WHERE = {
     "PreprocessConfig": "config",
@@ -19,8 +19,4 @@ _WHERE = {
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"SAFNetSpineLib.preprocessing.{_WHERE[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _WHERE)

@@ -4,16 +4,15 @@
 the losses load torch on first use.
 """
 
-import importlib
-
 from SAFNetSpineLib.cancel import is_cancelled
+from SAFNetSpineLib.lazy import lazy_attributes
 from SAFNetSpineLib.training.config import TrainConfig
 
 _LAZY = {
-    "TrainResult": "SAFNetSpineLib.training.loop",
-    "train": "SAFNetSpineLib.training.loop",
-    "marginal_cross_entropy": "SAFNetSpineLib.training.losses",
-    "marginal_soft_dice_loss": "SAFNetSpineLib.training.losses",
+    "TrainResult": "loop",
+    "train": "loop",
+    "marginal_cross_entropy": "losses",
+    "marginal_soft_dice_loss": "losses",
 }
 
 __all__ = [
@@ -25,8 +24,4 @@ __all__ = [
     "train",
 ]
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)  # torch: only when training is asked for
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)  # torch: only when training is asked for

@@ -14,7 +14,7 @@ def test_folds_cover_every_case_once_and_are_balanced():
     sizes = sorted(list(folds.values()).count(f) for f in range(3))
     assert sizes == [2, 2, 3]
     assert assign_folds(list(reversed(ids)), 3) == folds  # order of listing does not matter
-    assert [auto_folds(n) for n in (2, 3, 5, 9, 10, 30)] == [2, 3, 5, 5, 3, 3]
+    assert [auto_folds(n) for n in (2, 3, 5, 9, 10, 30)] == [2, 3, 3, 3, 3, 3]
     with pytest.raises(ValueError):
         assign_folds(ids, 8)
 

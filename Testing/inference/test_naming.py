@@ -273,3 +273,22 @@ def test_real_reference_masks_shifted_above_l3_are_counted_and_flagged(real_data
     assert result.naming["status"] == "uncertain" and result.naming["anchor"] == "none"
     assert "input labels and the count disagree at" in result.naming["reason"]
     assert max(result.name_confidence.values()) <= 0.5
+
+
+def test_a_hint_that_leaves_structures_below_the_sacrum_is_a_one_line_error():
+    labels = spine(FULL, "oblique")
+    true_l3 = centre_ras(FULL, 6)
+    with pytest.raises(SpineInputError, match="2 structure\\(s\\) would lie below the sacrum") as error:
+        name_levels(labels, hint=parse_level_hint(hint_text("L4", true_l3)))
+    assert "\n" not in str(error.value)
+
+
+def test_a_hint_against_the_sacrum_or_beyond_the_table_is_uncertain_and_says_why():
+    labels = spine(FULL, "oblique")
+    against_sacrum = name_levels(labels, hint=parse_level_hint(hint_text("L2", centre_ras(FULL, 6))))
+    assert against_sacrum.naming["anchor"] == "hint" and against_sacrum.naming["status"] == "uncertain"
+    assert "shaped like the sacrum" in against_sacrum.naming["reason"]
+    # L1 named T9 pushes the two structures above it (T12/L1, T12) beyond the table's top name
+    beyond = name_levels(labels, hint=parse_level_hint(hint_text("T9", centre_ras(FULL, 10))))
+    assert beyond.naming["status"] == "uncertain"
+    assert "2 structure(s) at the top fall above T9" in beyond.naming["reason"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from SAFNetSpineLib.errors import SpineInputError
-from SAFNetSpineLib.inference.naming.assign import assign_positions, id_at, position_of
+from SAFNetSpineLib.inference.naming.assign import InfeasibleNaming, assign_positions, id_at, position_of
 from SAFNetSpineLib.inference.naming.chain import Chain, ChainPiece, build_chain
 from SAFNetSpineLib.inference.naming.evidence import ClassEvidence
 from SAFNetSpineLib.inference.naming.hint import LevelHint, hint_voxel, parse_level_hint
@@ -121,7 +121,11 @@ def name_levels(labels: Volume, evidence: ClassEvidence | None = None, hint: Lev
     fixed = None
     if hint is not None:
         fixed = (_hinted_piece(chain, voxel, hint, subject), position_of(hint.label_id))
-    assignment = assign_positions(chain, fixed)
+    try:
+        assignment = assign_positions(chain, fixed)
+    except InfeasibleNaming as error:
+        raise SpineInputError(subject, f"level hint {hint}: counting from it, {error}; "
+                                       "check the point and the name") from None
     verdict = judge(chain, assignment, hint.name if hint else None, source)
     if rename:
         names = [id_at(p) for p in assignment.positions]

@@ -48,6 +48,10 @@ SACRUM_HEIGHT = 1.4
 EVIDENCE_FLOOR = 1e-4
 
 
+class InfeasibleNaming(ValueError):
+    """No naming satisfies the constraints (a hint that leaves structures below the sacrum)."""
+
+
 def id_at(position: int) -> int:
     """Label id at a position (0 above the table)."""
     if not 0 <= position < NAMED_POSITIONS:
@@ -164,6 +168,9 @@ def assign_positions(chain: Chain, hint: tuple[int, int] | None = None) -> Assig
 
     Returns:
         The :class:`Assignment`.
+
+    Raises:
+        InfeasibleNaming: no naming fits (for example a hint that would put pieces below S).
     """
     n = len(chain.pieces)
     states = NAMED_POSITIONS + 2 * n + 2
@@ -176,6 +183,10 @@ def assign_positions(chain: Chain, hint: tuple[int, int] | None = None) -> Assig
         total = score[:, None] + transitions[i - 1]  # (from, to)
         back.append(np.argmax(total, axis=0))
         score = total.max(axis=0) + emissions[i]
+    if not np.isfinite(score.max()):
+        below = hint[1] - sum(1 for piece in chain.pieces[: hint[0]]) if hint is not None else 0
+        raise InfeasibleNaming(f"{-below} structure(s) would lie below the sacrum" if below < 0
+                               else "no naming fits the constraints")
     positions = [int(np.argmax(score))]
     for pointers in reversed(back):
         positions.append(int(pointers[positions[-1]]))

@@ -131,6 +131,20 @@ def _anchor_problem(chain: Chain, assignment: Assignment) -> str | None:
     return "no sacrum in view to count from, so the names rest on the network alone"
 
 
+def _hint_problems(chain: Chain, assignment: Assignment, hint_name: str) -> list[str]:
+    """Where counting from the user's hint leaves the label table or contradicts the sacrum's shape."""
+    problems = []
+    above = sum(1 for p in assignment.positions if not id_at(p))
+    if above:
+        problems.append(f"counting from the hint at {hint_name}, {above} structure(s) at the top fall above T9, "
+                        "which has no name in the label table, and are left unlabelled")
+    lowest_body = next((i for i, p in enumerate(chain.pieces) if p.kind == "vertebra"), None)
+    if sacrum_shape(chain) == "sacrum" and lowest_body is not None and assignment.positions[lowest_body] != 0:
+        problems.append(f"the lowest body is shaped like the sacrum, but counting from the hint at {hint_name} "
+                        f"names it {_name(assignment.positions[lowest_body])}")
+    return problems
+
+
 def judge(chain: Chain, assignment: Assignment, hint_name: str | None, source: str = "network") -> Verdict:
     """The verdict on a chain's naming.
 
@@ -150,6 +164,7 @@ def judge(chain: Chain, assignment: Assignment, hint_name: str | None, source: s
         anchor = "none" if anchor_problem else "sacrum"
     else:
         anchor = "hint"
+        problems += _hint_problems(chain, assignment, hint_name)
     weakest = int(np.argmin(assignment.posterior))
     if assignment.posterior[weakest] < CONFIDENT_POSTERIOR:
         problems.append(f"the count is ambiguous at {_name(assignment.positions[weakest])} "

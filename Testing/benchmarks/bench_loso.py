@@ -1,0 +1,85 @@
+"""Benchmark: a weights folder on the cases of one source it never trained on (leave-one-source-out).
+
+For each case, ``segment``'s own path (``Segmenter``: ``--cleanup levels``, then naming by
+counting) runs once, and the script prints
+
+* body Dice with names ignored: every predicted vertebra id (S, L5 ... T9) against every
+  annotated vertebral body, as one mask (the figure the issues quote for new sites; a
+  sacrum the network finds below an L5-only reference counts against it);
+* mean Dice per annotated structure, names counted;
+* annotated levels named wrong (majority prediction inside each reference structure);
+* the naming status and anchor, and at the end the confident/uncertain split and how many
+  confident cases had a level named wrong (the "silently wrong" count).
+
+Usage (train without a source first, e.g. ``train --data DATA_WITHOUT_chu ...``):
+    .venv/bin/python Testing/benchmarks/bench_loso.py --weights RUN/best --prefix chu_
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from SAFNetSpineLib.data.cases import load_case, load_case_folder  # noqa: E402
+from SAFNetSpineLib.evaluation.metrics import dice_per_structure, level_named_correctly  # noqa: E402
+from SAFNetSpineLib.inference import Segmenter  # noqa: E402
+from SAFNetSpineLib.labels import VERTEBRA_IDS  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data" / "spine-mri"
+
+
+def names_ignored_body_dice(prediction: np.ndarray, reference: np.ndarray, annotated) -> float:
+    """Dice of (any predicted vertebra) vs (any annotated vertebral body); NaN without bodies."""
+    bodies = [i for i in annotated if i in VERTEBRA_IDS]
+    if not bodies:
+        return float("nan")
+    truth = np.isin(reference, bodies)
+    found = np.isin(prediction, list(VERTEBRA_IDS))
+    return float(2.0 * np.logical_and(truth, found).sum() / max(truth.sum() + found.sum(), 1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--prefix", required=True, help="source prefix of the cases to score (chu_, myo_, ivd_)")
+    args = parser.parse_args()
+    segmenter = Segmenter([args.weights], device="cpu", precision="fp32")
+    cases = [c for c in load_case_folder(args.data) if c.case_id.startswith(args.prefix)]
+    body_dice, named_dice, wrong, total = [], [], 0, 0
+    split = {"confident": 0, "uncertain": 0}
+    silently_wrong = 0
+    for case in cases:
+        image, reference = load_case(case)
+        result = segmenter.segment(image)
+        prediction, truth = np.asarray(result.labels.array), np.asarray(reference.array)
+        annotated = [i for i in case.annotated_labels if i]
+        body_dice.append(names_ignored_body_dice(prediction, truth, annotated))
+        per = dice_per_structure(prediction, truth, annotated)
+        named_dice += [v for v in per.values() if not math.isnan(v)]
+        named = [level_named_correctly(prediction, truth, i) for i in annotated]
+        named = [v for v in named if not math.isnan(v)]
+        case_wrong = sum(1 for v in named if v == 0.0)
+        wrong, total = wrong + case_wrong, total + len(named)
+        status = result.naming.naming["status"]
+        split[status] += 1
+        silently_wrong += int(status == "confident" and case_wrong > 0)
+        print(f"{case.case_id}: body Dice (names ignored) {body_dice[-1]:.3f}, named wrong {case_wrong}/{len(named)}, "
+              f"{status} (anchor {result.naming.naming['anchor']})", flush=True)
+    finite = [v for v in body_dice if not math.isnan(v)]
+    print(f"{args.weights} on {len(cases)} {args.prefix} cases: body Dice names ignored "
+          f"{np.mean(finite) if finite else float('nan'):.3f}, mean Dice per structure "
+          f"{np.mean(named_dice) if named_dice else float('nan'):.3f}, levels named wrong {wrong}/{total}, "
+          f"confident {split['confident']}, uncertain {split['uncertain']}, "
+          f"confident with a wrong name {silently_wrong}")
+
+
+if __name__ == "__main__":
+    main()

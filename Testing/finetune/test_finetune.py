@@ -12,38 +12,19 @@ import json
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from block_cases import block_case
 
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.finetune import CaseStore, FinetuneCancelled, ModelStore, finetune, split_roles
 from SAFNetSpineLib.models import build_model
 from SAFNetSpineLib.preprocessing import PreprocessConfig
-from SAFNetSpineLib.volume import Volume
 from SAFNetSpineLib.weights import ModelManifest, save_weights
 
 TINY = {"width": 8, "in_channels": 1, "num_classes": 20}
 GRID = PreprocessConfig(target_shape=(8, 32, 16))
 FAST = {"device": "cpu", "batch_size": 1, "augment": False}
-
-
-
-def block_case(seed: int, swap: bool = False) -> tuple[Volume, Volume]:
-    """Image + label; ``swap`` gives the blocks each other's id (a wrong correction)."""
-    rng = np.random.default_rng(seed)
-    shape = (12, 48, 80)  # (left-right, posterior, superior) voxels, LPS identity direction
-    image = rng.normal(100.0, 15.0, size=shape).astype(np.float32)
-    label = np.zeros(shape, np.uint8)
-    k0, j0 = int(rng.integers(6, 20)), int(rng.integers(14, 20))
-    label[2:10, j0 : j0 + 14, k0 : k0 + 22] = 3
-    label[2:10, j0 : j0 + 14, k0 + 24 : k0 + 32] = 12
-    image[label == 3] += 300
-    image[label == 12] += 600
-    if swap:
-        label = np.where(label == 3, 12, np.where(label == 12, 3, 0)).astype(np.uint8)
-    spacing, origin = (3.0, 1.1, 1.0), (5.0, -3.0, 20.0)
-    return Volume(image, spacing, origin, np.eye(3)), Volume(label, spacing, origin, np.eye(3), is_label=True)
 
 
 def write_base(folder: Path, seed: int = 0, label_table: list | None = None) -> Path:

@@ -15,35 +15,19 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from block_cases import block_case
 
 from SAFNetSpineLib.finetune import CaseStore, ModelStore, finetune
 from SAFNetSpineLib.models import build_model
 from SAFNetSpineLib.preprocessing import PreprocessConfig
-from SAFNetSpineLib.volume import Volume
 from SAFNetSpineLib.weights import ModelManifest, save_weights
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {"width": 8, "in_channels": 1, "num_classes": 20}
 #: Settings under which a width-8 SAFNet learns the two blocks and is promoted (see test_finetune.py).
 RUN = {"epochs": 5, "lr": 2e-2, "device": "cpu", "batch_size": 1, "augment": False, "promotion": "holdout"}
-
-
-def block_case(seed: int) -> tuple[Volume, Volume]:
-    """A 12 x 48 x 80 image with a bright block labelled L4 (3) and a brighter one L4/L5 (12)."""
-    rng = np.random.default_rng(seed)
-    shape = (12, 48, 80)
-    image = rng.normal(100.0, 15.0, size=shape).astype(np.float32)
-    label = np.zeros(shape, np.uint8)
-    k0, j0 = int(rng.integers(6, 20)), int(rng.integers(14, 20))
-    label[2:10, j0 : j0 + 14, k0 : k0 + 22] = 3
-    label[2:10, j0 : j0 + 14, k0 + 24 : k0 + 32] = 12
-    image[label == 3] += 300
-    image[label == 12] += 600
-    spacing, origin = (3.0, 1.1, 1.0), (5.0, -3.0, 20.0)
-    return Volume(image, spacing, origin, np.eye(3)), Volume(label, spacing, origin, np.eye(3), is_label=True)
 
 
 def setup(tmp_path: Path) -> tuple[Path, Path, ModelStore]:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:  # this folder's helper modules (block_maps), under --import-mode=importlib
+    sys.path.insert(0, HERE)
 
 
 def write_small_phantoms(folder, n: int = 5, seed: int = 100):

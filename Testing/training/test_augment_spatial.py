@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from block_maps import blocks
 
 from SAFNetSpineLib.training.augment_config import AugmentConfig
 from SAFNetSpineLib.training.augmentation import augment_pair, build_augmentation
@@ -13,19 +14,10 @@ OFF = AugmentConfig.off()
 SPATIAL = ["rotate_prob", "scale_prob", "fov_prob", "elastic_prob", "bend_prob", "slip_prob"]
 
 
-def blocks(depth: int = 6):
-    label = np.zeros((depth, 64, 32), np.uint8)
-    label[:, 10:22, 8:24] = 3
-    label[:, 26:34, 8:24] = 12
-    label[:, 40:52, 8:24] = 2
-    image = (label.astype(np.float32) * 10.0) + 1.0
-    return image, label
-
-
 @pytest.mark.parametrize("name", [*SPATIAL, "all"])
 def test_label_map_moves_with_the_image(name):
     config = OFF.replace(**{n: 1.0 for n in SPATIAL}) if name == "all" else OFF.replace(**{name: 1.0})
-    image, label = blocks()
+    image, label = blocks(depth=6)
     transform = build_augmentation(config)
     moved = 0
     for seed in range(4):
@@ -49,7 +41,7 @@ def _area(label: torch.Tensor, label_id: int) -> int:
 
 
 def test_zoom_and_field_of_view_crop_scale_structures_as_drawn():
-    image, label = blocks()
+    image, label = blocks(depth=6)
     zoom = build_augmentation(OFF.replace(scale_prob=1.0, scale_range=(1.2, 1.2)))
     _, zoomed = augment_pair(zoom, image, label, 0)
     assert _area(zoomed, 3) / (label[0] == 3).sum() == pytest.approx(1.44, abs=0.08)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from block_maps import blocks
 from torch.utils.data import DataLoader
 
 from SAFNetSpineLib.errors import SpineInputError
@@ -16,16 +17,6 @@ from SAFNetSpineLib.training.dataset import TrainingCases
 
 PROBS = [name for name in AugmentConfig.__dataclass_fields__ if name.endswith("_prob")]
 ALL_ON = AugmentConfig(**{name: 1.0 for name in PROBS})
-
-
-def blocks(depth: int = 4):
-    """(D, 64, 32) label map of three blocks and an image that is a known function of the label."""
-    label = np.zeros((depth, 64, 32), np.uint8)
-    label[:, 10:22, 8:24] = 3
-    label[:, 26:34, 8:24] = 12
-    label[:, 40:52, 8:24] = 2
-    image = (label.astype(np.float32) * 10.0) + 1.0
-    return image, label
 
 
 def test_default_and_all_transforms_give_finite_label_maps_of_the_same_ids():

@@ -105,11 +105,12 @@ def run(args: argparse.Namespace) -> int:
         written = write_label_outputs(result.labels, image, paths, args.format, args.overlay)
         measured = None
         if args.measure:
-            from SAFNetSpineLib.measurements import measure_spine, summary_line, write_measurements
+            from SAFNetSpineLib.measurements import measure_and_write, summary_line
 
             report("write", 0.97, "measuring")
-            measured = {"label_map": str(written[0]), "image": str(path), **measure_spine(result.labels)}
-            written += write_measurements(measured, out_dir, output_stem(path), image, result.labels)
+            measured, files = measure_and_write(result.labels, out_dir, output_stem(path), label_path=written[0],
+                                                image=image, image_path=path)
+            written += files
         timings = {"load_model": round(load_s, 4), "read": round(read_s, 4), **result.timings_s,
                    "write": round(time.perf_counter() - t0, 4)}
         outputs = SegmentOutputs(input=path, outputs=written, model_version=segmenter.version, weights=weights,

@@ -8,6 +8,7 @@
 """
 
 from SAFNetSpineLib.measurements.report import (
+    measure_and_write,
     measure_label_file,
     measurement_rows,
     summary_line,
@@ -15,4 +16,4 @@ from SAFNetSpineLib.measurements.report import (
 )
 from SAFNetSpineLib.measurements.spine import measure_spine
 
-__all__ = ["measure_label_file", "measure_spine", "measurement_rows", "summary_line", "write_measurements"]
+__all__ = ["measure_and_write", "measure_label_file", "measure_spine", "measurement_rows", "summary_line", "write_measurements"]

@@ -161,12 +161,32 @@ def measure_label_file(label_path: str | Path, out_dir: str | Path, image_path: 
         SpineInputError: unreadable files or label values outside the table.
     """
     from SAFNetSpineLib.io import check_writable_dir, read_volume
-    from SAFNetSpineLib.measurements.spine import measure_spine
 
     labels = read_volume(label_path, is_label=True)
     check_label_values(labels, label_path)
     image = read_volume(image_path) if image_path is not None else None
     out = check_writable_dir(out_dir)
+    return measure_and_write(labels, out, name or measurement_stem(label_path), label_path=label_path,
+                             image=image, image_path=image_path)
+
+
+def measure_and_write(labels, out_dir: Path, name: str, *, label_path, image=None,
+                      image_path=None) -> tuple[dict, list[Path]]:
+    """Measure a label map already in memory and write the three files (``segment --measure``, ``measure``).
+
+    Args:
+        labels: Label Volume (ids of the label table), on its native grid.
+        out_dir: Existing, writable folder.
+        name: File name stem.
+        label_path: Where the label map is (or was written), recorded in the JSON.
+        image: The image Volume to draw the figure over, or None.
+        image_path: Where the image is, recorded in the JSON, or None.
+
+    Returns:
+        (measurements, paths written).
+    """
+    from SAFNetSpineLib.measurements.spine import measure_spine
+
     measurements = {"label_map": str(label_path), "image": None if image_path is None else str(image_path),
                     **measure_spine(labels)}
-    return measurements, write_measurements(measurements, out, name or measurement_stem(label_path), image, labels)
+    return measurements, write_measurements(measurements, out_dir, name, image, labels)

@@ -114,8 +114,9 @@ def measurements_table(scene, measurements: dict, name: str):
     return node
 
 
-def _line(scene, title: str, points_lps, colour, tag: str):
-    node = scene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", title)
+def _locked_markup(scene, class_name: str, title: str, points_lps, colour, tag: str):
+    """A locked markups node of ``class_name`` through ``points_lps`` (LPS mm), in ``colour``."""
+    node = scene.AddNewNodeByClass(class_name, title)
     _mark(node, tag)
     for point in points_lps:
         node.AddControlPoint(_ras(point))
@@ -125,6 +126,13 @@ def _line(scene, title: str, points_lps, colour, tag: str):
     if display is not None:
         display.SetSelectedColor(*colour)
         display.SetColor(*colour)
+    return node
+
+
+def _line(scene, title: str, points_lps, colour, tag: str):
+    node = _locked_markup(scene, "vtkMRMLMarkupsLineNode", title, points_lps, colour, tag)
+    display = node.GetDisplayNode()
+    if display is not None:
         display.SetPropertiesLabelVisibility(False)
     return node
 
@@ -146,17 +154,7 @@ def lordosis_angle(scene, measurements: dict, tag: str):
     points = measurements.get("landmarks_lps_mm", {}).get("lumbar_lordosis_L1_S1")
     if not points:
         return None
-    node = scene.AddNewNodeByClass("vtkMRMLMarkupsAngleNode", "L1-S1 lordosis")
-    _mark(node, tag)
-    for point in points:
-        node.AddControlPoint(_ras(point))
-    node.SetLocked(True)
-    node.CreateDefaultDisplayNodes()
-    display = node.GetDisplayNode()
-    if display is not None:
-        display.SetSelectedColor(*_LORDOSIS_COLOUR)
-        display.SetColor(*_LORDOSIS_COLOUR)
-    return node
+    return _locked_markup(scene, "vtkMRMLMarkupsAngleNode", "L1-S1 lordosis", points, _LORDOSIS_COLOUR, tag)
 
 
 def remove_measurement_nodes(scene, name: str) -> int:

@@ -71,29 +71,29 @@ def add_parser(subparsers) -> None:
     train.set_defaults(func=run)
 
 
+def _key_values(texts: list[str], flag: str, json_only: bool) -> dict:
+    """{KEY: value} from ``KEY=VALUE`` flags; VALUE is read as JSON, else (unless ``json_only``) kept as text."""
+    values = {}
+    for text in texts:
+        key, sep, raw = text.partition("=")
+        if not sep or not key:
+            raise SpineInputError(flag, f"expected KEY=VALUE, got '{text}'")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            if json_only:
+                raise SpineInputError(flag, f"VALUE of {key} is not JSON (a number or [lo, hi])") from None
+            values[key] = raw
+    return values
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """A TrainConfig with the defaults replaced by every flag that was given."""
     changes = config_changes(args, TrainConfig, skip=_SPECIAL_FIELDS, pairs=_PAIR_FIELDS)
-    options = {}
-    for text in args.model_option:
-        key, sep, raw = text.partition("=")
-        if not sep or not key:
-            raise SpineInputError("--model-option", f"expected KEY=VALUE, got '{text}'")
-        try:
-            options[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            options[key] = raw
+    options = _key_values(args.model_option, "--model-option", json_only=False)
     if options:
         changes["model_options"] = options
-    augmentation = {}
-    for text in args.augment_option:
-        key, sep, raw = text.partition("=")
-        if not sep or not key:
-            raise SpineInputError("--augment-option", f"expected KEY=VALUE, got '{text}'")
-        try:
-            augmentation[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            raise SpineInputError("--augment-option", f"VALUE of {key} is not JSON (a number or [lo, hi])") from None
+    augmentation = _key_values(args.augment_option, "--augment-option", json_only=True)
     if augmentation:
         changes["augmentation"] = augmentation
     repeats = {}

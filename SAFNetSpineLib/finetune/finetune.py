@@ -181,6 +181,135 @@ def _promotion(scores: list[CaseScore], parent_version: str, config: FinetuneCon
     return promoted, f"{head}: {why}", evidence.to_dict()
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How one run judges its version: the rule, the folds and which cases train and score."""
+
+    rule: str
+    folds: int
+    train_ids: list[str]
+    val_ids: list[str]
+
+    @property
+    def trainings(self) -> int:
+        return self.folds + 1
+
+
+def _plan(ids: list[str], config: FinetuneConfig, store_folder: Path) -> _Plan:
+    """Cross-validation for small stores (every case trains and is scored), else a hash-chosen holdout."""
+    rule = config.promotion
+    if rule == "auto":
+        rule = "cross-validation" if len(ids) <= CROSS_VALIDATION_MAX_CASES else "holdout"
+    if rule != "cross-validation":
+        train_ids, val_ids = split_cases(ids, config.val_percent)
+        return _Plan(rule, 0, train_ids, val_ids)
+    folds = int(config.folds) or auto_folds(len(ids))
+    if folds > len(ids):
+        raise SpineInputError(store_folder, f"{folds} cross-validation folds need at least {folds} "
+                                            f"cases; the store has {len(ids)}")
+    return _Plan(rule, folds, list(ids), list(ids))
+
+
+class _Trainer:
+    """Runs a run's trainings in its work folder, from the parent weights, as one progress bar over all."""
+
+    def __init__(self, config: FinetuneConfig, n_store: int, parent_folder: Path, base: str, work: Path,
+                 trainings: int, progress, cancel):
+        self.config, self.n_store, self.parent_folder, self.base = config, n_store, parent_folder, base
+        self.work, self.trainings, self.progress, self.cancel = work, trainings, progress, cancel
+
+    def _relay(self, index: int, label: str):
+        if self.progress is None:
+            return None
+
+        def forward(stage, fraction, message="", **extra):
+            if stage == "train":
+                self.progress(stage, (index + fraction) / self.trainings, f"{label}: {message}", **extra)
+            else:
+                self.progress(stage, fraction, message, **extra)
+
+        return forward
+
+    def __call__(self, cases: list, folder: str, index: int, label: str):
+        """Train one version on ``cases`` into ``work/folder``; returns the training's result."""
+        from SAFNetSpineLib.training import TrainConfig, train
+
+        config = self.config
+        # Architecture, width and preprocessing come from the starting weights' manifest; no
+        # validation cases, so the last epoch is kept (choosing an epoch on the cases that
+        # then judge promotion would flatter it).
+        epochs, _ = auto_schedule(self.n_store, len(cases), config.batch_size, config.epochs, config.steps)
+        train_config = TrainConfig(epochs=epochs, batch_size=config.batch_size, lr=config.lr,
+                                   augment=config.augment, device=config.device, seed=config.seed,
+                                   precision=config.precision)
+        result = train(train_config, cases, [], self.work / folder, init_weights=self.parent_folder,
+                       progress=self._relay(index, label), cancel=self.cancel, cache_dir=self.work / "cache",
+                       version=f"{self.base}-candidate")
+        _check_cancel(self.cancel)
+        if result.cancelled or result.weights_dir is None:
+            raise FinetuneCancelled("fine-tuning stopped before an epoch completed; nothing was changed")
+        return result
+
+
+def _train_and_score(plan: _Plan, by_id: dict, parent, parent_folder: Path, trainer: _Trainer,
+                     config: FinetuneConfig, report, cancel):
+    """Train the version (and, with cross-validation, the fold versions) and score before/after.
+
+    Returns:
+        (per-case scores, per-structure rows before, rows after, the published version's training result).
+    """
+    cache_dir = trainer.work / "cache"
+    if plan.rule == "cross-validation":
+        def train_fold(cases, fold, count):
+            return Path(trainer(cases, f"fold-{fold}", fold, f"fold {fold + 1}/{count}").weights_dir)
+
+        report("evaluate", 0.0, f"Dice of {parent.version} on every stored case (before)")
+        scores, rows_before, rows_after = score_by_folds(
+            [by_id[i] for i in plan.val_ids], parent_folder, plan.folds, train_fold, config.device, cache_dir,
+            lambda: _check_cancel(cancel))
+        result = trainer([by_id[i] for i in plan.train_ids], "train", plan.folds, "final version, all cases")
+        return scores, rows_before, rows_after, result
+    val_cases = [by_id[i] for i in plan.val_ids]
+    report("evaluate", 0.0, f"validation Dice of {parent.version} (before)")
+    rows_before = per_case_rows(parent_folder, val_cases, config.device, cache_dir)
+    _check_cancel(cancel)
+    result = trainer([by_id[i] for i in plan.train_ids], "train", 0, "training")
+    report("evaluate", 0.0, "validation Dice of the fine-tuned weights (after)")
+    rows_after = per_case_rows(Path(result.weights_dir), val_cases, config.device, cache_dir)
+    scores = [CaseScore(i, -1, b, a) for i, b, a in
+              zip(plan.val_ids, case_means(rows_before), case_means(rows_after), strict=True)]
+    return scores, rows_before, rows_after, result
+
+
+def _outcome(plan: _Plan, scores: list[CaseScore], rows_before: np.ndarray, rows_after: np.ndarray,
+             epochs_run: int, parent_version: str, parent_folder: Path, config: FinetuneConfig) -> FinetuneResult:
+    """The run's result before it has a version name: scores, the promotion decision and its evidence."""
+    promoted, reason, evidence = _promotion(scores, parent_version, config)
+    return FinetuneResult(
+        version="", folder=Path(), promoted=promoted, status="promoted" if promoted else "candidate",
+        reason=reason, dice_before=float(np.mean([c.before for c in scores])),
+        dice_after=float(np.mean([c.after for c in scores])),
+        dice_per_structure_before=structure_means(rows_before), dice_per_structure_after=structure_means(rows_after),
+        parent=parent_version, parent_folder=parent_folder.resolve(), train_cases=plan.train_ids,
+        val_cases=plan.val_ids, epochs_run=epochs_run, seconds=0.0, config=config.to_dict(), promotion=plan.rule,
+        folds=plan.folds, confidence=float(evidence["confidence"]), evidence=evidence,
+        per_case=[c.to_dict() for c in scores],
+        schedule={"trainings": plan.trainings, "epochs": epochs_run,
+                  "steps": epochs_run * -(-len(plan.train_ids) // int(config.batch_size))},
+    )
+
+
+def _named(outcome: FinetuneResult, version_name: str, decision: Promotion, models_dir: Path,
+           started: float) -> FinetuneResult:
+    """The run's result under its published name, with the models folder's final say on promotion."""
+    lost = outcome.promoted and not decision.promoted  # better than its start, but the active model changed
+    reason = (f"{outcome.reason.rsplit(': promoted', 1)[0]}, but {decision.reason}" if lost
+              else outcome.reason)
+    return replace(outcome, version=version_name, folder=models_dir / version_name,
+                   seconds=round(time.perf_counter() - started, 2), promoted=decision.promoted,
+                   status="promoted" if decision.promoted else "candidate", reason=reason)
+
+
 def finetune(
     store: CaseStore | str | Path,
     from_weights: str | Path | None,
@@ -217,7 +346,6 @@ def finetune(
     """
     # torch-heavy: this package is imported by the Slicer GUI process, which must not load torch.
     from SAFNetSpineLib.runtime import resolve_device
-    from SAFNetSpineLib.training import TrainConfig, train
     from SAFNetSpineLib.weights import load_model, read_manifest, save_weights
 
     started = time.perf_counter()
@@ -241,118 +369,41 @@ def finetune(
     parent_folder = Path(from_weights) if from_weights is not None else model_store.active()
     parent = read_manifest(parent_folder)  # label table, files present: errors name the folder
     base = config.name or parent.architecture
-
-    ids = [case.case_id for case in stored]
     by_id = {case.case_id: case.to_case() for case in stored}
-    rule = config.promotion
-    if rule == "auto":
-        rule = "cross-validation" if len(stored) <= CROSS_VALIDATION_MAX_CASES else "holdout"
-    folds = 0
-    if rule == "cross-validation":
-        folds = int(config.folds) or auto_folds(len(stored))
-        if folds > len(stored):
-            raise SpineInputError(case_store.folder, f"{folds} cross-validation folds need at least {folds} "
-                                                     f"cases; the store has {len(stored)}")
-        train_ids, val_ids = list(ids), list(ids)
-        report("finetune", 0.0, f"{len(ids)} cases, {folds}-fold cross-validation, then one version on all cases")
+    plan = _plan(list(by_id), config, case_store.folder)
+    if plan.rule == "cross-validation":
+        report("finetune", 0.0, f"{len(by_id)} cases, {plan.folds}-fold cross-validation, then one version on all cases")
     else:
-        train_ids, val_ids = split_cases(ids, config.val_percent)
-        report("finetune", 0.0, f"{len(train_ids)} training / {len(val_ids)} validation cases")
-    trainings = folds + 1
+        report("finetune", 0.0, f"{len(plan.train_ids)} training / {len(plan.val_ids)} validation cases")
     _check_cancel(cancel)
 
     model_store.remove_stale_work_folders()
     work = model_store.make_work_folder()
     try:
-        cache_dir = work / "cache"
-
-        def relay(index: int, label: str):
-            """Progress of training ``index`` of ``trainings``, as one bar over all of them."""
-            if progress is None:
-                return None
-
-            def forward(stage, fraction, message="", **extra):
-                if stage == "train":
-                    progress(stage, (index + fraction) / trainings, f"{label}: {message}", **extra)
-                else:
-                    progress(stage, fraction, message, **extra)
-
-            return forward
-
-        def run_training(cases: list, folder: str, index: int, label: str):
-            # Architecture, width and preprocessing come from the starting weights' manifest; no
-            # validation cases, so the last epoch is kept (choosing an epoch on the cases that
-            # then judge promotion would flatter it).
-            epochs, _ = auto_schedule(len(stored), len(cases), config.batch_size, config.epochs, config.steps)
-            train_config = TrainConfig(epochs=epochs, batch_size=config.batch_size, lr=config.lr,
-                                       augment=config.augment, device=config.device, seed=config.seed,
-                                       precision=config.precision)
-            result = train(train_config, cases, [], work / folder, init_weights=parent_folder,
-                           progress=relay(index, label), cancel=cancel, cache_dir=cache_dir,
-                           version=f"{base}-candidate")
-            _check_cancel(cancel)
-            if result.cancelled or result.weights_dir is None:
-                raise FinetuneCancelled("fine-tuning stopped before an epoch completed; nothing was changed")
-            return result
-
-        if rule == "cross-validation":
-            def train_fold(cases, fold, count):
-                return Path(run_training(cases, f"fold-{fold}", fold, f"fold {fold + 1}/{count}").weights_dir)
-
-            report("evaluate", 0.0, f"Dice of {parent.version} on every stored case (before)")
-            scores, rows_before, rows_after = score_by_folds(
-                [by_id[i] for i in ids], parent_folder, folds, train_fold, config.device, cache_dir,
-                lambda: _check_cancel(cancel))
-            result = run_training([by_id[i] for i in ids], "train", folds, "final version, all cases")
-        else:
-            val_cases = [by_id[i] for i in val_ids]
-            report("evaluate", 0.0, f"validation Dice of {parent.version} (before)")
-            rows_before = per_case_rows(parent_folder, val_cases, config.device, cache_dir)
-            _check_cancel(cancel)
-            result = run_training([by_id[i] for i in train_ids], "train", 0, "training")
-            report("evaluate", 0.0, "validation Dice of the fine-tuned weights (after)")
-            rows_after = per_case_rows(Path(result.weights_dir), val_cases, config.device, cache_dir)
-            scores = [CaseScore(i, -1, b, a) for i, b, a in
-                      zip(val_ids, case_means(rows_before), case_means(rows_after), strict=True)]
+        trainer = _Trainer(config, len(stored), parent_folder, base, work, plan.trainings, progress, cancel)
+        scores, rows_before, rows_after, result = _train_and_score(
+            plan, by_id, parent, parent_folder, trainer, config, report, cancel)
         _check_cancel(cancel)
-        dice_before = float(np.mean([c.before for c in scores]))
-        dice_after = float(np.mean([c.after for c in scores]))
+        outcome = _outcome(plan, scores, rows_before, rows_after, int(result.epochs_run), parent.version,
+                           parent_folder, config)
+        dice_before, dice_after, evidence = outcome.dice_before, outcome.dice_after, outcome.evidence
         report("evaluate", 1.0, f"mean Dice before {dice_before:.4f}, after {dice_after:.4f}")
-        per_before, per_after = structure_means(rows_before), structure_means(rows_after)
-
-        promoted, reason, evidence = _promotion(scores, parent.version, config)
         trained, trained_manifest = load_model(Path(result.weights_dir))
-        outcome = FinetuneResult(
-            version="", folder=Path(), promoted=promoted, status="promoted" if promoted else "candidate",
-            reason=reason, dice_before=dice_before, dice_after=dice_after, dice_per_structure_before=per_before,
-            dice_per_structure_after=per_after, parent=parent.version, parent_folder=parent_folder.resolve(),
-            train_cases=train_ids, val_cases=val_ids, epochs_run=int(result.epochs_run), seconds=0.0,
-            config=config.to_dict(), promotion=rule, folds=folds, confidence=float(evidence["confidence"]),
-            evidence=evidence, per_case=[c.to_dict() for c in scores],
-            schedule={"trainings": trainings, "epochs": int(result.epochs_run),
-                      "steps": int(result.epochs_run) * -(-len(train_ids) // int(config.batch_size))},
-        )
-
-        def named(version_name: str, decision: Promotion) -> FinetuneResult:
-            lost = promoted and not decision.promoted  # better than its start, but the active model changed
-            return replace(outcome, version=version_name, folder=model_store.models_dir / version_name,
-                           seconds=round(time.perf_counter() - started, 2), promoted=decision.promoted,
-                           status="promoted" if decision.promoted else "candidate",
-                           reason=f"{reason.rsplit(': promoted', 1)[0]}, but {decision.reason}" if lost else reason)
 
         def write_version(folder: Path, version_name: str, decision: Promotion) -> None:
             manifest = replace(
                 trained_manifest, version=version_name, parent_version=parent.version,
-                trained_on=(f"fine-tuned from {parent.version} on {len(train_ids)} corrected case(s) "
+                trained_on=(f"fine-tuned from {parent.version} on {len(plan.train_ids)} corrected case(s) "
                             f"of {case_store.folder.resolve()}"),
                 created=datetime.now(UTC).isoformat(timespec="seconds"),
                 metrics={"val_dice_before": dice_before, "val_dice_after": dice_after,
-                         "val_cases": len(val_ids), "train_cases": len(train_ids), "promotion": rule,
-                         "confidence": float(evidence["confidence"])},
+                         "val_cases": len(plan.val_ids), "train_cases": len(plan.train_ids),
+                         "promotion": plan.rule, "confidence": float(evidence["confidence"])},
                 sha256="",
             )
             save_weights(trained, folder, manifest)
-            write_json_atomic(named(version_name, decision).to_dict(), folder / SUMMARY_FILE)
+            summary = _named(outcome, version_name, decision, model_store.models_dir, started)
+            write_json_atomic(summary.to_dict(), folder / SUMMARY_FILE)
 
         _check_cancel(cancel)
         report("finetune", 0.95, "writing the new version")
@@ -360,10 +411,10 @@ def finetune(
         # that started from a model another run has since replaced stays a candidate (scoring the
         # replacement on these cases would not be fair: it may have been trained on them).
         version_name, decision = model_store.publish_and_promote(
-            base, write_version, dice_after, active_at_start, score_of_active=None, eligible=promoted)
+            base, write_version, dice_after, active_at_start, score_of_active=None, eligible=outcome.promoted)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    final = named(version_name, decision)
+    final = _named(outcome, version_name, decision, model_store.models_dir, started)
     report("finetune", 1.0, final.reason)
     return final

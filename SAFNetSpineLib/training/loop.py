@@ -35,11 +35,7 @@ from SAFNetSpineLib.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from SAFNetSpineLib.training.config import TrainConfig
 from SAFNetSpineLib.training.dataset import validation_dice
 from SAFNetSpineLib.training.distributed import DistributedContext, setup_distributed
-from SAFNetSpineLib.training.losses import (
-    below_lumbar_set_loss,
-    marginal_cross_entropy,
-    marginal_soft_dice_loss,
-)
+from SAFNetSpineLib.training.losses import training_loss
 from SAFNetSpineLib.training.run_state import TrainingRun, set_up_run
 from SAFNetSpineLib.weights import read_manifest, save_weights
 
@@ -213,11 +209,7 @@ def run_epoch(run: TrainingRun, epoch: int) -> float | None:
         annotated = batch["annotated"].to(ctx.device)
         with run.autocast():
             logits = run.model(image)
-        loss = marginal_cross_entropy(logits, label, annotated)
-        if config.dice_loss_weight > 0:
-            loss = loss + config.dice_loss_weight * marginal_soft_dice_loss(logits, label, annotated)
-        if config.below_lumbar_weight > 0:
-            loss = loss + config.below_lumbar_weight * below_lumbar_set_loss(logits, label, annotated)
+        loss = training_loss(logits, label, annotated, config.dice_loss_weight, config.below_lumbar_weight)
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
         run.scaler.step(run.optimizer)

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from SAFNetSpineLib.data.cases import load_case, load_case_folder  # noqa: E402
 from SAFNetSpineLib.evaluation.metrics import dice_per_structure, level_named_correctly  # noqa: E402
 from SAFNetSpineLib.inference import Segmenter  # noqa: E402
-from SAFNetSpineLib.labels import VERTEBRA_IDS  # noqa: E402
+from SAFNetSpineLib.labels import DISC_IDS, VERTEBRA_IDS  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "spine-mri"
 
@@ -49,11 +49,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--prefix", required=True, help="source prefix of the cases to score (chu_, myo_, ivd_)")
+    chosen = parser.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--prefix", help="source prefix of the cases to score (chu_, myo_, ivd_)")
+    chosen.add_argument("--cases", nargs="+", metavar="ID", help="case ids to score instead (e.g. the held-out split)")
     args = parser.parse_args()
     segmenter = Segmenter([args.weights], device="cpu", precision="fp32")
-    cases = [c for c in load_case_folder(args.data) if c.case_id.startswith(args.prefix)]
-    body_dice, named_dice, wrong, total = [], [], 0, 0
+    cases = [c for c in load_case_folder(args.data)
+             if (c.case_id in args.cases if args.cases else c.case_id.startswith(args.prefix))]
+    body_dice, named_dice, disc_dice, wrong, total = [], [], [], 0, 0
     split = {"confident": 0, "uncertain": 0}
     silently_wrong = 0
     for case in cases:
@@ -64,6 +67,7 @@ def main() -> None:
         body_dice.append(names_ignored_body_dice(prediction, truth, annotated))
         per = dice_per_structure(prediction, truth, annotated)
         named_dice += [v for v in per.values() if not math.isnan(v)]
+        disc_dice += [v for k, v in per.items() if k in DISC_IDS and not math.isnan(v)]
         named = [level_named_correctly(prediction, truth, i) for i in annotated]
         named = [v for v in named if not math.isnan(v)]
         case_wrong = sum(1 for v in named if v == 0.0)
@@ -72,11 +76,12 @@ def main() -> None:
         split[status] += 1
         silently_wrong += int(status == "confident" and case_wrong > 0)
         print(f"{case.case_id}: body Dice (names ignored) {body_dice[-1]:.3f}, named wrong {case_wrong}/{len(named)}, "
-              f"{status} (anchor {result.naming.naming['anchor']})", flush=True)
+              f"{status} (anchor {result.naming.naming['anchor']}): {result.naming.naming['reason']}", flush=True)
     finite = [v for v in body_dice if not math.isnan(v)]
-    print(f"{args.weights} on {len(cases)} {args.prefix} cases: body Dice names ignored "
+    mean = lambda values: float(np.mean(values)) if values else float("nan")  # noqa: E731
+    print(f"{args.weights} on {len(cases)} {args.prefix or 'chosen'} cases: body Dice names ignored "
           f"{np.mean(finite) if finite else float('nan'):.3f}, mean Dice per structure "
-          f"{np.mean(named_dice) if named_dice else float('nan'):.3f}, levels named wrong {wrong}/{total}, "
+          f"{mean(named_dice):.3f} (discs {mean(disc_dice):.3f}), levels named wrong {wrong}/{total}, "
           f"confident {split['confident']}, uncertain {split['uncertain']}, "
           f"confident with a wrong name {silently_wrong}")
 

@@ -2,7 +2,7 @@
 
 Two parts, both in one process so their ratio is measured under the same load:
 
-1. ``--widths``: one training step (forward + marginal cross-entropy + backward + Adam)
+1. ``--widths``: one training step (forward + ``training_loss`` + backward + Adam)
    on a batch of (B, 1, 18, 256, 128) inputs (the paper's grid) with random 20-class
    targets and a partial annotation mask, after one warm-up step, in fp32 and in bf16
    autocast (on CPUs with native bf16), memory layout as ``train`` uses it.
@@ -20,6 +20,7 @@ Usage::
 
     .venv/bin/python Testing/benchmarks/bench_training.py [--widths 16 32] [--epoch-width 16] [--batch 2]
         [--cases 8] [--epochs 3] [--precision auto|fp32|bf16] [--workers -1]
+        [--dice-loss-weight 1.0] [--below-lumbar-weight 1.0]   (the loss terms, as train's flags)
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from SAFNetSpineLib.models import build_model
 from SAFNetSpineLib.training import TrainConfig, train
 from SAFNetSpineLib.training.augment_config import AugmentConfig
 from SAFNetSpineLib.training.augmentation import augment_pair, build_augmentation
-from SAFNetSpineLib.training.losses import marginal_cross_entropy
+from SAFNetSpineLib.training.losses import training_loss
 
 GRID = (18, 256, 128)
 
@@ -68,8 +69,9 @@ def autocast_for(precision: str):
 class Stepper:
     """A model + Adam + loss, one training step per call, laid out and cast as ``train`` does on CPU."""
 
-    def __init__(self, width: int, precision: str, seed: int = 0):
+    def __init__(self, width: int, precision: str, seed: int = 0, weights: tuple[float, float] = (0.0, 0.0)):
         torch.manual_seed(seed)
+        self.weights = weights  # (soft Dice, set-valued below-L5) weights of training_loss
         self.layout = torch.channels_last_3d
         self.model = build_model("safnet", width=width).to(memory_format=self.layout).train()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3, weight_decay=1e-4)
@@ -78,15 +80,15 @@ class Stepper:
     def __call__(self, image: torch.Tensor, target: torch.Tensor, annotated: torch.Tensor) -> float:
         with self.autocast():
             logits = self.model(image.to(memory_format=self.layout))
-        loss = marginal_cross_entropy(logits, target, annotated)
+        loss = training_loss(logits, target, annotated, *self.weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return float(loss.detach())
 
 
-def step_times(width: int, batch: int, repeats: int, precision: str) -> list[float]:
-    stepper = Stepper(width, precision)
+def step_times(width: int, batch: int, repeats: int, precision: str, weights=(0.0, 0.0)) -> list[float]:
+    stepper = Stepper(width, precision, weights=weights)
     image = torch.randn(batch, 1, *GRID)
     target = torch.randint(0, NUM_CLASSES, (batch, *GRID))
     annotated = torch.ones(batch, NUM_CLASSES, dtype=torch.bool)
@@ -117,9 +119,9 @@ def augmentation_time(config: AugmentConfig, repeats: int = 8) -> float:
     return statistics.median(times)
 
 
-def network_only_epoch(width: int, batch: int, precision: str, prepared) -> tuple[float, float]:
+def network_only_epoch(width: int, batch: int, precision: str, prepared, weights=(0.0, 0.0)) -> tuple[float, float]:
     """(wall, CPU) seconds for the epoch's steps on pre-made (un-augmented) batches, after one warm-up step."""
-    stepper = Stepper(width, precision, seed=1)
+    stepper = Stepper(width, precision, seed=1, weights=weights)
     batches = []
     for start in range(0, len(prepared), batch):
         chunk = prepared[start:start + batch]
@@ -146,7 +148,8 @@ def epoch_ratio(args, precision: str) -> None:
         cases = load_case_folder(write_phantom_dataset(work / "data", args.cases, seed=300))
         preprocess = PreprocessConfig().to_dict()
         prepared = preprocess_cases(cases, preprocess, work / "cache")
-        network = [network_only_epoch(args.epoch_width, args.batch, precision, prepared)]
+        weights = (args.dice_loss_weight, args.below_lumbar_weight)
+        network = [network_only_epoch(args.epoch_width, args.batch, precision, prepared, weights)]
 
         ends: list[tuple[float, float]] = []
 
@@ -155,9 +158,10 @@ def epoch_ratio(args, precision: str) -> None:
                 ends.append((time.perf_counter(), time.process_time()))
 
         config = TrainConfig(width=args.epoch_width, batch_size=args.batch, epochs=args.epochs, device="cpu",
-                             precision=precision, num_workers=args.workers, preprocess=preprocess)
+                             precision=precision, num_workers=args.workers, preprocess=preprocess,
+                             dice_loss_weight=args.dice_loss_weight, below_lumbar_weight=args.below_lumbar_weight)
         train(config, cases, [], work / "run", progress=progress, cache_dir=work / "cache")
-        network.append(network_only_epoch(args.epoch_width, args.batch, precision, prepared))
+        network.append(network_only_epoch(args.epoch_width, args.batch, precision, prepared, weights))
     steps = -(-args.cases // args.batch)
     print(f"epoch ratio at width {args.epoch_width}, batch {args.batch}, {args.cases} phantom cases "
           f"({steps} steps), {precision}, loader workers {args.workers}:")
@@ -184,6 +188,10 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                         help="precision of the epoch ratio (auto: bf16 on CPUs with native bf16)")
     parser.add_argument("--workers", type=int, default=-1, help="train's num_workers (-1: its default)")
+    parser.add_argument("--dice-loss-weight", type=float, default=0.0,
+                        help="soft Dice weight of the loss, in the steps and the epoch alike (bundled recipe: 1.0)")
+    parser.add_argument("--below-lumbar-weight", type=float, default=0.0,
+                        help="set-valued below-L5 weight of the loss, in the steps and the epoch alike")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -195,11 +203,12 @@ def main() -> None:
                                                               if n.endswith("_prob")}))):
         print(f"augmentation ({name}): {augmentation_time(config):.3f} s per case on 1 thread (median)")
     if args.widths:
-        print(f"step on ({args.batch}, 1, {GRID[0]}, {GRID[1]}, {GRID[2]}), channels_last_3d, marginal CE + "
-              f"backward + Adam; best (median) of {args.repeats} after 1 warm-up")
+        print(f"step on ({args.batch}, 1, {GRID[0]}, {GRID[1]}, {GRID[2]}), channels_last_3d, training_loss "
+              f"(CE + {args.dice_loss_weight} Dice + {args.below_lumbar_weight} below-L5) + backward + Adam; best (median) of {args.repeats} after 1 warm-up")
     for width in args.widths:
         for precision in ("fp32", "bf16") if bf16 else ("fp32",):
-            times = step_times(width, args.batch, args.repeats, precision)
+            times = step_times(width, args.batch, args.repeats, precision,
+                               (args.dice_loss_weight, args.below_lumbar_weight))
             best, median = min(times), statistics.median(times)
             print(f"  width {width:3d} {precision}  step {best:6.2f} s ({median:6.2f})  "
                   f"-> {args.batch / best:5.2f} cases/s ({args.batch / median:5.2f})")

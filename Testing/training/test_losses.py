@@ -156,3 +156,55 @@ def test_the_set_valued_loss_has_gradients_only_inside_the_region():
     assert touched[0:4, 8:, 0:5].all()
     touched[0:4, 8:, 0:5] = False
     assert not touched.any()
+
+
+def _reference_terms(logits, target, annotated):
+    """The three terms written out the long way: merged softmax, one-hot Dice, masked log-sum-exp."""
+    probs = torch.softmax(logits.double(), dim=1)
+    group = ~annotated.clone()
+    group[:, 0] = True
+    merged = (probs * group[:, :, None, None, None]).sum(1)
+    own = probs.gather(1, target.unsqueeze(1)).squeeze(1)
+    in_group = torch.gather(group, 1, target.flatten(1)).view_as(target)
+    ce = -torch.log(torch.where(in_group, merged, own)).mean()
+    one_hot = torch.nn.functional.one_hot(target, logits.shape[1]).movedim(-1, 1).double()
+    dice = (2 * (probs * one_hot).sum((2, 3, 4)) + 1e-5) / (probs.sum((2, 3, 4)) + one_hot.sum((2, 3, 4)) + 1e-5)
+    weight = annotated.clone()
+    weight[:, 0] = False
+    from SAFNetSpineLib.training.losses import below_lumbar_region
+
+    region, allowed = below_lumbar_region(target, annotated)
+    labelled = torch.gather(annotated, 1, target.flatten(1)).view_as(target) & (target > 0)
+    region = region & ~labelled
+    in_set = (probs * allowed[:, :, None, None, None]).sum(1)
+    return ce, 1.0 - dice[weight].mean(), -torch.log(in_set[region]).mean()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_training_loss_is_the_sum_of_its_terms_and_each_matches_the_long_way(channels_last):
+    from SAFNetSpineLib.training.losses import below_lumbar_set_loss, training_loss
+
+    torch.manual_seed(0)
+    target = torch.zeros(2, 4, 12, 5, dtype=torch.long)
+    target[:, 1:3, 2:5, 1:4] = 3
+    target[:, 1:3, 5:8, 1:4] = 2
+    target[1, 0, 0:2, 0:2] = 12  # an unannotated disc in case 2: counts as background there
+    annotated = torch.zeros(2, 20, dtype=torch.bool)
+    annotated[:, [0, 2, 3]] = True
+    logits = torch.randn(2, 20, 4, 12, 5)
+    if channels_last:
+        logits = logits.contiguous(memory_format=torch.channels_last_3d)
+    ce, dice, below = _reference_terms(logits, target, annotated)
+    assert marginal_cross_entropy(logits, target, annotated).item() == pytest.approx(ce.item(), rel=1e-5)
+    assert marginal_soft_dice_loss(logits, target, annotated).item() == pytest.approx(dice.item(), rel=1e-5)
+    assert below_lumbar_set_loss(logits, target, annotated).item() == pytest.approx(below.item(), rel=1e-5)
+    total = training_loss(logits, target, annotated, dice_weight=0.7, below_lumbar_weight=0.3)
+    assert total.item() == pytest.approx((ce + 0.7 * dice + 0.3 * below).item(), rel=1e-5)
+    assert training_loss(logits, target, annotated).item() == pytest.approx(ce.item(), rel=1e-5)
+    # the gradient is the reference's too
+    fused = logits.clone().requires_grad_()
+    training_loss(fused, target, annotated, 0.7, 0.3).backward()
+    longway = logits.clone().double().requires_grad_()
+    ce, dice, below = _reference_terms(longway, target, annotated)
+    (ce + 0.7 * dice + 0.3 * below).backward()
+    assert torch.allclose(fused.grad.double(), longway.grad, atol=1e-7)

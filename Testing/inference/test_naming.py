@@ -85,6 +85,19 @@ def test_a_missing_disc_does_not_move_any_name():
 
 
 @pytest.mark.parametrize("direction", ["oblique", "flipped_oblique"])
+def test_a_disc_found_in_two_pieces_is_one_disc_not_a_missing_body(direction):
+    # myo_45 with a retrained network: the L2/L3 disc, plus a piece of it at L2's corner called L1/L2.
+    # Two discs with no room for a body between them must not make the count insert one.
+    at = FULL.index("L2/L3")
+    anatomy = [*FULL[:at], ("L2/L3", 3.0), (0, 6.0), ("L2/L3", 3.0), *FULL[at + 1:]]
+    names = [*FULL[:at], "L2/L3", 0, "L1/L2", *FULL[at + 1:]]
+    result = name_levels(spine(anatomy, direction, names=names))
+    found = names_of(result.labels, anatomy)
+    assert found[:at + 1] + found[at + 2:] == [*FULL[:at], "L2/L3", "L2/L3", *FULL[at + 1:]]
+    assert "no vertebral body was found" not in result.naming["reason"]
+
+
+@pytest.mark.parametrize("direction", ["oblique", "flipped_oblique"])
 def test_without_a_sacrum_in_view_the_names_are_never_confident(direction):
     labels = spine(NO_SACRUM, direction)
     result = name_levels(labels)

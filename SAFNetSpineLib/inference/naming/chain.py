@@ -11,6 +11,8 @@ on an oblique, flipped or permuted grid and along a lordotic spine. Then:
 * pieces of one kind that share a band of the curve (one body called two names,
   side by side) or that touch end to end and together are no taller than a typical
   level (one body cut across) become one piece;
+* consecutive discs with no room for a body between them (closer than half a typical body
+  height) are one disc found in two pieces, not a missing body;
 * a body about twice as tall as the typical body (two bodies with no disc between
   them found, or fused) is split into as many bodies as its height holds, and flagged.
 
@@ -44,6 +46,9 @@ ONE_STRUCTURE_HEIGHT = 1.3
 TOUCH_MM = 1.5
 #: A body (not the sacrum) at least this many typical body heights tall holds two or more bodies.
 MERGED_HEIGHT = 1.6
+#: Consecutive discs closer than this many typical body heights have no room for a body between
+#: them: they are one disc found in two pieces (a fragment at a body's corner), not a missing body.
+DISC_GAP_HEIGHTS = 0.5
 #: Default disc height relative to the body height where no disc was found.
 DEFAULT_DISC_TO_BODY = 0.3
 
@@ -201,6 +206,7 @@ def build_chain(labels: Volume, evidence: ClassEvidence | None = None) -> Chain:
     pieces = _join(kept, curve, geometry)
     body_h, disc_h = _typical_heights(pieces)
     pieces = _join_cut_structures(pieces, curve, geometry, body_h, disc_h)
+    pieces = _join_close_discs(pieces, curve, geometry, body_h)
     body_h, disc_h = _typical_heights(pieces)
     pieces, merged = _split_merged(pieces, curve, geometry, body_h, disc_h)
     for piece in pieces + loose:
@@ -302,6 +308,20 @@ def _join_cut_structures(pieces, curve, geometry, body_h, disc_h):
         typical = body_h if p.kind == "vertebra" else disc_h
         if last is not None and out[-1] is last and not (last.is_sacrum_labelled or p.is_sacrum_labelled) \
                 and p.low - last.high < TOUCH_MM and p.high - last.low <= ONE_STRUCTURE_HEIGHT * typical:
+            union = _merge(last, p)
+            _place(union, geometry.points(union.voxels), curve)
+            out[-1] = union
+        else:
+            out.append(p)
+    return out
+
+
+def _join_close_discs(pieces, curve, geometry, body_h):
+    """Join consecutive discs (no body between them) too close for a body to fit between them."""
+    out: list[ChainPiece] = []
+    for p in pieces:
+        last = out[-1] if out else None
+        if last is not None and last.kind == p.kind == "disc" and p.low - last.high < DISC_GAP_HEIGHTS * body_h:
             union = _merge(last, p)
             _place(union, geometry.points(union.voxels), curve)
             out[-1] = union

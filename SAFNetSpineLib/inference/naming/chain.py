@@ -300,34 +300,33 @@ def _typical_heights(pieces: list[ChainPiece]) -> tuple[float, float]:
     return body_h, disc_h
 
 
-def _join_cut_structures(pieces, curve, geometry, body_h, disc_h):
-    """Join consecutive touching pieces of one kind that together are no taller than one structure."""
+def _join_consecutive(pieces, curve, geometry, belong) -> list[ChainPiece]:
+    """Join each piece into the one before it when both are of one kind and ``belong(before, piece)``."""
     out: list[ChainPiece] = []
     for p in pieces:
-        last = next((q for q in reversed(out) if q.kind == p.kind), None)
-        typical = body_h if p.kind == "vertebra" else disc_h
-        if last is not None and out[-1] is last and not (last.is_sacrum_labelled or p.is_sacrum_labelled) \
-                and p.low - last.high < TOUCH_MM and p.high - last.low <= ONE_STRUCTURE_HEIGHT * typical:
-            union = _merge(last, p)
+        if out and out[-1].kind == p.kind and belong(out[-1], p):
+            union = _merge(out[-1], p)
             _place(union, geometry.points(union.voxels), curve)
             out[-1] = union
         else:
             out.append(p)
     return out
+
+
+def _join_cut_structures(pieces, curve, geometry, body_h, disc_h):
+    """Join consecutive touching pieces of one kind that together are no taller than one structure."""
+    def cut(last: ChainPiece, p: ChainPiece) -> bool:
+        typical = body_h if p.kind == "vertebra" else disc_h
+        return (not (last.is_sacrum_labelled or p.is_sacrum_labelled) and p.low - last.high < TOUCH_MM
+                and p.high - last.low <= ONE_STRUCTURE_HEIGHT * typical)
+
+    return _join_consecutive(pieces, curve, geometry, cut)
 
 
 def _join_close_discs(pieces, curve, geometry, body_h):
     """Join consecutive discs (no body between them) too close for a body to fit between them."""
-    out: list[ChainPiece] = []
-    for p in pieces:
-        last = out[-1] if out else None
-        if last is not None and last.kind == p.kind == "disc" and p.low - last.high < DISC_GAP_HEIGHTS * body_h:
-            union = _merge(last, p)
-            _place(union, geometry.points(union.voxels), curve)
-            out[-1] = union
-        else:
-            out.append(p)
-    return out
+    return _join_consecutive(pieces, curve, geometry,
+                             lambda last, p: p.kind == "disc" and p.low - last.high < DISC_GAP_HEIGHTS * body_h)
 
 
 def _split_merged(pieces, curve, geometry, body_h, disc_h):

@@ -218,6 +218,11 @@ class _Trainer:
         self.config, self.n_store, self.parent_folder, self.base = config, n_store, parent_folder, base
         self.work, self.trainings, self.progress, self.cancel = work, trainings, progress, cancel
 
+    @property
+    def cache_dir(self) -> Path:
+        """Preprocessed-case cache shared by every training and scoring of the run."""
+        return self.work / "cache"
+
     def _relay(self, index: int, label: str):
         if self.progress is None:
             return None
@@ -243,7 +248,7 @@ class _Trainer:
                                    augment=config.augment, device=config.device, seed=config.seed,
                                    precision=config.precision)
         result = train(train_config, cases, [], self.work / folder, init_weights=self.parent_folder,
-                       progress=self._relay(index, label), cancel=self.cancel, cache_dir=self.work / "cache",
+                       progress=self._relay(index, label), cancel=self.cancel, cache_dir=self.cache_dir,
                        version=f"{self.base}-candidate")
         _check_cancel(self.cancel)
         if result.cancelled or result.weights_dir is None:
@@ -251,31 +256,30 @@ class _Trainer:
         return result
 
 
-def _train_and_score(plan: _Plan, by_id: dict, parent, parent_folder: Path, trainer: _Trainer,
-                     config: FinetuneConfig, report, cancel):
+def _train_and_score(plan: _Plan, by_id: dict, parent_version: str, trainer: _Trainer, report):
     """Train the version (and, with cross-validation, the fold versions) and score before/after.
 
     Returns:
         (per-case scores, per-structure rows before, rows after, the published version's training result).
     """
-    cache_dir = trainer.work / "cache"
+    parent_folder, cache_dir, device = trainer.parent_folder, trainer.cache_dir, trainer.config.device
     if plan.rule == "cross-validation":
         def train_fold(cases, fold, count):
             return Path(trainer(cases, f"fold-{fold}", fold, f"fold {fold + 1}/{count}").weights_dir)
 
-        report("evaluate", 0.0, f"Dice of {parent.version} on every stored case (before)")
+        report("evaluate", 0.0, f"Dice of {parent_version} on every stored case (before)")
         scores, rows_before, rows_after = score_by_folds(
-            [by_id[i] for i in plan.val_ids], parent_folder, plan.folds, train_fold, config.device, cache_dir,
-            lambda: _check_cancel(cancel))
+            [by_id[i] for i in plan.val_ids], parent_folder, plan.folds, train_fold, device, cache_dir,
+            lambda: _check_cancel(trainer.cancel))
         result = trainer([by_id[i] for i in plan.train_ids], "train", plan.folds, "final version, all cases")
         return scores, rows_before, rows_after, result
     val_cases = [by_id[i] for i in plan.val_ids]
-    report("evaluate", 0.0, f"validation Dice of {parent.version} (before)")
-    rows_before = per_case_rows(parent_folder, val_cases, config.device, cache_dir)
-    _check_cancel(cancel)
+    report("evaluate", 0.0, f"validation Dice of {parent_version} (before)")
+    rows_before = per_case_rows(parent_folder, val_cases, device, cache_dir)
+    _check_cancel(trainer.cancel)
     result = trainer([by_id[i] for i in plan.train_ids], "train", 0, "training")
     report("evaluate", 0.0, "validation Dice of the fine-tuned weights (after)")
-    rows_after = per_case_rows(Path(result.weights_dir), val_cases, config.device, cache_dir)
+    rows_after = per_case_rows(Path(result.weights_dir), val_cases, device, cache_dir)
     scores = [CaseScore(i, -1, b, a) for i, b, a in
               zip(plan.val_ids, case_means(rows_before), case_means(rows_after), strict=True)]
     return scores, rows_before, rows_after, result
@@ -381,8 +385,7 @@ def finetune(
     work = model_store.make_work_folder()
     try:
         trainer = _Trainer(config, len(stored), parent_folder, base, work, plan.trainings, progress, cancel)
-        scores, rows_before, rows_after, result = _train_and_score(
-            plan, by_id, parent, parent_folder, trainer, config, report, cancel)
+        scores, rows_before, rows_after, result = _train_and_score(plan, by_id, parent.version, trainer, report)
         _check_cancel(cancel)
         outcome = _outcome(plan, scores, rows_before, rows_after, int(result.epochs_run), parent.version,
                            parent_folder, config)

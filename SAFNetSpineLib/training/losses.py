@@ -19,10 +19,14 @@ from __future__ import annotations
 import torch
 
 
-def _background_group(annotated: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(B, C) bool: background plus every class the case did not annotate."""
+def _check_classes(annotated: torch.Tensor, num_classes: int) -> None:
     if annotated.shape[1] != num_classes:
         raise ValueError(f"annotated mask has {annotated.shape[1]} classes, logits have {num_classes}")
+
+
+def _background_group(annotated: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(B, C) bool: background plus every class the case did not annotate."""
+    _check_classes(annotated, num_classes)
     group = ~annotated.bool()
     group[:, 0] = True
     return group
@@ -42,25 +46,6 @@ def _merged_background(log_probs: torch.Tensor, group: torch.Tensor) -> torch.Te
     """(B, *spatial) log-probability of the merged background group (background + unannotated)."""
     view = _per_class(group.to(log_probs.device), log_probs.dim() - 2)
     return torch.logsumexp(log_probs.masked_fill(~view, float("-inf")), dim=1)
-
-
-def marginal_log_probs(logits: torch.Tensor, annotated: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities with the unannotated classes merged into background.
-
-    Args:
-        logits: (B, C, *spatial) network output.
-        annotated: (B, C) bool, True where the case annotated class c (background is
-            always treated as annotated).
-
-    Returns:
-        (B, C, *spatial) float32 log-probabilities; channel 0 holds the merged
-        background group, unannotated channels hold -inf.
-    """
-    group = _background_group(annotated.to(logits.device), logits.shape[1])
-    log_probs = _log_softmax(logits)
-    merged = _merged_background(log_probs, group)
-    rest = log_probs.masked_fill(_per_class(group, log_probs.dim() - 2), float("-inf"))
-    return torch.cat([merged.unsqueeze(1), rest[:, 1:]], dim=1)
 
 
 def _cross_entropy(log_probs: torch.Tensor, target: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
@@ -94,6 +79,10 @@ def _soft_dice(log_probs: torch.Tensor, target: torch.Tensor, annotated: torch.T
     The overlap is summed per class by scattering each voxel's probability of its own
     label, so no (B, C, *spatial) one-hot is built.
     """
+    weight = annotated.to(log_probs.device).bool().clone()
+    weight[:, 0] = False
+    if not weight.any():
+        return log_probs.sum() * 0.0
     batch, num_classes = log_probs.shape[:2]
     dims = tuple(range(2, log_probs.dim()))
     target = target.long()
@@ -102,10 +91,6 @@ def _soft_dice(log_probs: torch.Tensor, target: torch.Tensor, annotated: torch.T
     intersection = torch.zeros(batch, num_classes, dtype=own.dtype, device=own.device).scatter_add(1, target, own)
     counts = torch.zeros(batch, num_classes, dtype=own.dtype, device=own.device).scatter_add(
         1, target, torch.ones_like(own))
-    weight = annotated.to(log_probs.device).bool().clone()
-    weight[:, 0] = False
-    if not weight.any():
-        return log_probs.sum() * 0.0
     # Only the annotated foreground classes are scored: their probabilities are the plain softmax.
     totals = log_probs.exp().sum(dims)  # (B, C)
     dice = (2 * intersection + smooth) / (totals + counts + smooth)
@@ -129,7 +114,7 @@ def marginal_soft_dice_loss(
     Returns:
         Scalar loss in [0, 1]; 0 when nothing is annotated.
     """
-    _background_group(annotated.to(logits.device), logits.shape[1])  # checks the class count
+    _check_classes(annotated, logits.shape[1])
     return _soft_dice(_log_softmax(logits), target, annotated, smooth)
 
 

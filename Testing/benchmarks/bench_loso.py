@@ -80,7 +80,7 @@ def main() -> None:
     finite = [v for v in body_dice if not math.isnan(v)]
     mean = lambda values: float(np.mean(values)) if values else float("nan")  # noqa: E731
     print(f"{args.weights} on {len(cases)} {args.prefix or 'chosen'} cases: body Dice names ignored "
-          f"{np.mean(finite) if finite else float('nan'):.3f}, mean Dice per structure "
+          f"{mean(finite):.3f}, mean Dice per structure "
           f"{mean(named_dice):.3f} (discs {mean(disc_dice):.3f}), levels named wrong {wrong}/{total}, "
           f"confident {split['confident']}, uncertain {split['uncertain']}, "
           f"confident with a wrong name {silently_wrong}")

@@ -3,7 +3,8 @@
 ``finetune --store DIR --models MODELSDIR [--from WEIGHTS]`` trains the next version
 ``NAME-vN`` into MODELSDIR and activates it only if validation Dice did not drop.
 Every field of :class:`~SAFNetSpineLib.finetune.FinetuneConfig` has a long flag
-(``--epochs``, ``--lr``, ``--batch-size``, ``--val-fraction``, ``--device``,
+(``--epochs``, ``--lr``, ``--batch-size``, ``--dice-loss-weight``, ``--below-lumbar-weight``,
+``--val-fraction``, ``--device``,
 ``--augment/--no-augment``, ``--seed``, ``--name``); unset flags keep its defaults.
 With ``--progress json`` stdout carries one JSON object per line; the last one has
 ``"stage": "summary"`` and the run's summary under ``"summary"``. SIGINT/SIGTERM

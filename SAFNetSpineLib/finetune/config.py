@@ -22,6 +22,11 @@ class FinetuneConfig:
         lr: Adam learning rate; half that of training from scratch (1e-3), so a few corrected
             cases adapt the model without overwriting it (1e-4 changed nothing on a new site).
         batch_size: Cases per optimiser step.
+        dice_loss_weight: Weight of the marginal soft-Dice term added to the cross-entropy, as in
+            the bundled weights' training (0: cross-entropy only).
+        below_lumbar_weight: Weight of the set-valued term below the lowest reviewed lumbar level
+            (L5 or L5/S reviewed: the voxels below may be background or S, never another level),
+            as in the bundled weights' last stage (0: off).
         promotion: How the new version is judged. "cross-validation": every stored case is
             scored by a version fine-tuned without it and by the parent (``folds`` trainings, then
             one on all cases); "holdout": a hash-chosen share of cases is only validated on;
@@ -42,6 +47,8 @@ class FinetuneConfig:
     steps: int = 0
     lr: float = 5e-4
     batch_size: int = 2
+    dice_loss_weight: float = 1.0
+    below_lumbar_weight: float = 1.0
     promotion: str = "auto"
     folds: int = 0
     min_confidence: float = 0.8
@@ -68,6 +75,10 @@ class FinetuneConfig:
             raise SpineInputError("fine-tuning", f"precision must be auto, fp32, bf16 or fp16, got {self.precision}")
         if not (float(self.lr) > 0 and math.isfinite(float(self.lr))):
             raise SpineInputError("fine-tuning", f"learning rate must be a positive number, got {self.lr}")
+        for name in ("dice_loss_weight", "below_lumbar_weight"):
+            value = float(getattr(self, name))
+            if not (value >= 0 and math.isfinite(value)):
+                raise SpineInputError("fine-tuning", f"{name.replace('_', ' ')} must be a number >= 0, got {value}")
         if int(self.batch_size) < 1:
             raise SpineInputError("fine-tuning", f"batch size must be >= 1, got {self.batch_size}")
         if not 0.0 < float(self.val_fraction) < 1.0:

@@ -245,6 +245,8 @@ class _Trainer:
         # then judge promotion would flatter it).
         epochs, _ = auto_schedule(self.n_store, len(cases), config.batch_size, config.epochs, config.steps)
         train_config = TrainConfig(epochs=epochs, batch_size=config.batch_size, lr=config.lr,
+                                   dice_loss_weight=config.dice_loss_weight,
+                                   below_lumbar_weight=config.below_lumbar_weight,
                                    augment=config.augment, device=config.device, seed=config.seed,
                                    precision=config.precision)
         result = train(train_config, cases, [], self.work / folder, init_weights=self.parent_folder,

@@ -45,17 +45,18 @@ def names_ignored_body_dice(prediction: np.ndarray, reference: np.ndarray, annot
     return float(2.0 * np.logical_and(truth, found).sum() / max(truth.sum() + found.sum(), 1))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", type=Path, required=True)
-    parser.add_argument("--data", type=Path, default=DATA)
-    chosen = parser.add_mutually_exclusive_group(required=True)
-    chosen.add_argument("--prefix", help="source prefix of the cases to score (chu_, myo_, ivd_)")
-    chosen.add_argument("--cases", nargs="+", metavar="ID", help="case ids to score instead (e.g. the held-out split)")
-    args = parser.parse_args()
-    segmenter = Segmenter([args.weights], device="cpu", precision="fp32")
-    cases = [c for c in load_case_folder(args.data)
-             if (c.case_id in args.cases if args.cases else c.case_id.startswith(args.prefix))]
+def mean(values) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def score_cases(weights: Path, cases: list, label: str = "") -> dict:
+    """Segment every case with ``weights`` (``segment``'s path) and print a line per case.
+
+    Returns:
+        {"body_dice": names-ignored body Dice (mean), "named_dice": Dice per structure (mean),
+        "disc_dice", "wrong", "total", "confident", "uncertain", "silently_wrong"}.
+    """
+    segmenter = Segmenter([weights], device="cpu", precision="fp32")
     body_dice, named_dice, disc_dice, wrong, total = [], [], [], 0, 0
     split = {"confident": 0, "uncertain": 0}
     silently_wrong = 0
@@ -75,15 +76,32 @@ def main() -> None:
         status = result.naming.naming["status"]
         split[status] += 1
         silently_wrong += int(status == "confident" and case_wrong > 0)
-        print(f"{case.case_id}: body Dice (names ignored) {body_dice[-1]:.3f}, named wrong {case_wrong}/{len(named)}, "
-              f"{status} (anchor {result.naming.naming['anchor']}): {result.naming.naming['reason']}", flush=True)
-    finite = [v for v in body_dice if not math.isnan(v)]
-    mean = lambda values: float(np.mean(values)) if values else float("nan")  # noqa: E731
-    print(f"{args.weights} on {len(cases)} {args.prefix or 'chosen'} cases: body Dice names ignored "
-          f"{mean(finite):.3f}, mean Dice per structure "
-          f"{mean(named_dice):.3f} (discs {mean(disc_dice):.3f}), levels named wrong {wrong}/{total}, "
-          f"confident {split['confident']}, uncertain {split['uncertain']}, "
-          f"confident with a wrong name {silently_wrong}")
+        print(f"{label}{case.case_id}: body Dice (names ignored) {body_dice[-1]:.3f}, named wrong "
+              f"{case_wrong}/{len(named)}, {status} (anchor {result.naming.naming['anchor']}): "
+              f"{result.naming.naming['reason']}", flush=True)
+    return {"body_dice": mean([v for v in body_dice if not math.isnan(v)]), "named_dice": mean(named_dice),
+            "disc_dice": mean(disc_dice), "wrong": wrong, "total": total, "silently_wrong": silently_wrong, **split}
+
+
+def summary_line(score: dict) -> str:
+    return (f"body Dice names ignored {score['body_dice']:.3f}, mean Dice per structure {score['named_dice']:.3f} "
+            f"(discs {score['disc_dice']:.3f}), levels named wrong {score['wrong']}/{score['total']}, "
+            f"confident {score['confident']}, uncertain {score['uncertain']}, "
+            f"confident with a wrong name {score['silently_wrong']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=DATA)
+    chosen = parser.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--prefix", help="source prefix of the cases to score (chu_, myo_, ivd_)")
+    chosen.add_argument("--cases", nargs="+", metavar="ID", help="case ids to score instead (e.g. the held-out split)")
+    args = parser.parse_args()
+    cases = [c for c in load_case_folder(args.data)
+             if (c.case_id in args.cases if args.cases else c.case_id.startswith(args.prefix))]
+    score = score_cases(args.weights, cases)
+    print(f"{args.weights} on {len(cases)} {args.prefix or 'chosen'} cases: {summary_line(score)}")
 
 
 if __name__ == "__main__":

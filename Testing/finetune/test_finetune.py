@@ -12,12 +12,21 @@ import json
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from block_cases import block_case
+from safetensors.torch import load_file
 
 from SAFNetSpineLib.errors import SpineInputError
-from SAFNetSpineLib.finetune import CaseStore, FinetuneCancelled, ModelStore, finetune, split_roles
+from SAFNetSpineLib.finetune import (
+    CaseStore,
+    FinetuneCancelled,
+    FinetuneConfig,
+    ModelStore,
+    finetune,
+    split_roles,
+)
 from SAFNetSpineLib.models import build_model
 from SAFNetSpineLib.preprocessing import PreprocessConfig
 from SAFNetSpineLib.weights import ModelManifest, save_weights
@@ -192,3 +201,37 @@ def test_changed_stored_case_is_refused(tmp_path):
     image_path.write_bytes(image_path.read_bytes()[:-10])
     with pytest.raises(SpineInputError, match="c1.*sha256"):
         finetune(store, base, tmp_path / "models", bundled_dir=base, **FAST)
+
+
+def _l5_case(seed: int):
+    """A block case whose lower block is L5 (2), so the set-valued term below L5 has a region."""
+    image, label = block_case(seed)
+    array = np.where(np.asarray(label.array) == 3, 2, np.asarray(label.array)).astype(np.uint8)
+    return image, label.with_array(array)
+
+
+@pytest.mark.parametrize("changed", [{"dice_loss_weight": 0.0}, {"below_lumbar_weight": 0.0}])
+def test_the_recipe_loss_terms_reach_the_training(tmp_path, changed):
+    """Same seed, same cases: the recipe's loss gives the same weights twice, a term turned off other weights."""
+    base = write_base(tmp_path / "base")
+    store = CaseStore(tmp_path / "store")
+    for seed in range(3):
+        store.add(*_l5_case(seed), [2, 12], "base", case_id=f"c{seed}")
+    recipe = {**FAST, "epochs": 1, "steps": 0, "promotion": "holdout", "min_confidence": 0.0}
+
+    def weights_after(name: str, **extra) -> dict[str, torch.Tensor]:
+        result = finetune(store, base, tmp_path / name, bundled_dir=base, **{**recipe, **extra})
+        summary = json.loads((result.folder / "finetune.json").read_text())
+        for key in ("dice_loss_weight", "below_lumbar_weight"):
+            assert summary["config"][key] == extra.get(key, 1.0)
+        return load_file(result.folder / "model.safetensors")
+
+    first, again, other = weights_after("a"), weights_after("b"), weights_after("c", **changed)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert any(not torch.equal(first[k], other[k]) for k in first)
+
+
+def test_negative_loss_weights_are_refused(tmp_path):
+    for bad in ({"dice_loss_weight": -1.0}, {"below_lumbar_weight": float("nan")}):
+        with pytest.raises(SpineInputError, match="fine-tuning: .*weight must be a number >= 0"):
+            FinetuneConfig(**bad)

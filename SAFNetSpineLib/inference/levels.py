@@ -112,14 +112,17 @@ def _pieces(labels: np.ndarray, boxes: list, label_ids, step: np.ndarray) -> lis
     return pieces
 
 
-def _drop_fragments(pieces: list[_Piece]) -> tuple[list[_Piece], list[_Piece]]:
-    """(kept, dropped): a fragment is under FRAGMENT_FRACTION of the median largest piece per label."""
-    if not pieces:
-        return [], []
+def _fragment_floor(pieces: list[_Piece]) -> float:
+    """FRAGMENT_FRACTION of the median, over labels, of each label's largest piece (voxels); 0 without pieces."""
     largest: dict[int, int] = {}
     for piece in pieces:
         largest[piece.label_id] = max(largest.get(piece.label_id, 0), piece.size)
-    floor = FRAGMENT_FRACTION * float(np.median(list(largest.values())))
+    return FRAGMENT_FRACTION * float(np.median(list(largest.values()))) if largest else 0.0
+
+
+def _drop_fragments(pieces: list[_Piece]) -> tuple[list[_Piece], list[_Piece]]:
+    """(kept, dropped): a fragment is under FRAGMENT_FRACTION of the median largest piece per label."""
+    floor = _fragment_floor(pieces)
     return [p for p in pieces if p.size >= floor], [p for p in pieces if p.size < floor]
 
 
@@ -212,9 +215,12 @@ def order_levels(volume: Volume) -> Volume:
     step = np.asarray(volume.direction)[2] * np.asarray(volume.spacing)  # mm of superior per index step
     out = labels.copy()
     lumbar_and_thoracic = tuple(i for i in VERTEBRA_IDS if i != SACRUM_ID)
-    lowest_vertebra = None
+    lowest_vertebra, body_floor = None, 0.0
     for ids in (lumbar_and_thoracic, DISC_IDS):
-        kept, dropped = _drop_fragments(_pieces(labels, boxes, ids, step))
+        pieces = _pieces(labels, boxes, ids, step)
+        if ids is lumbar_and_thoracic:
+            body_floor = _fragment_floor(pieces)
+        kept, dropped = _drop_fragments(pieces)
         for piece in dropped:
             _paint(out, piece, 0)
         levels = _group(kept)
@@ -225,9 +231,10 @@ def order_levels(volume: Volume) -> Volume:
         named = [level.centre for level, name in zip(levels, names, strict=True) if name is not None]
         if ids is lumbar_and_thoracic and named:
             lowest_vertebra = min(named)
-    # The sacrum is one bone below every vertebra: keep its largest piece that is.
+    # The sacrum is one bone below every vertebra: keep its largest piece that is, unless that
+    # piece is no bigger than a vertebra's fragment (a speck far down the field of view).
     sacrum = _pieces(labels, boxes, (SACRUM_ID,), step)
-    below = [p for p in sacrum if lowest_vertebra is None or p.centre < lowest_vertebra]
+    below = [p for p in sacrum if (lowest_vertebra is None or p.centre < lowest_vertebra) and p.size >= body_floor]
     keep = max(below, key=lambda p: p.size, default=None)
     for piece in sacrum:
         if piece is not keep:

@@ -74,6 +74,16 @@ def test_a_sacrum_above_the_lumbar_spine_is_removed_and_fragments_go():
     np.testing.assert_array_equal(out, expected)
 
 
+def test_a_sacrum_speck_far_below_is_removed_like_any_fragment():
+    """Found on chu_16: a 1,582-voxel "S" 13 cm below L5 (bodies about 30,000) was kept as the sacrum."""
+    labels = np.zeros((12, 24, 160), np.uint8)
+    labels[:, :, :100] = spine([L5, L4, L3, L2, L1])
+    labels[5:7, 18:20, 150:152] = S  # 8 voxels, 1 % of a body, 58 voxels below L5
+    expected = labels.copy()
+    expected[labels == S] = 0
+    np.testing.assert_array_equal(order_levels(volume(labels)).array, expected)
+
+
 def test_discs_are_ordered_on_their_own():
     labels = spine([L5, L4, L3], [L4L5, L3L4, L3L4])  # the top disc is L2/L3, called L3/L4
     out = order_levels(volume(labels)).array

@@ -120,9 +120,8 @@ def _fragment_floor(pieces: list[_Piece]) -> float:
     return FRAGMENT_FRACTION * float(np.median(list(largest.values()))) if largest else 0.0
 
 
-def _drop_fragments(pieces: list[_Piece]) -> tuple[list[_Piece], list[_Piece]]:
-    """(kept, dropped): a fragment is under FRAGMENT_FRACTION of the median largest piece per label."""
-    floor = _fragment_floor(pieces)
+def _drop_fragments(pieces: list[_Piece], floor: float) -> tuple[list[_Piece], list[_Piece]]:
+    """(kept, dropped): a fragment is smaller than ``floor`` voxels (see :func:`_fragment_floor`)."""
     return [p for p in pieces if p.size >= floor], [p for p in pieces if p.size < floor]
 
 
@@ -218,9 +217,10 @@ def order_levels(volume: Volume) -> Volume:
     lowest_vertebra, body_floor = None, 0.0
     for ids in (lumbar_and_thoracic, DISC_IDS):
         pieces = _pieces(labels, boxes, ids, step)
+        floor = _fragment_floor(pieces)
         if ids is lumbar_and_thoracic:
-            body_floor = _fragment_floor(pieces)
-        kept, dropped = _drop_fragments(pieces)
+            body_floor = floor
+        kept, dropped = _drop_fragments(pieces, floor)
         for piece in dropped:
             _paint(out, piece, 0)
         levels = _group(kept)

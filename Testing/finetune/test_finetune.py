@@ -231,7 +231,7 @@ def test_the_recipe_loss_terms_reach_the_training(tmp_path, changed):
     assert any(not torch.equal(first[k], other[k]) for k in first)
 
 
-def test_negative_loss_weights_are_refused(tmp_path):
+def test_negative_loss_weights_are_refused():
     for bad in ({"dice_loss_weight": -1.0}, {"below_lumbar_weight": float("nan")}):
         with pytest.raises(SpineInputError, match="fine-tuning: .*weight must be a number >= 0"):
             FinetuneConfig(**bad)

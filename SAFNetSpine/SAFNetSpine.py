@@ -40,7 +40,8 @@ if SLICER_PROBLEM is None:
     LIBRARY_ROOT = commands.make_library_importable(Path(__file__).resolve().parent)
     from SAFNetSpineJobs import requirements
     from SAFNetSpineJobs.board import JobBoard
-    from SAFNetSpineJobs.install import install_dependencies
+    from SAFNetSpineJobs.choices import MAX_EPOCHS, KeptChoices
+    from SAFNetSpineJobs.install import InstallRuns
     from SAFNetSpineJobs.jobs import ChildJob, ProgressUpdate, python_child_environment
     from SAFNetSpineJobs.model_versions import ModelChoice
     from SAFNetSpineJobs.work_folders import WorkFolders, count_stored_cases
@@ -63,9 +64,6 @@ if SLICER_PROBLEM is None:
     from SAFNetSpineWidgets.stores_section import WORK_FOLDER_KEY, StoresSection
 else:
     logging.error(SLICER_PROBLEM)
-
-SETTINGS = "SAFNetSpine/"
-
 
 class SAFNetSpine(ScriptedLoadableModule):
     def __init__(self, parent):
@@ -112,7 +110,7 @@ class SAFNetSpineParameterNode:
     outputSegmentation: vtkMRMLSegmentationNode  # None: Segment creates a new node
     useTestTimeAugmentation: bool = False
     showResultIn3D: bool = False
-    epochs: Annotated[int, WithinRange(0, 500)] = 0  # 0: the library scales the schedule to the store
+    epochs: Annotated[int, WithinRange(0, MAX_EPOCHS)] = 0  # 0: the library scales the schedule to the store
 
 
 class SAFNetSpineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -120,7 +118,6 @@ class SAFNetSpineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = self._parameterNode = self._parameterNodeGuiTag = None
-        self._settingsApplied = False
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -132,6 +129,8 @@ class SAFNetSpineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = SAFNetSpineLogic()
+        self.logic.installs.on_change = self.updateButtons  # greys out Segment, Fine-tune, Install while pip runs
+        self.choices = KeptChoices(slicer.util.settingsValue, lambda key, value: qt.QSettings().setValue(key, value))
         self.jobs = JobBoard(self.logic.startJob)
         self._timer = qt.QTimer()
         self._timer.setInterval(200)
@@ -152,7 +151,8 @@ class SAFNetSpineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self):
         if SLICER_PROBLEM is None and self.logic is not None:
-            self.jobs.cancel_all(grace_s=2.0)  # no orphan processes when Slicer closes
+            self._timer.stop()  # after Reload the old widget must not poll on
+            self.jobs.stop_all(grace_s=2.0)  # Slicer may be exiting: no process, no patient image left behind
             self.levelsSection.stopPlacing()
         self.removeObservers()
 
@@ -167,6 +167,9 @@ class SAFNetSpineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
 
     def onSceneStartClose(self, caller, event):
+        # Their results belong to nodes about to go; the finish step also refuses nodes no longer in the scene.
+        for role in ("segment", "measure"):
+            self.jobs.cancel(role)
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -175,14 +178,9 @@ class SAFNetSpineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def initializeParameterNode(self):
         self.setParameterNode(self.logic.getParameterNode())
-        if not self._settingsApplied:  # choices kept between sessions
-            self._settingsApplied = True
-            value = slicer.util.settingsValue
-            self._parameterNode.epochs = min(max(value(SETTINGS + "Epochs", 0, converter=int), 0), 500)
-            self._parameterNode.useTestTimeAugmentation = value(SETTINGS + "TestTimeAugmentation", False,
-                                                                converter=slicer.util.toBool)
-            self._parameterNode.showResultIn3D = value(SETTINGS + "ShowResultIn3D", False,
-                                                       converter=slicer.util.toBool)
+        if not self.choices.restored:  # choices kept between sessions
+            self.choices.restore(self._parameterNode)
+            self.updateButtons()
         if not self._parameterNode.inputVolume:
             self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
 
@@ -204,9 +202,10 @@ class SAFNetSpineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         segmentation = node.outputSegmentation if node else None
         problem = input_volume_problem(volume)
         segmenting, finetuning = self.jobs.busy("segment"), self.jobs.busy("finetune")
+        installing = self.logic.installs.running
         self.ui.inputProblemLabel.text = problem if volume is not None and problem else ""
         self.ui.inputProblemLabel.visible = bool(volume is not None and problem)
-        self.ui.segmentButton.enabled = problem is None and not segmenting
+        self.ui.segmentButton.enabled = problem is None and not segmenting and not installing
         self.ui.segmentButton.toolTip = problem or _("Run SAFNet in a separate process; Slicer stays usable.")
         self.ui.cancelSegmentButton.enabled = segmenting
         ready = segmentation is not None and problem is None and not segmenting
@@ -216,20 +215,19 @@ class SAFNetSpineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.measureButton.enabled = ready and not self.jobs.busy("measure")
         self.ui.cancelMeasureButton.enabled = self.jobs.busy("measure")
         self.ui.show3DButton.setSegmentationNode(segmentation)
-        self.ui.startFinetuneButton.enabled = not finetuning and self.stores.caseCount > 0
+        self.ui.startFinetuneButton.enabled = not finetuning and not installing and self.stores.caseCount > 0
+        self.setupSection.updateButtons(installing)
         self.ui.cancelFinetuneButton.enabled = finetuning
         idle = not finetuning and not self.jobs.busy("models")
         self.models.updateButtons(idle)
         self.stores.updateButtons(finetuning, idle)
-        if node and self._settingsApplied:
-            settings = qt.QSettings()
-            settings.setValue(SETTINGS + "Epochs", node.epochs)
-            settings.setValue(SETTINGS + "TestTimeAugmentation", node.useTestTimeAugmentation)
-            settings.setValue(SETTINGS + "ShowResultIn3D", node.showResultIn3D)
+        if node:
+            self.choices.save(node)
 
     @property
     def parameterNode(self):
-        return self._parameterNode
+        """The panel's parameter node; after Close Scene outside the module, the new scene's one."""
+        return self._parameterNode or self.logic.getParameterNode()
 
     def onStoresChanged(self):
         self.stores.updateCount(self.jobs.busy("finetune"))
@@ -241,14 +239,14 @@ class SAFNetSpineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # --- child processes
 
-    def startJob(self, role, args, done, bar=None, label=None, context=None, queue=False):
+    def startJob(self, role, args, done, bar=None, label=None, context=None, queue=False, cleanup=None):
         def show(job, item):
             if isinstance(item, ProgressUpdate) and bar is not None:
                 bar.value, label.text = commands.progress_text(item, job.elapsed_s)
             elif not isinstance(item, ProgressUpdate):
                 self.log(item)
         try:
-            job = self.jobs.start(role, args, done, show, context, queue)
+            job = self.jobs.start(role, args, done, show, context, queue, cleanup)
         except OSError as error:
             slicer.util.errorDisplay(_("Could not start {role}: {error}").format(role=role, error=error))
             return None
@@ -271,7 +269,7 @@ class SAFNetSpineLogic(ScriptedLoadableModuleLogic):
         ScriptedLoadableModuleLogic.__init__(self)
         default = os.path.join(qt.QStandardPaths.writableLocation(qt.QStandardPaths.AppDataLocation), "SAFNetSpine")
         self.workFolder = slicer.util.settingsValue(WORK_FOLDER_KEY, default)
-        self._declinedInstall = False
+        self.installs = InstallRuns()
 
     def getParameterNode(self):
         return SAFNetSpineParameterNode(super().getParameterNode())
@@ -320,10 +318,15 @@ class SAFNetSpineLogic(ScriptedLoadableModuleLogic):
     def saveCorrectedCase(self, volumeNode, segmentationNode, export, note=""):
         """Add the volume and the exported labels to the case store as a new case; returns its id."""
         from SAFNetSpineLib.finetune.case_store import CaseStore  # numpy + SimpleITK only
+        from SAFNetSpineLib.finetune.patients import pseudonym
 
         source = segmentationNode.GetAttribute(MODEL_VERSION_ATTRIBUTE) or "manual"
+        shNode = slicer.mrmlScene.GetSubjectHierarchyNode()  # the patient keeps sibling series in one fold
+        item = shNode.GetItemAncestorAtLevel(shNode.GetItemByDataNode(volumeNode), "Patient")
+        dicomId = shNode.GetItemAttribute(item, "DICOM.PatientID") if item else ""
+        patient = pseudonym(dicomId) if dicomId else (shNode.GetItemName(item) if item else None)
         return CaseStore(self.folders.cases).add(volume_from_node(volumeNode), export.labels, export.reviewed_ids,
-                                                 source, note=note)
+                                                 source, note=note, patient_id=patient, patient_source="slicer")
 
     def showMeasurementNodes(self, measurements, segmentationNode):
         """Table node, height lines and lordosis angle of a measurement (replacing the last ones)."""
@@ -342,7 +345,7 @@ class SAFNetSpineLogic(ScriptedLoadableModuleLogic):
         statuses = self.dependencyStatus()
         if not requirements.unmet(statuses, action):
             return True
-        if self._declinedInstall:
+        if self.installs.declined:
             names = ", ".join(s.text for s in requirements.unmet(statuses, action))
             slicer.util.warningDisplay(_("Not ready: {names}. Use 'Install or update' in the Advanced section "
                                          "when you are ready.").format(names=names))
@@ -351,31 +354,41 @@ class SAFNetSpineLogic(ScriptedLoadableModuleLogic):
 
     def installDependencies(self, statuses, upgradeAll=False, askConfirmation=True):
         """Install missing and update too-old packages (or upgrade all); False (message shown) if not done."""
-        done = install_dependencies(statuses, slicerInstaller(), upgrade_all=upgradeAll, ask=askConfirmation)
-        self._declinedInstall = done is None
-        return bool(done)
+        return self.installs.install(statuses, slicerInstaller(self.pythonExecutable()), upgradeAll, askConfirmation)
 
 
 class SAFNetSpineTest(ScriptedLoadableModuleTest):
     """Fast checks always (no install, no network: the extensions dashboard runs these); the full
     segment -> correct -> fine-tune run when PyTorch and MONAI are installed, or with
-    ``SAFNETSPINE_FULL_TEST=1`` (installs them first: a local check)."""
+    ``SAFNETSPINE_FULL_TEST=1`` (installs them first: a local check).
+
+    ``slicer.testing.runUnitTest`` (the ctest) runs every ``test_*`` method and never ``runTest``,
+    so each method skips itself when it cannot run; Reload and Test calls ``runTest``.
+    """
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
-    def runTest(self):
+    def _skipReason(self, full=False):
+        """Why a test cannot run here (None: it can)."""
         if SLICER_PROBLEM:
-            self.delayDisplay(SLICER_PROBLEM)
-            return
-        self.setUp()
-        self.test_LabelTableRoundTrip()
-        full = os.environ.get("SAFNETSPINE_FULL_TEST") == "1"
-        if full or not requirements.unmet(SAFNetSpineLogic().dependencyStatus()):
+            return SLICER_PROBLEM
+        if full and not self._fullRequested() and requirements.unmet(SAFNetSpineLogic().dependencyStatus()):
+            return "PyTorch/MONAI not installed: full run skipped (set SAFNETSPINE_FULL_TEST=1 to run it)"
+        return None
+
+    @staticmethod
+    def _fullRequested():
+        return os.environ.get("SAFNETSPINE_FULL_TEST") == "1"
+
+    def runTest(self):
+        for full, test in ((False, self.test_LabelTableRoundTrip), (True, self.test_SegmentCorrectFinetune)):
+            reason = self._skipReason(full)
+            if reason:
+                self.delayDisplay(reason)
+                continue
             self.setUp()
-            self.test_SegmentCorrectFinetune(install=full)
-        else:
-            self.delayDisplay("PyTorch/MONAI not installed: full run skipped (set SAFNETSPINE_FULL_TEST=1 to run it)")
+            test()
 
     def _loadSample(self):
         import SampleData
@@ -386,6 +399,8 @@ class SAFNetSpineTest(ScriptedLoadableModuleTest):
         return volumeNode
 
     def test_LabelTableRoundTrip(self):
+        if reason := self._skipReason():
+            self.skipTest(reason)
         self.delayDisplay("Label table <-> segmentation round trip (no installs)")
         volumeNode = self._loadSample()
         self.assertEqual(check_label_round_trip(slicer.mrmlScene, volumeNode), [])
@@ -393,11 +408,13 @@ class SAFNetSpineTest(ScriptedLoadableModuleTest):
         self.assertEqual(requirements.unmet(statuses, "save_case"), [])  # numpy + SimpleITK come with Slicer
         self.assertEqual(statuses[0].name, "torch")
 
-    def test_SegmentCorrectFinetune(self, install=False):
+    def test_SegmentCorrectFinetune(self):
+        if reason := self._skipReason(full=True):
+            self.skipTest(reason)
         volumeNode = self._loadSample()
         logic = SAFNetSpineLogic()
         logic.workFolder = tempfile.mkdtemp(prefix="SAFNetSpineTest-", dir=slicer.app.temporaryPath)
-        if install:
+        if self._fullRequested():
             self.assertTrue(logic.installDependencies(logic.dependencyStatus(), askConfirmation=False))
         self.delayDisplay("Segmenting on CPU (child process)")
         args, run = logic.prepareSegmentation(volumeNode, None, "cpu")

@@ -7,6 +7,8 @@
 * :mod:`.model_versions`: ``models list --json`` as selector entries and table rows.
 * :mod:`.work_folders`: the work folder's stores, counting and clearing them.
 * :mod:`.requirements`: which Python packages are installed, in which versions, and what to ask.
+* :mod:`.install`: the install flow (torch in children, pip under constraints), one at a time.
+* :mod:`.choices`: the panel choices kept between sessions (all read before any is set).
 * :mod:`.compatibility`: the minimum Slicer and Python (parses on old Pythons).
 
 Everything here runs with plain Python, so the tests run without Slicer.

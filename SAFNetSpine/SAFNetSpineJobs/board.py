@@ -3,7 +3,8 @@
 Each role ("segment", "finetune", "models", "devices", "measure") runs at most one
 :class:`~.jobs.ChildJob` at a time. :meth:`JobBoard.poll` hands every new output item to
 the role's ``on_item`` callback and, once the job has ended, calls ``on_done`` with the
-job and the context given at start. A start on a busy role either is refused or, with
+job and the context given at start, then the job's ``cleanup`` (removing its temporary
+files), which :meth:`JobBoard.stop_all` also runs when the panel closes mid-job. A start on a busy role either is refused or, with
 ``queue=True``, is remembered (the newest one only) and started when the running job ends:
 that is how a second "models list" waits for the first instead of running beside it.
 
@@ -12,6 +13,7 @@ No Qt here: the module owns the ``qt.QTimer`` and calls :meth:`poll` from it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +24,8 @@ from .jobs import ChildJob, ProgressUpdate
 ItemCallback = Callable[[ChildJob, "ProgressUpdate | str"], None]
 #: ``on_done(job, context)``: the job has ended and all its output was handed out.
 DoneCallback = Callable[[ChildJob, Any], None]
+#: ``cleanup()``: removes what the job leaves behind (a temporary copy of the patient image).
+Cleanup = Callable[[], None]
 
 
 @dataclass
@@ -30,6 +34,7 @@ class _Slot:
     on_done: DoneCallback
     on_item: ItemCallback | None
     context: Any = None
+    cleanup: Cleanup | None = None
 
 
 @dataclass
@@ -38,6 +43,7 @@ class _Request:
     on_done: DoneCallback
     on_item: ItemCallback | None
     context: Any = None
+    cleanup: Cleanup | None = None
 
 
 @dataclass
@@ -53,21 +59,23 @@ class JobBoard:
     _queued: dict[str, _Request] = field(default_factory=dict)
 
     def start(self, role: str, args: Sequence[str], on_done: DoneCallback, on_item: ItemCallback | None = None,
-              context: Any = None, queue: bool = False) -> ChildJob | None:
+              context: Any = None, queue: bool = False, cleanup: Cleanup | None = None) -> ChildJob | None:
         """Start ``args`` for ``role``; returns the job, or None when the role is busy.
 
         With ``queue`` a busy role remembers this request (replacing an older queued one)
-        and starts it when the running job ends.
+        and starts it when the running job ends. ``cleanup`` runs after ``on_done``, or at
+        :meth:`stop_all`; when None is returned the caller cleans up.
 
         Raises:
             OSError: if the process cannot be started (the program is missing).
         """
         if role in self._slots:
             if queue:
-                self._queued[role] = _Request(list(args), on_done, on_item, context)
+                self._drop_queued(role)
+                self._queued[role] = _Request(list(args), on_done, on_item, context, cleanup)
             return None
         job = self.start_job(args)
-        self._slots[role] = _Slot(job, on_done, on_item, context)
+        self._slots[role] = _Slot(job, on_done, on_item, context, cleanup)
         return job
 
     def busy(self, role: str) -> bool:
@@ -91,7 +99,7 @@ class JobBoard:
 
     def cancel(self, role: str, grace_s: float = 10.0) -> bool:
         """Ask ``role``'s job to stop (see :meth:`ChildJob.cancel`) and drop its queued start."""
-        self._queued.pop(role, None)
+        self._drop_queued(role)
         slot = self._slots.get(role)
         if slot is None:
             return False
@@ -99,9 +107,35 @@ class JobBoard:
         return True
 
     def cancel_all(self, grace_s: float = 2.0) -> None:
-        """Stop everything (the panel is closing): no orphan processes."""
+        """Ask every job to stop; their ``on_done`` runs from :meth:`poll` as usual."""
         for role in list(self._slots):
             self.cancel(role, grace_s)
+
+    def stop_all(self, grace_s: float = 2.0) -> None:
+        """Stop everything before returning (Slicer is closing or the module reloads): no process, no file left.
+
+        Every process tree gets SIGTERM, then SIGKILL once its output closes or ``grace_s``
+        seconds after the stop began; then every job's ``cleanup`` runs (``on_done`` does not:
+        the panel is going away). Queued starts are dropped.
+        """
+        for role in list(self._queued):
+            self._drop_queued(role)
+        slots = list(self._slots.values())
+        self._slots.clear()
+        for slot in slots:
+            slot.job.cancel(grace_s=grace_s)
+        deadline = time.monotonic() + grace_s
+        for slot in slots:
+            try:
+                slot.job.finish_cancel(deadline - time.monotonic())
+            finally:
+                if slot.cleanup is not None:
+                    slot.cleanup()
+
+    def _drop_queued(self, role: str) -> None:
+        request = self._queued.pop(role, None)
+        if request is not None and request.cleanup is not None:
+            request.cleanup()
 
     def poll(self) -> bool:
         """Hand out new output, finish ended jobs, start queued ones; True while anything is left."""
@@ -114,7 +148,10 @@ class JobBoard:
                 try:
                     slot.on_done(slot.job, slot.context)
                 finally:
+                    if slot.cleanup is not None:
+                        slot.cleanup()
                     request = self._queued.pop(role, None)
                     if request is not None:
-                        self.start(role, request.args, request.on_done, request.on_item, request.context)
+                        self.start(role, request.args, request.on_done, request.on_item, request.context,
+                                   cleanup=request.cleanup)
         return self.active

@@ -201,8 +201,8 @@ def segment_done_text(summary: dict, count: int, seconds: float) -> str:
 def naming_text(summary: dict) -> tuple[str, bool]:
     """(status line, needs the user's confirmation) from a result's ``naming`` record.
 
-    ``naming`` is ``{"status": "confident"|"uncertain", "anchor": "sacrum"|"hint"|"none",
-    "reason": ...}``; an older library writes none, which gives ``("", False)``.
+    ``naming`` is ``{"status": "confident"|"uncertain"|"out_of_range", "anchor": "sacrum"|"hint"|"none",
+    "counted_from": ..., "reason": ...}``; an older library writes none, which gives ``("", False)``.
     """
     naming = summary.get("naming")
     if not isinstance(naming, dict):
@@ -210,7 +210,10 @@ def naming_text(summary: dict) -> tuple[str, bool]:
     reason = str(naming.get("reason") or "")
     if naming.get("status") == "confident":
         return f"Level names: confident ({reason})." if reason else "Level names: confident.", False
-    return ("Level names are uncertain" + (f": {reason}" if reason else "") + ". Check one level and use "
+    if naming.get("status") == "out_of_range":  # issue 22: no lumbar or lower thoracic spine in view
+        return "No level names: out of range" + (f" ({reason})" if reason else "") + ".", False
+    start = f" ({naming['counted_from']})" if naming.get("counted_from") else ""
+    return (f"Level names are uncertain{start}" + (f": {reason}" if reason else "") + ". Check one level and use "
             "'Rename levels' (Correct and save) to confirm it; the others follow."), True
 
 

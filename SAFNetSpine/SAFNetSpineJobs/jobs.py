@@ -163,6 +163,20 @@ class ChildJob:
         self._signal_group(signal.SIGTERM)
         threading.Thread(target=self._kill_after, args=(grace_s,), daemon=True).start()
 
+    def finish_cancel(self, timeout_s: float) -> None:
+        """Block until a :meth:`cancel` has ended the process tree: SIGKILL once the output closes or at timeout.
+
+        For Slicer's exit: the kill that :meth:`cancel` leaves to a daemon thread dies with the
+        application, so a child ignoring SIGTERM would outlive it.
+        """
+        if os.name != "nt":  # on Windows taskkill /T /F has already ended the tree
+            self._output_closed.wait(timeout=max(timeout_s, 0.0))
+            self._signal_group(signal.SIGKILL)
+        try:
+            self.process.wait(timeout=max(timeout_s, 0.0) + 1.0)
+        except subprocess.TimeoutExpired:
+            pass
+
     def _signal_group(self, signum: int) -> None:
         try:
             os.killpg(self.process.pid, signum)  # the child's pid is its process group id

@@ -1,9 +1,11 @@
 """Which Python packages the module needs inside Slicer, which versions are there, and what to ask.
 
-PyTorch comes from the PyTorch extension (``PyTorchUtils``), which picks the CUDA or CPU
-build for the machine; the rest comes from ``Resources/requirements.txt`` through
-Slicer's pip helpers. Nothing here installs anything or touches the network: the module
-asks first, and pip itself (which honours the proxy settings) reports a failed download.
+PyTorch is installed with light-the-torch, as the PyTorch extension does, which picks the
+CUDA or CPU build for the machine, but in child processes; the rest comes from
+``Resources/requirements.txt`` through Slicer's pip helpers, with a constraints file that
+holds torch and Slicer's own numpy, scipy and SimpleITK at their installed versions.
+Nothing here installs anything or touches the network: the module asks first, and pip
+itself (which honours the proxy settings) reports a failed download.
 
 Versions are read from package metadata (``importlib.metadata``), so checking never
 imports torch into Slicer.
@@ -15,8 +17,13 @@ import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Minimum PyTorch the library runs with (passed to the PyTorch extension).
+#: Minimum PyTorch the library runs with.
 TORCH_REQUIREMENT = ">=2.1"
+#: light-the-torch, which picks the CUDA or CPU torch build for the machine (what the PyTorch extension uses).
+LIGHT_THE_TORCH = "light-the-torch>=0.5"
+#: Packages pip must never replace as a side effect: torch (the PyTorch extension's CUDA or CPU build, shared
+#: with other extensions) and what Slicer ships and pins. Installed versions are held with a constraints file.
+HELD_PACKAGES = ("torch", "numpy", "scipy", "SimpleITK")
 #: What each panel action needs. Saving a corrected case uses only the case store
 #: (numpy + SimpleITK, both shipped with Slicer); segmenting and fine-tuning run the network.
 NEEDS = {
@@ -67,6 +74,7 @@ def package_status(requirement: str) -> PackageStatus:
     """The installed version of ``requirement``'s package and whether it meets it."""
     from packaging.requirements import Requirement
 
+    importlib.invalidate_caches()  # a pip child may have changed site-packages since the last look
     req = Requirement(requirement)
     try:
         installed = importlib.metadata.version(req.name)
@@ -100,13 +108,54 @@ def unmet(statuses: list[PackageStatus], action: str | None = None) -> list[Pack
     return [s for s in statuses if not s.satisfied and (wanted is None or s.name.lower() in wanted)]
 
 
+def _held(status: PackageStatus) -> bool:
+    return status.name.lower() in {n.lower() for n in HELD_PACKAGES}
+
+
 def pip_arguments(statuses: list[PackageStatus], upgrade_all: bool = False) -> list[str]:
     """``pip install`` arguments for the non-torch packages: the unmet ones, or all with ``upgrade_all``.
 
     ``--upgrade`` is always passed, so an installed but too old package is really updated.
+    Upgrade-all leaves the :data:`HELD_PACKAGES` alone (Slicer's own scipy); they are installed
+    only when missing or too old.
     """
-    chosen = [s.requirement for s in statuses if s.name != "torch" and (upgrade_all or not s.satisfied)]
+    chosen = [s.requirement for s in statuses if s.name != "torch" and not s.satisfied]
+    if upgrade_all:
+        chosen += [s.requirement for s in statuses if s.satisfied and not _held(s)]
     return ["--upgrade", *chosen] if chosen else []
+
+
+def constraints_text(held: list[PackageStatus]) -> str:
+    """A pip constraints file holding every installed, adequate :data:`HELD_PACKAGES` at its version.
+
+    With it pip cannot pull another torch from PyPI over the PyTorch extension's build (a CPU-only
+    wheel on Windows) nor replace Slicer's numpy or scipy while installing MONAI; it picks
+    versions of the other packages that work with them, or fails and says so.
+
+    Args:
+        held: Statuses of the held packages (e.g. :func:`held_statuses`).
+    """
+    lines = [f"{s.name}=={s.installed}" for s in held if _held(s) and s.installed is not None and s.satisfied]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def held_statuses(statuses: list[PackageStatus]) -> list[PackageStatus]:
+    """The held packages as installed now: those in ``statuses`` read again, the others with no requirement."""
+    listed = {s.name.lower(): s.requirement for s in statuses}
+    return [package_status(listed.get(name.lower(), name)) for name in HELD_PACKAGES]
+
+
+def torch_install_commands(python: str, requirement: str = TORCH_REQUIREMENT) -> list[list[str]]:
+    """The child processes that install torch the way the PyTorch extension does, without importing it here.
+
+    ``PyTorchUtilsLogic.installTorch`` installs light-the-torch, runs it, and then imports torch
+    into Slicer to return it. Here its two steps run as children of Slicer's Python launcher,
+    and a third child imports the new torch and prints its version (a broken wheel fails here,
+    not in the first Segment).
+    """
+    return [[str(python), "-m", "pip", "install", LIGHT_THE_TORCH],
+            [str(python), "-m", "light_the_torch", "install", f"torch{requirement}"],
+            [str(python), "-c", "import torch; print('torch', torch.__version__)"]]
 
 
 def status_text(statuses: list[PackageStatus]) -> str:
@@ -118,14 +167,12 @@ def install_question(statuses: list[PackageStatus], upgrade_all: bool = False) -
     """The one question asked before installing, listing each package with what will happen."""
     items = []
     for s in statuses:
-        if s.satisfied and not upgrade_all:
+        if s.satisfied and (not upgrade_all or _held(s)):
             continue
-        if s.name == "torch":
-            if s.satisfied:
-                continue  # the PyTorch extension manages updates of an adequate torch
+        if s.name == "torch":  # an adequate torch is held: the PyTorch extension's module manages its updates
             verb = "install" if s.installed is None else f"update {s.installed} to"
-            items.append(f"PyTorch: {verb} torch{TORCH_REQUIREMENT} through the PyTorch extension (the CUDA build "
-                         "when an NVIDIA driver is found, otherwise the CPU build; about 1-3 GB)")
+            items.append(f"PyTorch: {verb} torch{TORCH_REQUIREMENT} with light-the-torch, as the PyTorch extension "
+                         "does (the CUDA build when an NVIDIA driver is found, otherwise the CPU build; about 1-3 GB)")
         elif s.installed is None:
             items.append(f"{s.requirement}: install")
         else:

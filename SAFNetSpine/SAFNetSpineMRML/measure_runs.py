@@ -18,7 +18,7 @@ from pathlib import Path
 from SAFNetSpineJobs import commands
 
 from .segmentation_nodes import labels_from_segmentation
-from .volume_nodes import write_volume_node
+from .volume_nodes import node_in_scene, write_volume_node
 
 #: File name stem of the exported label map and the measurement files.
 MEASURE_NAME = "spine"
@@ -29,13 +29,14 @@ class MeasurementRun:
     """A running ``measure`` child: its folder and the nodes it measures.
 
     Attributes:
-        segmentation_node_id: The measured segmentation node.
-        volume_node_id: Its volume (the figure's background and the label grid).
+        segmentation_node: The measured segmentation node (the node itself: its ID may name
+            another node after Close Scene).
+        volume_node: Its volume (the figure's background and the label grid).
         folder: Temporary folder (inputs and the child's ``out/``).
     """
 
-    segmentation_node_id: str
-    volume_node_id: str
+    segmentation_node: object
+    volume_node: object
     folder: Path
 
 
@@ -57,7 +58,20 @@ def prepare_measurement(scene, segmentation_node, volume_node, python: str,
         shutil.rmtree(folder, ignore_errors=True)
         raise
     args = commands.measure_command(python, labels, folder / "out", image, MEASURE_NAME)
-    return args, MeasurementRun(segmentation_node.GetID(), volume_node.GetID(), folder)
+    return args, MeasurementRun(segmentation_node, volume_node, folder)
+
+
+def measured_segmentation(scene, run: MeasurementRun):
+    """The measured segmentation node, still in ``scene``.
+
+    Raises:
+        ValueError: if it left the scene (removed, or the scene was closed) while it was measured.
+    """
+    node = node_in_scene(scene, run.segmentation_node)
+    if node is None:
+        raise ValueError("the segmentation left the scene (removed, or the scene was closed) while it was "
+                         "measured; no measurement nodes were made")
+    return node
 
 
 def finish_measurement(run: MeasurementRun) -> tuple[dict, list[dict], str]:

@@ -180,13 +180,20 @@ def show_measurements(scene, measurements: dict, name: str) -> MeasurementNodes:
     Returns:
         The nodes and the one-line summary. On failure nothing new is left in the scene.
     """
-    remove_measurement_nodes(scene, name)
+    # Added in a batch: the Markups logic makes every markups node added outside one the active
+    # place node (vtkSlicerMarkupsLogic::OnMRMLSceneNodeAdded), which would switch the toolbar's
+    # place mode to Angle.
+    scene.StartState(scene.BatchProcessState)
     try:
-        table = measurements_table(scene, measurements, f"{name} measurements")
-        _mark(table, name)
-        nodes = MeasurementNodes(table, height_lines(scene, measurements, name), lordosis_angle(scene, measurements, name),
-                                 summary_line(measurements))
-    except Exception:
         remove_measurement_nodes(scene, name)
-        raise
+        try:
+            table = measurements_table(scene, measurements, f"{name} measurements")
+            _mark(table, name)
+            nodes = MeasurementNodes(table, height_lines(scene, measurements, name),
+                                     lordosis_angle(scene, measurements, name), summary_line(measurements))
+        except Exception:
+            remove_measurement_nodes(scene, name)
+            raise
+    finally:
+        scene.EndState(scene.BatchProcessState)
     return nodes

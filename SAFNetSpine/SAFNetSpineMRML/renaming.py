@@ -108,7 +108,7 @@ def rename_levels(scene, segmentation_node, point_ras, name: str, reference_node
         terminology); their voxels are unchanged.
 
     Raises:
-        SpineInputError: unknown name, no level segment, or a point outside every segment.
+        SpineInputError: unknown name, no level segment, or a point outside the image.
     """
     wanted = structure_by_name(str(name))
     if wanted is None or wanted.kind == "background":

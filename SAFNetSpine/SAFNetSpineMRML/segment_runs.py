@@ -16,7 +16,7 @@ from pathlib import Path
 from SAFNetSpineJobs import commands
 
 from .segmentation_nodes import segmentation_from_labels
-from .volume_nodes import input_volume_problem, read_label_file, write_volume_node
+from .volume_nodes import input_volume_problem, node_in_scene, read_label_file, write_volume_node
 
 #: Node attribute naming the model version a segmentation came from (kept with saved cases).
 MODEL_VERSION_ATTRIBUTE = "SAFNetSpine.ModelVersion"
@@ -27,14 +27,15 @@ class SegmentationRun:
     """What a running ``segment`` child needs when it ends.
 
     Attributes:
-        volume_node_id: The segmented volume node.
-        target_node_id: The segmentation node to write into, or None for a new node.
+        volume_node: The segmented volume node (the node itself: its ID may name another
+            node after Close Scene).
+        target_node: The segmentation node to write into, or None for a new node.
         folder: Temporary folder with the input file and the child's output folder ``out/``.
         input_path: The input file written for the child.
     """
 
-    volume_node_id: str
-    target_node_id: str | None
+    volume_node: object
+    target_node: object | None
     folder: Path
     input_path: Path
 
@@ -57,23 +58,24 @@ def prepare_segmentation(volume_node, python: str, weights: Path | None, device:
     except Exception:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    target_id = target_node.GetID() if target_node is not None else None
-    return args, SegmentationRun(volume_node.GetID(), target_id, folder, input_path)
+    return args, SegmentationRun(volume_node, target_node, folder, input_path)
 
 
 def finish_segmentation(scene, run: SegmentationRun):
     """(segmentation node, summary dict) from a finished run: the target node refilled, or a new node.
 
     Raises:
-        ValueError: if the input volume left the scene meanwhile.
+        ValueError: if the input volume left the scene meanwhile (removed, or the scene was
+            closed); nothing is added then.
         SpineInputError: if the result files are missing or unreadable.
     """
-    volume_node = scene.GetNodeByID(run.volume_node_id)
+    volume_node = node_in_scene(scene, run.volume_node)
     if volume_node is None:
-        raise ValueError("the input volume was removed from the scene while it was segmented")
+        raise ValueError("the input volume left the scene (removed, or the scene was closed) while it was "
+                         "segmented; the result was not loaded")
     label_path, summary_path = commands.result_paths(run.folder / "out", run.input_path)
     summary = commands.read_json(summary_path)
-    target = scene.GetNodeByID(run.target_node_id) if run.target_node_id else None
+    target = node_in_scene(scene, run.target_node)  # None (removed meanwhile): a new node
     node = segmentation_from_labels(scene, read_label_file(label_path), volume_node,
                                     scene.GenerateUniqueName(f"{volume_node.GetName()} spine"), target)
     node.SetAttribute(MODEL_VERSION_ATTRIBUTE, str(summary.get("model_version", "unknown")))

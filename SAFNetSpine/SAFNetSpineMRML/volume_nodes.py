@@ -43,6 +43,17 @@ def set_ijk_to_ras(volume_node, affine_ras: np.ndarray) -> None:
     volume_node.SetIJKToRASMatrix(matrix)
 
 
+def node_in_scene(scene, node):
+    """``node`` if it is still in ``scene`` under its ID, else None.
+
+    For results that arrive after a child ran: ``vtkMRMLScene::Clear`` (Close Scene) resets
+    the ID counters, so a remembered ID alone may name a node loaded afterwards.
+    """
+    if node is None or node.GetScene() is not scene:
+        return None
+    return node if scene.GetNodeByID(node.GetID()) is node else None
+
+
 def remove_node(scene, node) -> None:
     """Remove a node with its display and storage nodes (no orphans left in the scene)."""
     if node is None or node.GetScene() is None:

@@ -5,8 +5,10 @@ The counting is the library's (:func:`SAFNetSpineLib.inference.naming.name_level
 After a segmentation whose naming is uncertain the panel asks for such a point.
 """
 
+import qt
 import slicer
 from SAFNetSpineMRML.renaming import rename_levels
+from SAFNetSpineMRML.volume_nodes import remove_node
 from slicer.i18n import tr as _
 
 #: Name of the temporary point list the user places the point with.
@@ -33,26 +35,34 @@ class LevelsSection:
         self._observer = self._pointNode.AddObserver(slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
                                                      self.onPointPlaced)
         markups = slicer.modules.markups.logic()
-        markups.SetActiveListID(self._pointNode)
+        markups.SetActiveList(self._pointNode)
         markups.StartPlaceMode(False)
         self.ui.caseStatusLabel.text = _("Click inside {name} in a slice view.").format(
             name=self.ui.levelNameComboBox.currentText)
 
     def stopPlacing(self):
-        if self._pointNode is not None:
-            self._pointNode.RemoveObserver(self._observer)
-            slicer.mrmlScene.RemoveNode(self._pointNode)
+        remove_node(slicer.mrmlScene, self._releasePointNode())
+
+    def _releasePointNode(self):
+        """Stop observing the point node and forget it; returns it (or None)."""
+        node = self._pointNode
+        if node is not None:
+            node.RemoveObserver(self._observer)
         self._pointNode = self._observer = None
+        return node
 
     def onPointPlaced(self, caller=None, event=None):
         point = [0.0, 0.0, 0.0]
         self._pointNode.GetNthControlPointPositionWorld(0, point)
-        self.stopPlacing()
+        pointNode = self._releasePointNode()
+        # Removed once this event has returned: vtkSlicerMarkupsWidget::PlacePoint goes on using the
+        # node after PointPositionDefinedEvent, so removing it here would free it under the widget.
+        qt.QTimer.singleShot(0, lambda: remove_node(slicer.mrmlScene, pointNode))
         node = self.panel.parameterNode
         name = self.ui.levelNameComboBox.currentText
         try:
             result = rename_levels(slicer.mrmlScene, node.outputSegmentation, point, name, node.inputVolume)
-        except Exception as error:  # SpineInputError: one sentence (point outside every segment, ...)
+        except Exception as error:  # SpineInputError: one sentence (point outside the image, ...)
             self.ui.caseStatusLabel.text = _("Levels not renamed: {error}").format(error=error)
             return
         changed = ", ".join(f"{old} -> {new}" for old, new in result.renamed.values()) or _("no name changed")

@@ -5,7 +5,12 @@ import traceback
 import qt
 import slicer
 from SAFNetSpineJobs import commands
-from SAFNetSpineMRML.measure_runs import discard_measurement, finish_measurement, prepare_measurement
+from SAFNetSpineMRML.measure_runs import (
+    discard_measurement,
+    finish_measurement,
+    measured_segmentation,
+    prepare_measurement,
+)
 from slicer.i18n import tr as _
 
 
@@ -31,7 +36,8 @@ class MeasureSection:
                                      detailedText=traceback.format_exc())
             return
         self.ui.measureStatusLabel.text = _("Measuring ...")
-        if self.panel.startJob("measure", args, self._finish, context=run) is None:
+        if self.panel.startJob("measure", args, self._finish, context=run,
+                               cleanup=lambda: discard_measurement(run)) is None:
             discard_measurement(run)
 
     def onCancel(self):
@@ -45,15 +51,14 @@ class MeasureSection:
             elif job.returncode != 0:
                 self.ui.measureStatusLabel.text = _("Failed: {log}").format(log=job.log_tail(2))
             else:
+                segmentation = measured_segmentation(slicer.mrmlScene, run)
                 measurements, rows, summary = finish_measurement(run)
                 self.showRows(rows)
                 self.ui.measureStatusLabel.text = summary
-                self.logic.showMeasurementNodes(measurements, slicer.mrmlScene.GetNodeByID(run.segmentation_node_id))
+                self.logic.showMeasurementNodes(measurements, segmentation)
         except Exception as error:
             self.ui.measureStatusLabel.text = _("Failed: {error}").format(error=error)
             slicer.util.errorDisplay(str(error), detailedText=traceback.format_exc())
-        finally:
-            discard_measurement(run)
 
     def showRows(self, rows):
         table = self.ui.measurementsTable

@@ -43,7 +43,7 @@ class SegmentSection:
         self.ui.segmentStatusLabel.text = _("Starting (loading PyTorch and the model) ...")
         self.ui.namingStatusLabel.text = ""
         if self.panel.startJob("segment", args, self._finishSegmentation, self.ui.segmentProgressBar,
-                                self.ui.segmentStatusLabel, run) is None:
+                                self.ui.segmentStatusLabel, run, cleanup=lambda: self.logic.discardRun(run)) is None:
             self.logic.discardRun(run)
 
     def onCancelSegment(self):
@@ -75,8 +75,6 @@ class SegmentSection:
             self.ui.segmentStatusLabel.text = _("Failed: {error}").format(error=error)
             slicer.util.errorDisplay(_("Could not load the segmentation result: {error}").format(error=error),
                                      detailedText=traceback.format_exc() + "\n" + job.log_tail(40))
-        finally:
-            self.logic.discardRun(run)
 
     def onOpenSegmentEditor(self):
         self.logic.openSegmentEditor(self.panel.parameterNode.inputVolume, self.panel.parameterNode.outputSegmentation)

@@ -10,20 +10,18 @@ from slicer.i18n import tr as _
 DEVICE_KEYS = ("SAFNetSpine/Device", "SAFNetSpine/FinetuneDevice")
 
 
-def slicerInstaller():
-    """The :class:`Installer` made of Slicer's dialogs, the PyTorch extension and Slicer's pip."""
-    try:
-        import PyTorchUtils
+def runChild(args):
+    """Run a child of Slicer's Python launcher to its end, its output in the log; raises CalledProcessError."""
+    # Slicer's own environment (not the one it was started from), as slicer.util.executePythonModule uses.
+    slicer.util.logProcessOutput(slicer.util.launchConsoleProcess(args, useStartupEnvironment=False))
 
-        def installTorch(requirement):
-            return PyTorchUtils.PyTorchUtilsLogic().installTorch(
-                askConfirmation=False, torchVersionRequirement=requirement) is not None
-    except ModuleNotFoundError:
-        installTorch = None
+
+def slicerInstaller(python):
+    """The :class:`Installer` made of Slicer's dialogs, child processes and Slicer's pip."""
     return Installer(
         confirm=lambda question: slicer.util.confirmOkCancelDisplay(question, windowTitle=_("SAFNetSpine - install")),
         error=lambda message, details: slicer.util.errorDisplay(message, detailedText=details or None),
-        info=slicer.util.infoDisplay, install_torch=installTorch, pip_install=slicer.util.pip_install)
+        info=slicer.util.infoDisplay, run=runChild, pip_install=slicer.util.pip_install, python=python)
 
 
 class SetupSection:
@@ -31,6 +29,7 @@ class SetupSection:
 
     def __init__(self, ui, logic, startJob, log):
         self.ui, self.logic, self.startJob, self.log = ui, logic, startJob, log
+        self._needsInstall = True
         ui.installDependenciesButton.clicked.connect(lambda: self.install(upgradeAll=False))
         ui.upgradeDependenciesButton.clicked.connect(lambda: self.install(upgradeAll=True))
         for combo in (ui.deviceComboBox, ui.finetuneDeviceComboBox):
@@ -39,7 +38,13 @@ class SetupSection:
     def updateLabel(self):
         statuses = self.logic.dependencyStatus()
         self.ui.dependenciesLabel.text = requirements.status_text(statuses)
-        self.ui.installDependenciesButton.enabled = bool(requirements.unmet(statuses))
+        self._needsInstall = bool(requirements.unmet(statuses))
+        self.updateButtons(self.logic.installs.running)
+
+    def updateButtons(self, installing):
+        """Install and Upgrade are greyed out while an install runs (a second click would start another)."""
+        self.ui.installDependenciesButton.enabled = self._needsInstall and not installing
+        self.ui.upgradeDependenciesButton.enabled = not installing
 
     def install(self, upgradeAll):
         self.logic.installDependencies(self.logic.dependencyStatus(), upgradeAll=upgradeAll)

@@ -51,7 +51,9 @@ def test_icon_and_screenshot_urls_are_literal_and_point_at_files_in_the_reposito
 
 def test_description_file_passes_the_index_checks():
     assert set(DESCRIPTION) <= SCHEMA_KEYS and {"$schema", "category", "scm_url"} <= set(DESCRIPTION)
-    assert "slicer-extension-catalog-entry-schema" in DESCRIPTION["$schema"]
+    # Issue 21, defect 8: the schema version most index entries use (Slicer/Schemas/...-v1.0.1.json).
+    assert DESCRIPTION["$schema"] == ("https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/"
+                                      "slicer-extension-catalog-entry-schema-v1.0.1.json#")
     assert DESCRIPTION["category"] == "Segmentation" == re.search(r'set\(EXTENSION_CATEGORY "([^"]+)"\)', CMAKE).group(1)
     url = urllib.parse.urlsplit(DESCRIPTION["scm_url"])
     assert url.scheme in ("git", "https")
@@ -72,11 +74,11 @@ def test_license_file_is_the_apache_license_pyproject_declares():
     assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["license"]["text"] == "Apache-2.0"
 
 
-def test_readme_says_what_the_submission_needs_and_the_minimum_slicer():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert "SlicerSAFNetSpine" in readme and "3d-slicer-extension" in readme and "SAFNetSpine.json" in readme
+def test_slicer_docs_say_what_the_submission_needs_and_the_minimum_slicer():
+    docs = (REPO / "docs" / "SLICER.md").read_text(encoding="utf-8")
+    assert "SlicerSAFNetSpine" in docs and "3d-slicer-extension" in docs and "SAFNetSpine.json" in docs
     minimum = "{}.{}".format(*MINIMUM_SLICER)
-    assert f"Slicer {minimum} or later" in readme
+    assert f"Slicer {minimum} or later" in docs
     assert f'set(SAFNetSpine_MINIMUM_SLICER_VERSION "{minimum}")' in CMAKE
 
 

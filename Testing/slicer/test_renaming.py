@@ -84,9 +84,10 @@ def test_errors_and_segments_that_are_not_levels(scene):
     segmentation.GetNthSegment(0).SetName("my note")
     segmentation.GetNthSegment(0).SetTerminology("")
     before = _names(segmentation_node)
-    with pytest.raises(SpineInputError, match="outside every vertebra and disc"):
+    # The library takes the user's point as right unless it is outside the image (issue 22).
+    with pytest.raises(SpineInputError, match="outside the image"):
         r, a, s = centre_ras(NO_SACRUM, 5)
-        rename_levels(scene, segmentation_node, (r, a - 30.0, s), "L3")
+        rename_levels(scene, segmentation_node, (r, a - 3000.0, s), "L3")
     assert _names(segmentation_node) == before  # an error renames nothing
     with pytest.raises(SpineInputError, match="not a vertebra or disc"):
         rename_levels(scene, segmentation_node, centre_ras(NO_SACRUM, 5), "C7")

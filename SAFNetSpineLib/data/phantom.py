@@ -5,21 +5,30 @@ random orientation (any of the 48 axis permutations/flips, optionally oblique), 
 count, spacing, intensity scale, noise and bias field. Because the anatomy is a
 function of physical position, image and label agree exactly whatever the grid.
 
-Anatomy, from superior to inferior: T9, T9/T10, T10, ... L5, L5/S, S. Each vertebra is
-a body (elliptic cylinder along the local spine axis) plus pedicles and a spinous
-process posteriorly; discs sit between bodies; the sacrum is a tapered block tilted
-backwards. A spinal canal (bright CSF), soft tissue, a subcutaneous fat layer and
-air surround it. The spine axis follows a lordotic curve of random amplitude.
+Two anatomies (:attr:`PhantomOptions.anatomy`), both T9, T9/T10, T10, ... L5, L5/S, S:
+
+* ``"classic"`` (the default; the training phantoms ``phantom --n 20 --seed 1000`` are these):
+  each vertebra is a body (elliptic cylinder along a warped spine axis) plus pedicles and a
+  spinous process; discs sit between bodies; the sacrum is a tapered block. A canal, soft
+  tissue, a fat ring and air surround it. A cartoon: bodies are staggered along the curve,
+  so measurements of it find slips that were not meant.
+* ``"lumbar"`` (the bundled sample): a plausible adult spine built as a chain of rigid
+  bodies from the sacrum up (:mod:`.phantom_spine`), with concave endplates, disc and body
+  wedges giving a 40-60 degree lordosis over a drawn sacral slope, posterior elements, a
+  canal with cord and cauda equina, and textured T2-like soft tissue
+  (:mod:`.phantom_render`). Its construction is known: :func:`phantom_truth`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from SAFNetSpineLib.atomic import write_json_atomic
+from SAFNetSpineLib.data.phantom_render import render_spine
+from SAFNetSpineLib.data.phantom_spine import SpineBuild, build_spine, place_spine
 from SAFNetSpineLib.io import write_volume
 from SAFNetSpineLib.labels import DISC_IDS, FOREGROUND_IDS, SUPERIOR_TO_INFERIOR_IDS
 from SAFNetSpineLib.volume import Volume
@@ -42,6 +51,8 @@ class PhantomOptions:
         label_posterior_elements: Label pedicles and spinous processes with their
             vertebra (MRSpineSeg style); False labels vertebral bodies only (as in the
             real development set), the posterior elements staying visible in the image.
+        anatomy: "classic" (the cartoon the training phantoms use) or "lumbar" (a
+            plausible spine whose measurements are known, see :func:`phantom_truth`).
     """
 
     slices: tuple[int, int] = (12, 18)
@@ -51,6 +62,22 @@ class PhantomOptions:
     oblique_deg: float = 8.0
     random_orientation: bool = True
     label_posterior_elements: bool = True
+    anatomy: str = "classic"
+
+
+#: The anatomies :class:`PhantomOptions` offers.
+ANATOMIES = ("classic", "lumbar")
+#: Where a "lumbar" spine is placed: top of T9 (LPS z, mm) and mean posterior wall of L1-L5 (LPS y, mm),
+#: relative to the phantom's centre.
+_LUMBAR_TOP_Z_MM = 165.0
+_LUMBAR_WALL_Y_MM = 22.0
+#: The bundled sample volume, ``Resources/SampleData/SAFNetSpinePhantom.nii.gz``: make_phantom(SAMPLE_SEED,
+#: SAMPLE_OPTIONS), stored as int16 (:func:`write_sample`). A lumbar field of view: 300 mm from the middle
+#: of T10 to below the sacrum, 15 sagittal slices of 4 mm, 1 mm pixels.
+SAMPLE_SEED = 2026
+SAMPLE_OPTIONS = PhantomOptions(slices=(15, 15), slice_spacing_mm=(4.0, 4.0), inplane_spacing_mm=(1.0, 1.0),
+                                fov_mm=(300.0, 280.0), oblique_deg=5.0, random_orientation=False,
+                                label_posterior_elements=False, anatomy="lumbar")
 
 
 def _grid(rng: np.random.Generator, opts: PhantomOptions) -> tuple[tuple[int, int, int], np.ndarray, np.ndarray]:
@@ -170,12 +197,76 @@ def make_phantom(seed: int, options: PhantomOptions | None = None) -> tuple[Volu
 
     Args:
         seed: Random seed; the same seed always gives the same phantom.
-        options: Parameter ranges (defaults: :class:`PhantomOptions`).
+        options: Parameter ranges and anatomy (defaults: :class:`PhantomOptions`).
 
     Returns:
         (image Volume float32, label Volume uint8 with ids 1..19) on the same grid.
     """
     opts = options or PhantomOptions()
+    rng, shape, spacing, direction, origin, points, build = _draw(seed, opts)
+    if build is None:
+        labels, intensity = _anatomy(points, _spine_geometry(rng), opts.label_posterior_elements)
+    else:
+        labels, intensity = render_spine(points, build, opts.label_posterior_elements)
+    labels = labels.reshape(shape)
+    intensity = intensity.reshape(shape)
+
+    image = _acquisition(intensity, spacing, direction, origin, rng)
+    return (Volume(image, spacing, origin, direction),
+            Volume(labels, spacing, origin, direction, is_label=True))
+
+
+def phantom_truth(seed: int, options: PhantomOptions) -> dict:
+    """What the measurements of a "lumbar" phantom's label map should find, from its construction.
+
+    Args:
+        seed: The phantom's seed.
+        options: Its options (``anatomy="lumbar"``).
+
+    Returns:
+        :meth:`.phantom_spine.SpineBuild.truth` (heights in mm, angles in degrees, no slip, no
+        fracture), plus the generator call under ``"generator"``.
+
+    Raises:
+        ValueError: for the "classic" anatomy, whose construction does not define them.
+    """
+    if options.anatomy != "lumbar":
+        raise ValueError(f"only the 'lumbar' anatomy records its construction, not {options.anatomy!r}")
+    build = _draw(seed, options)[-1]
+    generator = {"function": "SAFNetSpineLib.data.phantom.make_phantom", "seed": seed, "options": asdict(options)}
+    return {"generator": generator, **build.truth()}
+
+
+def write_sample(folder: str | Path) -> list[Path]:
+    """Write the bundled sample: ``SAFNetSpinePhantom.nii.gz`` (int16) and its ``_truth.json``.
+
+    ``make_phantom(SAMPLE_SEED, SAMPLE_OPTIONS)``, rounded to int16 as a scanner stores it, and
+    :func:`phantom_truth` of the same call. ``Resources/SampleData/`` holds exactly these.
+
+    Returns:
+        The two paths written.
+    """
+    from SAFNetSpineLib.bundled import SAMPLE_NAME, TRUTH_SUFFIX
+
+    image, _ = make_phantom(SAMPLE_SEED, SAMPLE_OPTIONS)
+    stored = Volume(np.round(image.array).astype(np.int16), image.spacing, image.origin, image.direction)
+    folder = Path(folder)
+    paths = [folder / f"{SAMPLE_NAME}.nii.gz", folder / f"{SAMPLE_NAME}{TRUTH_SUFFIX}"]
+    write_volume(stored, paths[0])
+    write_json_atomic(phantom_truth(SAMPLE_SEED, SAMPLE_OPTIONS), paths[1])
+    return paths
+
+
+def _draw(seed: int, opts: PhantomOptions) -> tuple:
+    """The random draws of a phantom, in the order the generator has always made them.
+
+    Returns:
+        (rng, shape, spacing, direction, origin, points (N, 3) relative to the anatomy's centre,
+        the placed :class:`SpineBuild` for the "lumbar" anatomy or None for "classic", whose
+        geometry is drawn from ``rng`` next).
+    """
+    if opts.anatomy not in ANATOMIES:
+        raise ValueError(f"unknown phantom anatomy {opts.anatomy!r}; one of {', '.join(ANATOMIES)}")
     rng = np.random.default_rng(seed)
     shape, spacing, direction = _grid(rng, opts)
     if opts.random_orientation:
@@ -187,13 +278,12 @@ def make_phantom(seed: int, options: PhantomOptions | None = None) -> tuple[Volu
 
     ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).reshape(-1, 3)
     points = ijk * spacing[None, :] @ direction.T + offset[None, :]
-    labels, intensity = _anatomy(points, _spine_geometry(rng), opts.label_posterior_elements)
-    labels = labels.reshape(shape)
-    intensity = intensity.reshape(shape)
-
-    image = _acquisition(intensity, spacing, direction, origin, rng)
-    return (Volume(image, spacing, origin, direction),
-            Volume(labels, spacing, origin, direction, is_label=True))
+    build: SpineBuild | None = None
+    if opts.anatomy == "lumbar":
+        points -= 0.5 * (points.min(axis=0) + points.max(axis=0))  # the field of view is centred on the spine
+        build = build_spine(rng)
+        place_spine(build, _LUMBAR_TOP_Z_MM, _LUMBAR_WALL_Y_MM)
+    return rng, shape, spacing, direction, origin, points, build
 
 
 def _acquisition(intensity: np.ndarray, spacing, direction, origin, rng: np.random.Generator) -> np.ndarray:
@@ -220,8 +310,12 @@ def write_phantom_dataset(out_dir: str | Path, n: int, seed: int = 0, options: P
 
     Returns:
         The dataset folder.
+
+    Raises:
+        SpineInputError: ``out_dir`` holds another dataset's ``dataset.json``
+            (:func:`check_phantom_folder`); nothing is written.
     """
-    out = Path(out_dir)
+    out = check_phantom_folder(out_dir)
     (out / "imagesTr").mkdir(parents=True, exist_ok=True)
     (out / "labelsTr").mkdir(parents=True, exist_ok=True)
     cases = []
@@ -234,11 +328,43 @@ def write_phantom_dataset(out_dir: str | Path, n: int, seed: int = 0, options: P
             "case": name,
             "image": f"imagesTr/{name}.nii.gz",
             "label": f"labelsTr/{name}.nii.gz",
-            "source": f"SAFNetSpineLib synthetic phantom, seed {seed + i}",
+            "source": f"{PHANTOM_SOURCE}, seed {seed + i}",
             "sequence": "synthetic T2-like",
             "annotated_labels": list(FOREGROUND_IDS),
             "shape": list(image.shape),
             "spacing_mm": [round(float(s), 4) for s in image.spacing],
         })
     write_json_atomic({"label_scheme": "MRSpineSeg ids", "cases": cases}, out / "dataset.json")
+    return out
+
+
+#: How every phantom case's ``source`` in ``dataset.json`` begins.
+PHANTOM_SOURCE = "SAFNetSpineLib synthetic phantom"
+
+
+def check_phantom_folder(out_dir: str | Path) -> Path:
+    """Refuse a folder whose ``dataset.json`` indexes anything but phantoms (it would be replaced).
+
+    Raises:
+        SpineInputError: naming the index, when it is unreadable or lists a case that
+            is not a phantom.
+    """
+    from SAFNetSpineLib.errors import SpineInputError
+    from SAFNetSpineLib.json_files import read_json_object
+
+    out = Path(out_dir)
+    index = out / "dataset.json"
+    if not index.exists():
+        return out
+    try:
+        cases = read_json_object(index, "dataset.json").get("cases")
+    except SpineInputError as error:
+        raise SpineInputError(index, f"another dataset's index is here ({error.problem}); write the phantoms to "
+                                     "a new folder") from None
+    listed = cases if isinstance(cases, list) else []
+    foreign = [c for c in listed if not (isinstance(c, dict) and str(c.get("source", "")).startswith(PHANTOM_SOURCE))]
+    if foreign or not isinstance(cases, list):
+        example = f", e.g. {foreign[0].get('case', '?')!r}" if foreign and isinstance(foreign[0], dict) else ""
+        raise SpineInputError(index, f"indexes another dataset ({len(listed)} cases{example}, not phantoms) that "
+                                     "would be replaced; write the phantoms to a new folder")
     return out

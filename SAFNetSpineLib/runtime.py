@@ -32,6 +32,7 @@ Slicer GUI process never imports it; it learns devices through the CLI's child p
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -123,6 +124,17 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return bool(cpu_flags(cpuinfo) & BF16_CPU_FLAGS)
 
 
+#: Environment switch: "0" makes "auto" precision behave as on a CPU without native bf16
+#: (fp32 on the CPU). For checking, on a bf16 machine, that everything also holds without
+#: bf16 (``SAFNETSPINE_CPU_BF16=0 make test``); not a user setting.
+CPU_BF16_SWITCH = "SAFNETSPINE_CPU_BF16"
+
+
+def cpu_bf16_in_use() -> bool:
+    """Whether "auto" precision may use this CPU's native bf16 (see :data:`CPU_BF16_SWITCH`)."""
+    return os.environ.get(CPU_BF16_SWITCH, "1") != "0" and cpu_has_native_bf16()
+
+
 def default_precision(device: str | torch.device, purpose: Purpose = "inference") -> Precision:
     """What "auto" precision means for ``purpose`` on ``device`` (see the module's table)."""
     device_type = torch.device(device).type
@@ -130,9 +142,9 @@ def default_precision(device: str | torch.device, purpose: Purpose = "inference"
         if purpose == "training":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "fp16"
-    if device_type == "cpu" and purpose == "inference" and CPU_BF16_BY_DEFAULT and cpu_has_native_bf16():
+    if device_type == "cpu" and purpose == "inference" and CPU_BF16_BY_DEFAULT and cpu_bf16_in_use():
         return "bf16"
-    if device_type == "cpu" and purpose == "training" and cpu_has_native_bf16():
+    if device_type == "cpu" and purpose == "training" and cpu_bf16_in_use():
         return "bf16"
     return "fp32"
 

@@ -11,8 +11,10 @@ import torch
 
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.runtime import (
+    CPU_BF16_SWITCH,
     autocast_context,
     check_precision,
+    cpu_bf16_in_use,
     cpu_flags,
     cpu_has_native_bf16,
     default_precision,
@@ -95,7 +97,7 @@ def test_device_resolution_and_its_errors():
 
 def test_auto_precision_per_purpose_and_refusals():
     assert resolve_precision("auto", "cpu", "inference") == "fp32"
-    assert resolve_precision("auto", "cpu", "training") == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision("auto", "cpu", "training") == ("bf16" if cpu_bf16_in_use() else "fp32")
     assert resolve_precision("bf16", "cpu") == "bf16"
     assert resolve_precision("fp16", "cpu", "training") == "fp16"  # CPU autocast trains fp16 with loss scaling
     with pytest.raises(SpineInputError, match="--precision fp16: precision fp16 needs a GPU"):
@@ -121,3 +123,12 @@ def test_describe_devices_is_json_and_agrees_with_resolution():
     assert described["torch"] == torch.__version__
     assert described["cpu_bf16"] is cpu_has_native_bf16()
     assert (described["gpu_name"] is None) == (described["auto"] != "cuda")
+
+
+def test_the_bf16_switch_makes_auto_training_precision_that_of_a_cpu_without_bf16(monkeypatch):
+    monkeypatch.setenv(CPU_BF16_SWITCH, "0")
+    assert cpu_bf16_in_use() is False
+    assert resolve_precision("auto", "cpu", "training") == "fp32"
+    assert resolve_precision("bf16", "cpu", "training") == "bf16"  # an explicit choice still stands
+    monkeypatch.setenv(CPU_BF16_SWITCH, "1")
+    assert cpu_bf16_in_use() is cpu_has_native_bf16()

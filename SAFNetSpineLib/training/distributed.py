@@ -8,6 +8,7 @@ pickled between processes).
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -83,7 +84,16 @@ class DistributedContext:
         return float(tensor.item())
 
     def close(self) -> None:
+        """Destroy the process group this context created, while the interpreter is fully alive.
+
+        A DistributedDataParallel wrapper keeps the group alive from inside reference cycles,
+        so ``destroy_process_group`` alone does not end it: gloo's worker threads and the
+        tensors they hold were then torn down whenever the garbage collector got there, at
+        worst during interpreter shutdown, where a rank aborted with "terminate called without
+        an active exception". Collecting first makes this call the group's last reference.
+        """
         if self.initialized and dist.is_initialized():
+            gc.collect()
             dist.destroy_process_group()
 
 

@@ -176,18 +176,28 @@ def train(
                          init_weights=Path(init_weights) if init_weights is not None else None, progress=progress,
                          cancel=cancel, resume=resume, cache_dir=Path(cache_dir) if cache_dir else out_dir / "cache",
                          version=version, trained_on=trained_on, parent_version=parent_version)
-        cancelled = False
-        run.model.train()
-        for epoch in range(int(run.state["epoch"]) + 1, config.epochs + 1):
-            started = time.perf_counter()
-            train_loss = run_epoch(run, epoch)
-            if train_loss is None:
-                cancelled = True
-                break
-            validate_and_save(run, epoch, train_loss, started)
-        return finish(run, cancelled)
+        result = run_epochs(run)
+        # The run (its DDP wrapper holds the process group) must be gone before the group is
+        # destroyed, and every rank past its last collective: see DistributedContext.close.
+        del run
+        ctx.barrier()
+        return result
     finally:
         ctx.close()
+
+
+def run_epochs(run: TrainingRun) -> TrainResult:
+    """Step 1b: the epochs from the run's state to ``config.epochs``, then :func:`finish`."""
+    cancelled = False
+    run.model.train()
+    for epoch in range(int(run.state["epoch"]) + 1, run.config.epochs + 1):
+        started = time.perf_counter()
+        train_loss = run_epoch(run, epoch)
+        if train_loss is None:
+            cancelled = True
+            break
+        validate_and_save(run, epoch, train_loss, started)
+    return finish(run, cancelled)
 
 
 def run_epoch(run: TrainingRun, epoch: int) -> float | None:

@@ -2,6 +2,8 @@
 
 * :mod:`.definitions`: what each measurement means, with its literature reference.
 * :mod:`.section`, :mod:`.outline`, :mod:`.bodies`: the geometry, in the patient frame.
+* :mod:`.survey`: what is present in the label map, and the spine frame.
+* :mod:`.angles`: segmental angles, slips and lordosis between measured endplates.
 * :mod:`.spine`: :func:`measure_spine`, the whole label map -> the measurements document.
 * :mod:`.report`: the JSON and CSV files, the table rows and the one-line summary.
 * :mod:`.figure`: the mid-sagittal PNG.

@@ -19,22 +19,26 @@ normals of its two endplates (found iteratively from the direction of the chain 
 centroids), so heights are measured perpendicular to the body's mean endplate, and
 a wedged body is measured along its own axis.
 
-* Heights (anterior, middle, posterior): distance between the superior and
-  inferior outline along the body's superior axis, at :data:`HEIGHT_POSITIONS` of
-  the AP depth from the posterior margin (the anterior and posterior heights are
-  taken 10 % inside the margins, clear of the rounded corners and osteophytes, as in
-  six-point quantitative morphometry), each the mean over a band of
-  +-:data:`HEIGHT_BAND_MM`. Reference: Black DM et al., "Defining incident vertebral
-  deformity: a prospective comparison of several approaches", J Bone Miner Res
-  1999;14:90-101 (six-point morphometry); Frobin W et al., "Precision measurement of
-  disc height, vertebral height and sagittal plane displacement from lateral
-  radiographic views of the lumbar spine", Clin Biomech 1997;12 Suppl 1:S1-S63.
-* AP depth: extent of the body along the anterior axis, through its centre.
 * Endplates: least-squares lines through the superior (inferior) outline between
-  :data:`ENDPLATE_FIT_RANGE` of the depth; their corners are where an outline
-  parallel to the endplate, :data:`CORNER_INSET_FRACTION` of the middle height inside
-  the body, meets the anterior and posterior walls, projected onto the endplate line.
-  The sacrum's superior endplate is S1's (the sacrum has no inferior endplate here).
+  :data:`ENDPLATE_FIT_RANGE` of the depth, clear of rounded corners and osteophytes;
+  their corners are where an outline parallel to the endplate,
+  :data:`CORNER_INSET_FRACTION` of the middle height inside the body, meets the
+  anterior and posterior walls, projected onto the endplate line. The sacrum's superior
+  endplate is S1's (the sacrum has no inferior endplate here).
+* Anterior and posterior heights: distance between the superior and inferior endplate
+  lines along the body's superior axis, at the anterior (posterior) wall, where that
+  wall's two corners are: the six points of quantitative morphometry, placed at the
+  corners. The inset of the line fits and of the corner outline keeps rounded corners
+  out; the heights themselves are taken at the walls, so a wedge keeps its full
+  deformity. Middle height: distance between the superior and inferior outline along
+  the same axis at the middle of the depth (it sees a concave endplate). Each outline
+  height is the mean over a band of +-:data:`HEIGHT_BAND_MM`. References: Black DM et
+  al., "Defining incident vertebral deformity: a prospective comparison of several
+  approaches", J Bone Miner Res 1999;14:90-101 (six-point morphometry); Frobin W et
+  al., "Precision measurement of disc height, vertebral height and sagittal plane
+  displacement from lateral radiographic views of the lumbar spine", Clin Biomech
+  1997;12 Suppl 1:S1-S63.
+* AP depth: extent of the body along the anterior axis, through its centre.
 * Endplate tilt: angle of the endplate line in the sagittal plane, positive when
   its anterior end is lower (the endplate faces anteriorly).
 * Genant grade: :func:`genant_grade` (Genant HK, Wu CY, van Kuijk C, Nevitt MC,
@@ -53,14 +57,24 @@ a wedged body is measured along its own axis.
   endplate (positive = anterior = anterolisthesis); percent of that endplate's
   length; graded by :func:`meyerding_grade` (Meyerding HW, "Spondylolisthesis",
   Surg Gynecol Obstet 1932;54:371-377).
-* Disc heights: like body heights, from the disc's own label.
+* Disc heights: between the disc's own upper and lower outline at
+  :data:`HEIGHT_POSITIONS` of its depth (anterior and posterior 10 % inside its margins).
 * Volume: voxel count times voxel volume of the whole label (a vertebra label holds
   the posterior elements too where they are labelled).
 
+Measured in view. A structure cut by the image edge in its mid-sagittal section (its
+outline within :data:`EDGE_MARGIN_VOXELS` of a face of the grid) loses
+only what needs the cut part: a body loses its heights, depth and grade, and each
+endplate that the cut comes near (:data:`CUT_CLEARANCE_MM`), but an endplate in view
+is measured on its own (like S1's, the top of its outline), with the angles and slips
+it takes part in. So a sacrum cut by the lower image edge still gives S1's endplate,
+the L1-S1 lordosis and the L5/S angle and slip. A structure touching the edge only
+outside its mid-sagittal section (a spinous process, a lateral side) is measured whole.
+Volumes are those of the label as it is in the image.
+
 A measurement that cannot be made is left out and its reason recorded under
-``not_measured``: a structure touching the field-of-view edge anywhere but at its
-lateral sides, a missing neighbour (or one too far away to be the next level:
-:data:`MAX_DISC_SPACE_MM`), an outline that cannot be traced.
+``not_measured``: a part cut by the image edge, a missing neighbour (or one too far
+away to be the next level: :data:`MAX_DISC_SPACE_MM`), an outline that cannot be traced.
 """
 
 from __future__ import annotations
@@ -74,11 +88,20 @@ SECTION_LATERAL_OFFSETS_MM: tuple[float, ...] = (-1.0, 0.0, 1.0)
 SECTION_STEP_MM = 0.25
 #: Sections with less area than this (mm^2) are too small to measure (a fragment).
 MIN_SECTION_AREA_MM2 = 60.0
-#: A face of the grid whose normal is within this cosine of the lateral axis is a
-#: lateral face: a body touching it is still measured in its mid-sagittal plane.
+#: A face of the grid whose normal is within this cosine of the lateral axis is named
+#: "left" or "right" in reasons.
 LATERAL_FACE_COSINE = 0.7
+#: An outline within this many voxels of a grid face's last voxel centres is cut by that
+#: face (faces across the section plane; a label fading out at the border of a network's
+#: prediction stops a voxel or so short of the edge).
+EDGE_MARGIN_VOXELS = 2.0
+#: An endplate measured on its own is kept only when the part of the outline cut by the
+#: image edge stays further than this (mm) from the band its line and corners are traced
+#: in (the segment between its corners, widened by :data:`LONE_ENDPLATE_INSET_MM`).
+CUT_CLEARANCE_MM = 2.0
 
-#: Where the three heights are taken, as a fraction of the AP depth from the posterior margin.
+#: Where the outline heights are taken, as a fraction of the AP depth from the posterior
+#: margin: a body's middle height, and a disc's three heights.
 HEIGHT_POSITIONS: dict[str, float] = {"anterior": 0.9, "middle": 0.5, "posterior": 0.1}
 #: Half-width (mm) of the band of columns averaged into one height.
 HEIGHT_BAND_MM = 1.0
@@ -88,8 +111,9 @@ ENDPLATE_FIT_RANGE = (0.1, 0.9)
 ENDPLATE_COLUMNS = 17
 #: Inset of the corner-finding outline from the endplate, as a fraction of the middle height.
 CORNER_INSET_FRACTION = 0.10
-#: Inset (mm) of the sacrum's corner and depth outline below its superior endplate.
-SACRUM_INSET_MM = 4.0
+#: Inset (mm) of the corner and depth outline under an endplate measured on its own
+#: (S1's, or the one in view of a cut body).
+LONE_ENDPLATE_INSET_MM = 4.0
 
 #: Genant height-loss limits: grade 1 from 20 %, grade 2 from 25 %, grade 3 over 40 %.
 GENANT_LOSS_LIMITS = (0.20, 0.25, 0.40)
@@ -126,6 +150,11 @@ def decimals_of(field: str) -> int:
     if field.startswith("height_ratio"):
         return DECIMALS["ratio"]
     return DECIMALS["deg"]
+
+
+def rounded(field: str, value: float) -> float:
+    """A value rounded as its field is stored (:func:`decimals_of`)."""
+    return round(float(value), decimals_of(field))
 
 
 def genant_grade(ratio_anterior_posterior: float, ratio_middle_posterior: float) -> int:

@@ -109,8 +109,8 @@ def write_measurement_figure(measurements: dict, labels: Volume, path: str | Pat
             ax.text(a_text - 4, s_text - 6, f"{name} {entry['anterior_height_mm']:.1f}/{entry['middle_height_mm']:.1f}/"
                     f"{entry['posterior_height_mm']:.1f}{grade}", color="white", fontsize=7, ha="left",
                     bbox={"facecolor": "black", "alpha": 0.55, "pad": 1.5, "lw": 0})
-        elif "superior_endplate" in marks and structure_by_name(name) is not None:
-            a_text, s_text = xy(marks["superior_endplate"][0])
+        elif structure_by_name(name) is not None and ("superior_endplate" in marks or "inferior_endplate" in marks):
+            a_text, s_text = xy(marks.get("superior_endplate", marks.get("inferior_endplate"))[0])
             ax.text(a_text - 4, s_text - 8, name, color="white", fontsize=7,
                     bbox={"facecolor": "black", "alpha": 0.55, "pad": 1.5, "lw": 0})
     for name, entry in measurements["discs"].items():

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from SAFNetSpineLib.measurements.definitions import (
+    EDGE_MARGIN_VOXELS,
     LATERAL_FACE_COSINE,
     MIN_SECTION_AREA_MM2,
     SECTION_LATERAL_OFFSETS_MM,
@@ -90,38 +91,16 @@ def spine_frame(centroids_lps: list[np.ndarray]) -> SpineFrame:
     return SpineFrame(lateral, superior, anterior, reference)
 
 
-def grid_faces(labels: Volume) -> list[tuple[np.ndarray, set[int]]]:
-    """The six faces of the grid: (outward unit normal in LPS, label ids on that face)."""
-    array = labels.array
-    faces = []
-    for axis in range(3):
-        for end, sign in ((0, -1.0), (array.shape[axis] - 1, 1.0)):
-            index = [slice(None)] * 3
-            index[axis] = end
-            faces.append((sign * labels.direction[:, axis], set(np.unique(array[tuple(index)]).tolist())))
-    return faces
+def edge_name(normal: np.ndarray, frame: SpineFrame) -> str:
+    """A face of the grid named by the patient direction its outward normal (LPS) points to.
 
-
-def cut_edges(faces: list[tuple[np.ndarray, set[int]]], label_id: int, frame: SpineFrame) -> list[str]:
-    """Non-lateral faces of the grid that the structure touches, named by patient direction.
-
-    A structure on such a face continues outside the field of view, so its heights or
-    depth would be cut short. Faces whose normal is near the lateral axis are allowed.
-
-    Args:
-        faces: Output of :func:`grid_faces`.
-        label_id: The structure.
-        frame: The spine frame.
+    "left"/"right" for a face within :data:`LATERAL_FACE_COSINE` of the lateral axis, else
+    the nearer of "anterior", "posterior", "superior", "inferior".
     """
-    names = []
-    for normal, ids in faces:
-        if abs(normal @ frame.lateral) >= LATERAL_FACE_COSINE or label_id not in ids:
-            continue
-        a, s = normal @ frame.anterior, normal @ frame.superior
-        name = ("anterior" if a > 0 else "posterior") if abs(a) > abs(s) else ("superior" if s > 0 else "inferior")
-        if name not in names:
-            names.append(name)
-    return names
+    if abs(normal @ frame.lateral) >= LATERAL_FACE_COSINE:
+        return "left" if normal @ frame.lateral > 0 else "right"
+    a, s = normal @ frame.anterior, normal @ frame.superior
+    return ("anterior" if a > 0 else "posterior") if abs(a) > abs(s) else ("superior" if s > 0 else "inferior")
 
 
 @dataclass
@@ -137,6 +116,10 @@ class Section:
         step: Pixel size (mm).
         lateral: Lateral position (mm) of the plane in the frame.
         area_mm2: Area of the section's outline (values >= 0.5).
+        cut: Pixels inside the outline at or beyond the grid's faces, shape (n_s, n_a),
+            bool: where the image edge cuts the structure (the outline there is the edge,
+            not the structure's surface).
+        edges: Names of the grid edges that cut it (:func:`edge_name`), empty when whole.
     """
 
     values: np.ndarray
@@ -145,6 +128,8 @@ class Section:
     step: float
     lateral: float
     area_mm2: float
+    cut: np.ndarray
+    edges: tuple[str, ...] = ()
 
     def sample(self, points: np.ndarray) -> np.ndarray:
         """Bilinear mask values at (N, 2) in-plane points (a, s); 0 outside the section."""
@@ -162,6 +147,17 @@ class Section:
     def extent_mm(self) -> float:
         """Diagonal of the section's grid (mm): no outline line needs to be longer."""
         return float(np.hypot(*self.values.shape) * self.step)
+
+    def cut_near(self, start: np.ndarray, end: np.ndarray, within_mm: float) -> bool:
+        """Whether the cut (:attr:`cut`) comes within ``within_mm`` of the segment start-end (a, s), each (2,)."""
+        rows, cols = np.nonzero(self.cut)
+        if not len(rows):
+            return False
+        pixels = np.stack([self.a0 + cols * self.step, self.s0 + rows * self.step], axis=1)
+        start, end = np.asarray(start, np.float64), np.asarray(end, np.float64)
+        span = end - start
+        t = np.clip((pixels - start) @ span / max(float(span @ span), 1e-12), 0.0, 1.0)
+        return bool(np.min(np.linalg.norm(pixels - start - t[:, None] * span, axis=1)) <= within_mm)
 
 
 def structure_section(labels: Volume, label_id: int, frame: SpineFrame, keep: str,
@@ -228,4 +224,40 @@ def structure_section(labels: Volume, label_id: int, frame: SpineFrame, keep: st
     else:
         chosen = int(np.argmax(areas))
     values = np.where(parts == chosen + 1, values, 0.0)
-    return Section(values, float(a0), float(s0), step, lateral, float(areas[chosen]))
+    cut, edges = _cut_by_the_grid(labels, frame, plane, lateral, values >= 0.5)
+    return Section(values, float(a0), float(s0), step, lateral, float(areas[chosen]), cut, edges)
+
+
+def _cut_by_the_grid(labels: Volume, frame: SpineFrame, plane: np.ndarray, lateral: float,
+                     inside: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Outline pixels at the grid's faces, and the names of those faces.
+
+    The mask is padded with zeros, so where the structure runs out of the grid its outline
+    closes half a voxel beyond the last voxel centre. An outline within
+    :data:`EDGE_MARGIN_VOXELS` of the last voxel centres of a face across the plane counts
+    as cut too: a label that stops a voxel short of the edge (a prediction fading at the
+    border) is no more whole than one that reaches it. Lateral faces, along which the
+    plane itself runs, count only where the outline is beyond them.
+
+    Args:
+        labels: The label map.
+        frame: The spine frame.
+        plane: In-plane points (a, s) of the section's pixels, shape (n_s * n_a, 2).
+        lateral: Lateral position (mm) of the plane.
+        inside: The outline's pixels, shape (n_s, n_a).
+
+    Returns:
+        (cut pixels, shape (n_s, n_a); face names, in grid-axis order).
+    """
+    index = (frame.to_lps(plane, lateral) - labels.origin[None, :]) @ (labels.direction / labels.spacing[None, :])
+    across = np.abs(frame.lateral @ labels.direction) < LATERAL_FACE_COSINE  # (3,) axes whose faces cross the plane
+    margin = np.where(across, EDGE_MARGIN_VOXELS, 0.0)[None, :]
+    beyond = np.stack([index < margin, index > np.asarray(labels.shape)[None, :] - 1 - margin],
+                      axis=2)  # (N, axis, low/high)
+    beyond &= inside.reshape(-1)[:, None, None]
+    edges = []
+    for axis, end in zip(*np.nonzero(beyond.any(axis=0)), strict=True):
+        name = edge_name((1.0 if end else -1.0) * labels.direction[:, axis], frame)
+        if name not in edges:
+            edges.append(name)
+    return beyond.any(axis=(1, 2)).reshape(inside.shape), tuple(edges)

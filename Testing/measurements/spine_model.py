@@ -94,9 +94,28 @@ class Spine:
         return float((self.endplate(upper, "inf")[0] - post_l) @ d)
 
 
+def rounded(polygon: np.ndarray, radius: float, segments: int = 8) -> np.ndarray:
+    """A convex polygon with every corner replaced by a circular arc of ``radius`` mm tangent to both edges."""
+    points = []
+    n = len(polygon)
+    for i in range(n):
+        corner, before, after = polygon[i], polygon[i - 1], polygon[(i + 1) % n]
+        u, v = before - corner, after - corner
+        u, v = u / np.linalg.norm(u), v / np.linalg.norm(v)
+        half = 0.5 * np.arccos(np.clip(u @ v, -1.0, 1.0))  # half the interior angle
+        start, end = corner + radius / np.tan(half) * u, corner + radius / np.tan(half) * v
+        bisector = (u + v) / np.linalg.norm(u + v)
+        centre = corner + radius / np.sin(half) * bisector
+        a0, a1 = (np.arctan2(*(p - centre)[::-1]) for p in (start, end))
+        a1 = a0 + (a1 - a0 + np.pi) % (2 * np.pi) - np.pi  # the short way round
+        angles = np.linspace(a0, a1, segments + 1)
+        points.extend(centre + radius * np.stack([np.cos(angles), np.sin(angles)], axis=1))
+    return np.array(points)
+
+
 def lumbar_spine(tilts: dict[str, float], sacrum_tilt: float | None = 38.0, gap: float = 10.0, depth: float = 35.0,
                  heights: dict[str, tuple[float, float]] | None = None, shifts: dict[str, float] | None = None,
-                 with_discs: bool = True, posterior_elements: bool = False) -> Spine:
+                 with_discs: bool = True, posterior_elements: bool = False, corner_radius: float = 0.0) -> Spine:
     """Stack bodies from the bottom up.
 
     Args:
@@ -109,6 +128,9 @@ def lumbar_spine(tilts: dict[str, float], sacrum_tilt: float | None = 38.0, gap:
             the lower endplate (a forward slip at the disc below it).
         with_discs: Draw the discs.
         posterior_elements: Add a spinous process to each body, with its label.
+        corner_radius: Round each body's corners with arcs of this radius (mm); the
+            heights, endplates and corners of the construction stay those of the
+            trapezoid (the lines that the rounded outline runs into).
     """
     heights = heights or {}
     shifts = shifts or {}
@@ -141,7 +163,8 @@ def lumbar_spine(tilts: dict[str, float], sacrum_tilt: float | None = 38.0, gap:
         if with_discs and below_name is not None:
             post_b, ant_b = spine.endplate(below_name, "sup")
             spine.polygons.append((DISC_IDS[(name, below_name)], np.array([post_b, ant_b, c["ant_inf"], c["post_inf"]])))
-        spine.polygons.append((NAMES_TO_IDS[name], body.polygon()))
+        outline = rounded(body.polygon(), corner_radius) if corner_radius > 0 else body.polygon()
+        spine.polygons.append((NAMES_TO_IDS[name], outline))
         if posterior_elements:
             # A spinous process behind a 15 mm canal, with the body's label (MRSpineSeg style).
             f, u = along(tilt), normal(tilt)
@@ -169,16 +192,48 @@ def rotation(axis, degrees) -> np.ndarray:
 
 #: Index axes of a sagittal scan as columns (LPS): i -> left, j -> inferior, k -> posterior.
 SAGITTAL = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])
+#: name -> LPS direction columns of the oblique grids the spines are drawn on.
+OBLIQUE_DIRECTIONS = {
+    # sagittal, oblique about a skew axis
+    "skew_sagittal": rotation((1, 0.3, 0.2), 20.0) @ SAGITTAL,
+    # axes permuted and one flipped, rotated 12 degrees in the sagittal plane
+    "permuted_flipped": rotation((1, 0, 0), 12.0) @ SAGITTAL[:, [2, 0, 1]] * np.array([1.0, -1.0, 1.0]),
+    # i -> posterior, j -> inferior, k -> right, one axis flipped (left-handed), oblique
+    "left_handed": rotation((0, 1, 1), 7.0) @ np.array([[0, 1.0, 0], [0, 0, -1.0], [-1.0, 0, 0]]).T
+    @ np.diag([1.0, 1.0, -1.0]),
+}
+#: name -> (direction, spacing mm): thick slices (3-4 mm) across the spine, anisotropic in plane.
+THICK_SLICE_GRIDS = {name: (OBLIQUE_DIRECTIONS[name], spacing) for name, spacing in (
+    ("skew_sagittal", (4.0, 0.8, 1.0)), ("permuted_flipped", (1.2, 3.5, 1.2)), ("left_handed", (0.9, 0.9, 3.0)))}
+#: name -> (direction, spacing mm): 0.5-1.2 mm voxels.
+FINE_OBLIQUE_GRIDS = {name: (OBLIQUE_DIRECTIONS[name], spacing) for name, spacing in (
+    ("skew_sagittal", (1.2, 0.5, 0.8)), ("permuted_flipped", (0.7, 1.1, 0.6)), ("left_handed", (1.0, 0.9, 1.2)))}
+
+
+def height_errors(spine: Spine, vertebrae: dict) -> dict[str, float]:
+    """Measured minus constructed size of every body: "L3 anterior_height_mm" -> error (mm).
+
+    The anterior and posterior heights are the walls', the middle height is at the middle
+    of the depth; ``vertebrae`` is the measurements document's "vertebrae".
+    """
+    errors = {}
+    for name, body in spine.bodies.items():
+        expected = {"anterior_height_mm": body.anterior, "middle_height_mm": body.height_at(0.5),
+                    "posterior_height_mm": body.posterior, "ap_depth_mm": body.depth}
+        errors.update({f"{name} {field}": vertebrae[name][field] - value for field, value in expected.items()})
+    return errors
 
 
 def rasterise(spine: Spine, direction: np.ndarray, spacing, half_width: float = 20.0, margin: float = 12.0,
               lateral_cover: float | None = None, crop_superior: float | None = None,
-              centre_lps=(3.0, -40.0, 60.0)) -> Volume:
+              crop_inferior: float | None = None, centre_lps=(3.0, -40.0, 60.0)) -> Volume:
     """The spine's label map on a grid of the given direction (LPS columns) and spacing.
 
     The grid covers every polygon plus ``margin`` mm; laterally it covers
-    +-``lateral_cover`` mm (default: half_width + margin); ``crop_superior`` cuts the
-    field of view at that in-plane superior coordinate.
+    +-``lateral_cover`` mm (default: half_width + margin). ``crop_superior`` and
+    ``crop_inferior`` cut the field of view there: the grid's face nearest to the superior
+    (inferior) direction then passes through the in-plane point (a = 0, s = crop), within
+    one voxel; on an oblique grid that face is oblique too.
     """
     direction = np.asarray(direction, float)
     spacing = np.asarray(spacing, float)
@@ -187,22 +242,33 @@ def rasterise(spine: Spine, direction: np.ndarray, spacing, half_width: float = 
     lateral = half_width + margin if lateral_cover is None else lateral_cover
     lo = np.array([corners2[:, 0].min() - margin, corners2[:, 1].min() - margin])
     hi = np.array([corners2[:, 0].max() + margin, corners2[:, 1].max() + margin])
-    if crop_superior is not None:
-        hi[1] = crop_superior
     # Box corners in LPS: (a, s, lateral) -> centre + lateral * L - a * P + s * S.
     box = np.array([[a, s, x] for a in (lo[0], hi[0]) for s in (lo[1], hi[1]) for x in (-lateral, lateral)])
     lps = centre[None, :] + np.stack([box[:, 2], -box[:, 0], box[:, 1]], axis=1)
     index = (lps - centre) @ direction / spacing[None, :]
     low, high = np.floor(index.min(axis=0)), np.ceil(index.max(axis=0))
+    axis = int(np.argmax(np.abs(direction[2])))  # the grid axis nearest to superior
+    for crop, towards in ((crop_superior, 1.0), (crop_inferior, -1.0)):
+        if crop is not None:
+            at = (np.array([0.0, 0.0, crop]) @ direction / spacing)[axis]  # (a = 0, s = crop) -> index
+            if towards * direction[2, axis] > 0:
+                high[axis] = np.floor(at)
+            else:
+                low[axis] = np.ceil(at)
     shape = tuple(int(n) for n in high - low + 1)
     origin = centre + direction @ (spacing * low)
-    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).reshape(-1, 3)
-    points = origin[None, :] + (ijk * spacing[None, :]) @ direction.T - centre[None, :]
-    a, s, x = -points[:, 1], points[:, 2], points[:, 0]
-    keep = np.abs(x) <= half_width
-    labels = np.zeros(len(points), np.uint8)
-    plane = np.stack([a, s], axis=1)
-    for label_id, polygon in spine.polygons:
-        inside = keep & inside_convex(plane, polygon)
-        labels[inside] = label_id
-    return Volume(labels.reshape(shape), spacing, origin, direction, is_label=True)
+    labels = np.zeros(shape, np.uint8)
+    for label_id, polygon in spine.polygons:  # each only over the grid box around its prism, later ones on top
+        prism = np.array([[a, s, x] for a, s in polygon for x in (-half_width, half_width)])
+        corner_index = (centre[None, :] + np.stack([prism[:, 2], -prism[:, 0], prism[:, 1]], axis=1)
+                        - origin[None, :]) @ direction / spacing[None, :]
+        start = np.clip(np.floor(corner_index.min(axis=0)).astype(int), 0, shape)
+        stop = np.clip(np.ceil(corner_index.max(axis=0)).astype(int) + 1, 0, shape)
+        box = tuple(slice(b, e) for b, e in zip(start, stop, strict=True))
+        ijk = np.stack(np.meshgrid(*[np.arange(b, e) for b, e in zip(start, stop, strict=True)], indexing="ij"),
+                       axis=-1).reshape(-1, 3)
+        points = origin[None, :] + (ijk * spacing[None, :]) @ direction.T - centre[None, :]
+        inside = (np.abs(points[:, 0]) <= half_width) & inside_convex(np.stack([-points[:, 1], points[:, 2]], axis=1),
+                                                                      polygon)
+        labels[box][inside.reshape(labels[box].shape)] = label_id
+    return Volume(labels, spacing, origin, direction, is_label=True)

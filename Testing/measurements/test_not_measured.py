@@ -16,17 +16,46 @@ def spine():
     return lumbar_spine(TILTS)
 
 
-def test_body_cut_by_the_field_of_view(spine):
+@pytest.mark.parametrize("gap_voxels", [0, 1])
+def test_body_cut_by_the_field_of_view_keeps_the_endplate_in_view(spine, gap_voxels):
+    """L1 cut 8 mm under its top: no heights, no superior endplate; its inferior endplate gives L1/L2.
+
+    With ``gap_voxels=1`` the label stops one voxel short of the edge, as a network's
+    prediction fading at the border does: it is cut all the same.
+    """
     top = max(c[1] for c in spine.bodies["L1"].corners.values())
     labels = rasterise(spine, *GRID, crop_superior=top - 8.0)
-    result = measure_spine(labels)
-    assert "L1" in result["vertebrae"] and "anterior_height_mm" not in result["vertebrae"]["L1"]
-    assert "field of view" in result["not_measured"]["vertebrae.L1"]
-    assert "superior" in result["not_measured"]["vertebrae.L1"]
-    assert "L1/L2" not in result["listhesis"] and "L1 not measured" in result["not_measured"]["listhesis.L1/L2"]
-    assert "lumbar_lordosis_L1_S1" not in result["angles_deg"]
-    assert "L1" in result["not_measured"]["angles_deg.lumbar_lordosis_L1_S1"]
+    array = labels.array.copy()
+    array[:, :gap_voxels, :] = 0  # index axis 1 runs inferior: its first rows are the superior edge
+    result = measure_spine(labels.with_array(array))
+    nm = result["not_measured"]
+    l1 = result["vertebrae"]["L1"]
+    assert "anterior_height_mm" not in l1 and "genant_grade" not in l1 and "superior_endplate_tilt_deg" not in l1
+    assert set(l1["landmarks_lps_mm"]) == {"inferior_endplate"}
+    assert nm["vertebrae.L1.heights"] == "cut by the field of view (touches its superior edge)"
+    assert nm["vertebrae.L1.superior_endplate"] == "cut by the field of view (touches its superior edge)"
+    assert "vertebrae.L1" not in nm and "vertebrae.L1.inferior_endplate" not in nm
+    assert result["angles_deg"]["segmental"]["L1/L2"] == pytest.approx(spine.tilt("L2", "sup") - spine.tilt("L1", "inf"),
+                                                                       abs=2.0)
+    assert result["listhesis"]["L1/L2"]["slip_mm"] == pytest.approx(abs(spine.slip("L1", "L2")), abs=1.5)
+    assert "lumbar_lordosis_L1_S1" not in result["angles_deg"] and "lumbar_lordosis_L1_L5" not in result["angles_deg"]
+    assert nm["angles_deg.lumbar_lordosis_L1_S1"] == (
+        "L1's superior endplate not measured: cut by the field of view (touches its superior edge)")
     assert "anterior_height_mm" in result["vertebrae"]["L2"]  # the rest is measured
+    assert not [k for k in nm if "L2" in k or "L3" in k]
+
+
+def test_body_cut_near_its_inferior_endplate_gives_nothing(spine):
+    """L1 cut 3 mm above its inferior endplate's anterior corner: too little wall for its corners, L1 gives nothing."""
+    corners = spine.bodies["L1"].corners
+    labels = rasterise(spine, *GRID, crop_superior=max(corners["post_inf"][1], corners["ant_inf"][1]) + 3.0)
+    result = measure_spine(labels)
+    nm = result["not_measured"]
+    assert nm["vertebrae.L1"].startswith("cut by the field of view (touches its superior edge)")
+    assert nm["vertebrae.L1"].count("field of view") == 1  # said once, whichever endplates it cost
+    assert set(result["vertebrae"]["L1"]) == {"volume_ml"}
+    assert nm["listhesis.L1/L2"] == "L1 not measured"
+    assert "L1/L2" not in result["listhesis"]
 
 
 def test_bodies_touching_the_lateral_edges_are_still_measured(spine):

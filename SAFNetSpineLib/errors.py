@@ -1,4 +1,4 @@
-"""The error types the library raises for bad input and for outputs it cannot write.
+"""The error (and warning) types the library raises for bad input and for outputs it cannot write.
 
 Every message names the file (or case) and the problem on one line, so that the CLI
 can print it without a traceback and the Slicer module can show it in a dialog.
@@ -7,6 +7,12 @@ can print it without a traceback and the Slicer module can show it in a dialog.
 from __future__ import annotations
 
 from pathlib import Path
+
+
+def one_line(subject: str | Path | None, problem: str) -> str:
+    """"SUBJECT: problem" (or just the problem) with every run of white space made one space."""
+    text = problem if subject is None else f"{subject}: {problem}"
+    return " ".join(text.split())
 
 
 class SpineInputError(Exception):
@@ -20,8 +26,7 @@ class SpineInputError(Exception):
     def __init__(self, subject: str | Path | None, problem: str):
         self.subject = None if subject is None else str(subject)
         self.problem = problem
-        text = problem if subject is None else f"{subject}: {problem}"
-        super().__init__(" ".join(text.split()))
+        super().__init__(one_line(subject, problem))
 
 
 class SpineOutputError(SpineInputError):
@@ -41,3 +46,19 @@ class SpineOutputError(SpineInputError):
     def __init__(self, subject: str | Path | None, problem: str, reason: str | None = None):
         super().__init__(subject, problem)
         self.reason = reason or problem
+
+
+class SpineInputWarning(UserWarning):
+    """An input the library can use but whose reader had to assume something (e.g. no orientation in a header).
+
+    Emitted with :func:`warnings.warn`; the command line prints it as one ``warning:`` line.
+
+    Args:
+        subject: The file the warning is about (may be None).
+        problem: What was assumed, in a few words.
+    """
+
+    def __init__(self, subject: str | Path | None, problem: str):
+        self.subject = None if subject is None else str(subject)
+        self.problem = problem
+        super().__init__(one_line(subject, problem))

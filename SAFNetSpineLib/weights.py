@@ -25,6 +25,10 @@ if TYPE_CHECKING:  # torch is imported where tensors are handled, not to read a 
 TENSOR_FILE = "model.safetensors"
 MANIFEST_FILE = "model.json"
 MANIFEST_FORMAT = 1
+#: H and W of the network grid must be multiples of this: every registered network halves them four times.
+NETWORK_INPLANE_MULTIPLE = 16
+#: Largest network grid a manifest may ask for: 14 times the paper's 18 x 256 x 128.
+MAX_NETWORK_VOXELS = 2**23
 
 
 @dataclass
@@ -43,6 +47,8 @@ class ModelManifest:
         parent_version: Version this one was fine-tuned from, or None.
         sha256: Hex digest of model.safetensors (filled in by save_weights).
         format: Manifest format number.
+        model_card: File name, relative to the weights folder, of the model card (intended
+            use, training data, evaluation, limits), e.g. "README.md"; "" when there is none.
     """
 
     architecture: str
@@ -56,6 +62,7 @@ class ModelManifest:
     parent_version: str | None = None
     sha256: str = ""
     format: int = MANIFEST_FORMAT
+    model_card: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,6 +102,7 @@ _FIELD_TYPES = {
     "parent_version": (str, type(None)),
     "sha256": (str,),
     "format": (int,),
+    "model_card": (str,),
 }
 
 
@@ -108,12 +116,14 @@ def _json_type(value) -> str:
 
 
 def default_weights_dir() -> Path:
-    """The bundled default weights: ``Resources/Models/safnet-default`` beside the library.
+    """The bundled default weights: ``Resources/Models/safnet-default`` (see :mod:`SAFNetSpineLib.bundled`).
 
-    The source tree and the installed Slicer extension both keep ``Resources/`` next to
-    the ``SAFNetSpineLib`` package folder.
+    The source tree and the installed Slicer extension keep ``Resources/`` next to the
+    ``SAFNetSpineLib`` package folder; ``pip install .`` puts it inside the package.
     """
-    return Path(__file__).resolve().parents[1] / "Resources" / "Models" / "safnet-default"
+    from SAFNetSpineLib.bundled import resources_dir
+
+    return resources_dir() / "Models" / "safnet-default"
 
 
 def save_weights(model: torch.nn.Module, folder: str | Path, manifest: ModelManifest) -> Path:
@@ -168,13 +178,25 @@ def read_manifest(folder: str | Path) -> ModelManifest:
 
 
 def _check_preprocess(preprocess: dict, manifest_path: Path) -> None:
-    """Refuse a ``preprocess`` entry that inference could not use, naming the manifest."""
+    """Refuse a ``preprocess`` entry that inference could not use, naming the manifest.
+
+    Beyond what :class:`PreprocessConfig` checks, the network grid must suit every
+    registered network (H and W multiples of :data:`NETWORK_INPLANE_MULTIPLE`) and fit
+    in memory (at most :data:`MAX_NETWORK_VOXELS`).
+    """
     from SAFNetSpineLib.preprocessing.config import PreprocessConfig
 
     try:
-        PreprocessConfig.from_dict(preprocess)
+        shape = PreprocessConfig.from_dict(preprocess).target_shape
     except SpineInputError as error:
         raise SpineInputError(manifest_path, f"bad 'preprocess' entry ({error.problem})") from None
+    text = " x ".join(str(n) for n in shape)
+    if shape[1] % NETWORK_INPLANE_MULTIPLE or shape[2] % NETWORK_INPLANE_MULTIPLE:
+        raise SpineInputError(manifest_path, f"bad 'preprocess' entry (target_shape {text}: H and W must be "
+                                             f"multiples of {NETWORK_INPLANE_MULTIPLE})")
+    if shape[0] * shape[1] * shape[2] > MAX_NETWORK_VOXELS:
+        raise SpineInputError(manifest_path, f"bad 'preprocess' entry (target_shape {text} is more than "
+                                             f"{MAX_NETWORK_VOXELS:,} voxels; the paper's grid is 18 x 256 x 128)")
 
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelManifest]:

@@ -64,13 +64,15 @@ def _raise_terminated(signum, frame) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand; returns the process exit code.
 
-    Exit codes: 0 done, 2 bad input or an output that could not be written (one line on
-    stderr), 130 cancelled (Ctrl-C), 143 terminated (SIGTERM); with ``--debug`` the
+    Exit codes: 0 done, 2 bad input, an output that could not be written or memory run out
+    (one line on stderr), 130 cancelled (Ctrl-C), 143 terminated (SIGTERM); with ``--debug`` the
     traceback is shown instead of the line.
     """
+    from SAFNetSpineLib.cli.common import show_input_warnings_in_one_line
     from SAFNetSpineLib.progress import end_open_lines
 
     args = build_parser().parse_args(argv)
+    show_input_warnings_in_one_line()
     previous = _install_sigterm()
     try:
         return int(args.func(args) or 0)
@@ -79,6 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         end_open_lines()  # never glue the error to a progress bar
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except MemoryError:  # the input checks estimate memory from the header; this is the fallback
+        if args.debug:
+            raise
+        end_open_lines()
+        print("error: out of memory; close other programs or give a smaller (cropped) image", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if args.debug:

@@ -1,4 +1,5 @@
-"""Options several subcommands share: ``--progress`` and flags generated from a config dataclass.
+"""Options several subcommands share: ``--progress``, ``--level-hint``, file-name options, flags
+generated from a config dataclass, and how input warnings are shown.
 
 A config dataclass (``TrainConfig``, ``FinetuneConfig``) is the one place its defaults and
 meanings are written: :func:`add_config_flags` gives every field a long flag
@@ -12,8 +13,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import os
+import sys
+import warnings
 from collections.abc import Collection
 
+from SAFNetSpineLib.errors import SpineInputError, SpineInputWarning
 from SAFNetSpineLib.progress import PROGRESS_MODES
 
 
@@ -22,6 +27,58 @@ def add_progress_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress", choices=PROGRESS_MODES, default="bar",
                         help="progress as a bar on stderr, JSON lines on stdout (one object per line, "
                              "see docs/INTERFACES.md), or none (default bar)")
+
+
+def level_hint_option(text: str | None):
+    """The parsed ``--level-hint`` (a :class:`~SAFNetSpineLib.inference.naming.LevelHint`), None when not given.
+
+    Raises:
+        SpineInputError: an empty or blank value (it would otherwise be ignored), or one
+            :func:`~SAFNetSpineLib.inference.naming.parse_level_hint` refuses.
+    """
+    if text is None:
+        return None
+    if not text.strip():
+        raise SpineInputError(None, "--level-hint is empty; give NAME=R,A,S (e.g. L3=12.5,-30,40) or leave it out")
+    from SAFNetSpineLib.inference.naming import parse_level_hint
+
+    return parse_level_hint(text)
+
+
+def check_plain_name(flag: str, value: str | None) -> None:
+    """Refuse a file-name option that is not a plain name in the output folder (``../x``, ``a/b``, ``..``).
+
+    Raises:
+        SpineInputError: naming the option and the value.
+    """
+    if value is None:
+        return
+    separators = [sep for sep in (os.sep, os.altsep, "/", "\\") if sep]
+    if value.strip() in ("", ".", "..") or any(sep in value for sep in separators) or "\0" in value:
+        raise SpineInputError(None, f"{flag} {value!r}: must be a plain file name, without folders "
+                                    "(outputs stay in -o)")
+
+
+def show_input_warnings_in_one_line() -> None:
+    """Print each :class:`SpineInputWarning` as one ``warning: FILE: problem`` line on stderr.
+
+    Other warnings are shown as Python shows them. Installing twice is harmless.
+    """
+    shown = warnings.showwarning
+    if getattr(shown, "spine_one_line", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, SpineInputWarning):
+            from SAFNetSpineLib.progress import end_open_lines
+
+            end_open_lines()  # never glue the warning to a progress bar
+            print(f"warning: {message}", file=file or sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.spine_one_line = True
+    warnings.showwarning = show
 
 
 def attribute_docs(cls: type) -> dict[str, str]:

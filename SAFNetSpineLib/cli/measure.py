@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from SAFNetSpineLib.cli.common import check_plain_name
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("measure", help="body and disc heights, lordosis, slips and Genant grades",
@@ -21,13 +23,15 @@ def add_parser(subparsers) -> None:
                         help="label map with the spine label ids (.nii.gz, .nrrd, .seg.nrrd, .mha)")
     parser.add_argument("--image", type=Path, metavar="IMAGE", help="image to draw the figure over")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder")
-    parser.add_argument("--name", metavar="NAME", help="file name stem (default: the label map's, without _seg)")
+    parser.add_argument("--name", metavar="NAME",
+                        help="file name stem, no folders (default: the label map's, without _seg)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from SAFNetSpineLib.measurements import measure_label_file, summary_line
 
+    check_plain_name("--name", args.name)  # ../x would write outside -o
     measurements, written = measure_label_file(args.labelmap, args.output, args.image, args.name)
     print(summary_line(measurements))
     print("wrote " + ", ".join(str(p) for p in written))

@@ -11,9 +11,10 @@ from SAFNetSpineLib.errors import SpineInputError
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("phantom", help="write synthetic spine MR phantoms (imagesTr/labelsTr/dataset.json)",
                                    description=__doc__)
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="dataset folder to write")
+    parser.add_argument("-o", "--output", required=True, type=Path, metavar="DIR",
+                        help="dataset folder to write (refused if it holds another dataset's dataset.json)")
     parser.add_argument("--n", type=int, default=4, help="number of phantoms (default 4)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first phantom; case i uses seed+i")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first phantom (0 or more); case i uses seed+i")
     parser.add_argument("--bodies-only", action="store_true",
                         help="label vertebral bodies only (posterior elements stay unlabelled, as in many real sets)")
     parser.set_defaults(func=run)
@@ -25,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise SpineInputError(None, f"--n must be at least 1, got {args.n}")
+    if args.seed < 0:
+        raise SpineInputError(None, f"--seed must be 0 or more (seeds are non-negative), got {args.seed}")
     check_writable_dir(args.output)
     out = write_phantom_dataset(args.output, args.n, args.seed,
                                 PhantomOptions(label_posterior_elements=not args.bodies_only))

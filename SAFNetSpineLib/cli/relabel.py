@@ -4,7 +4,9 @@
 (RAS mm, as Slicer shows a markup point) L3 and every other vertebra and disc by
 counting from it; without a hint the count starts at the sacrum. Writes the files
 ``segment`` writes: ``OUTDIR/NAME_seg.nii.gz`` (and/or ``NAME.seg.nrrd``) and
-``OUTDIR/NAME_seg.json`` with ``naming`` and each structure's ``name_confidence``.
+``OUTDIR/NAME_seg.json`` with ``naming`` and each structure's ``name_confidence``. An output
+that would replace LABELMAP itself (``relabel d/NAME_seg.nii.gz -o d``) is refused: choose
+another OUTDIR.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from SAFNetSpineLib.cli.common import level_hint_option
 from SAFNetSpineLib.inference.outputs import FORMATS, level_table
 
 HINT_HELP = ("NAME=R,A,S: the structure at this point (RAS mm, Slicer's convention) is NAME (e.g. L3, L4/L5, S); "
@@ -31,16 +34,16 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from SAFNetSpineLib.inference.naming import parse_level_hint
-    from SAFNetSpineLib.inference.relabel import relabel_file
+    from SAFNetSpineLib.inference.relabel import relabel_file, relabel_output_paths
     from SAFNetSpineLib.io import check_writable_dir
 
-    hint = parse_level_hint(args.level_hint) if args.level_hint else None
+    hint = level_hint_option(args.level_hint)  # "" is refused, not ignored
+    relabel_output_paths(args.labelmap, args.output, args.format)  # never over the input
     out_dir = check_writable_dir(args.output)
     run_ = relabel_file(args.labelmap, out_dir, hint, args.format)
     result = run_.naming
-    print(f"{args.labelmap.name}: level names {result.naming['status']} (anchor: {result.naming['anchor']}): "
-          f"{result.naming['reason']}")
+    print(f"{args.labelmap.name}: level names {result.naming['status']} (anchor: {result.naming['anchor']}; "
+          f"{result.naming['counted_from']}): {result.naming['reason']}")
     from SAFNetSpineLib.inference.postprocess import structure_volumes_ml
 
     print(level_table(structure_volumes_ml(result.labels)))

@@ -17,7 +17,13 @@ import numpy as np
 
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.inference.naming import LevelHint, NamingResult, name_levels
-from SAFNetSpineLib.inference.outputs import OutputPaths, SegmentOutputs, output_stem, write_label_outputs
+from SAFNetSpineLib.inference.outputs import (
+    OutputPaths,
+    SegmentOutputs,
+    check_outputs_spare_inputs,
+    output_stem,
+    write_label_outputs,
+)
 from SAFNetSpineLib.inference.postprocess import structure_volumes_ml
 from SAFNetSpineLib.labels import NUM_CLASSES
 from SAFNetSpineLib.volume import Volume
@@ -48,7 +54,7 @@ def relabel_volume(labels: Volume, hint: LevelHint | None = None, subject: str |
         spacing, origin and direction, and the same voxels in the same structures.
 
     Raises:
-        SpineInputError: label values outside the table, or a hint outside every structure.
+        SpineInputError: label values outside the table, or a hint point outside the image.
     """
     check_label_values(labels, subject)
     labels = labels.with_array(np.asarray(labels.array).astype(np.uint8, copy=False), is_label=True)
@@ -76,6 +82,21 @@ def relabel_stem(path: Path) -> str:
     return stem[: -len("_seg")] if stem.endswith("_seg") and len(stem) > len("_seg") else stem
 
 
+def relabel_output_paths(path: Path, out_dir: Path, label_format: str = "nii.gz") -> OutputPaths:
+    """Where :func:`relabel_file` writes for ``path``, refusing a plan that would overwrite ``path`` itself.
+
+    ``relabel d/scan_seg.nii.gz -o d`` would replace its own input (``d/scan_seg.nii.gz``),
+    as would ``relabel d/scan.seg.nrrd --format seg.nrrd -o d``: like ``segment``, this
+    is refused rather than written beside it under another name, so that the outputs
+    keep the names ``segment`` gives them and the user's map stays as it was.
+
+    Raises:
+        SpineInputError: naming the output and the input.
+    """
+    paths = OutputPaths.for_input(out_dir, Path(out_dir) / f"{relabel_stem(Path(path))}.nii.gz")
+    return check_outputs_spare_inputs([Path(path)], out_dir, label_format, plans=[paths])[0]
+
+
 def relabel_file(path: Path, out_dir: Path, hint: LevelHint | None = None, label_format: str = "nii.gz") -> RelabelRun:
     """Read a label map, rename its levels, write the files ``segment`` writes into ``out_dir``.
 
@@ -87,10 +108,15 @@ def relabel_file(path: Path, out_dir: Path, hint: LevelHint | None = None, label
 
     Returns:
         :class:`RelabelRun`.
+
+    Raises:
+        SpineInputError: an output would overwrite ``path`` (checked before reading),
+            or the label map is unusable.
     """
     from SAFNetSpineLib.io import read_volume
 
     path = Path(path)
+    paths = relabel_output_paths(path, out_dir, label_format)
     started = time.perf_counter()
     labels = read_volume(path, is_label=True)
     read_s = time.perf_counter() - started
@@ -98,8 +124,6 @@ def relabel_file(path: Path, out_dir: Path, hint: LevelHint | None = None, label
     result = relabel_volume(labels, hint, path)
     naming_s = time.perf_counter() - started
     started = time.perf_counter()
-    stem_path = Path(out_dir) / f"{relabel_stem(path)}.nii.gz"
-    paths = OutputPaths.for_input(out_dir, stem_path)
     written = write_label_outputs(result.labels, labels, paths, label_format)
     outputs = SegmentOutputs(input=path, outputs=written, model_version=None, weights=[], device=None,
                              precision=None, tta=False, volumes_ml=structure_volumes_ml(result.labels),

@@ -120,8 +120,10 @@ def read_seg_nrrd(path: str | Path) -> Volume:
         uint8 label Volume (is_label=True) on the segmentation's grid.
 
     Raises:
-        SpineInputError: unreadable file, or segments whose names are not in the table
-            (all of them are named).
+        SpineInputError: unreadable file, segments whose names are not in the table
+            (all of them are named), two segments standing for one structure or sharing
+            one label value, or a label value or layer the voxels cannot hold (such a
+            segment would silently vanish).
     """
     import slicerio
 
@@ -149,6 +151,7 @@ def read_seg_nrrd(path: str | Path) -> Volume:
             matched.append((segment, found))
     if unknown:
         raise SpineInputError(path, f"segments not in the spine label table: {', '.join(unknown)}")
+    _check_segments_distinct(matched, voxels, path)
 
     labels = np.zeros(shape, dtype=np.uint8)
     for segment, found in matched:
@@ -157,3 +160,45 @@ def read_seg_nrrd(path: str | Path) -> Volume:
         return Volume(labels, spacing, ijk_to_lps[:3, 3], ijk_to_lps[:3, :3] / spacing[None, :], is_label=True)
     except ValueError as error:
         raise SpineInputError(path, f"invalid geometry ({error})") from None
+
+
+def _segment_text(segment: dict) -> str:
+    """How a segment is named in an error: "'L5' (Segment_2)"."""
+    name, segment_id = segment.get("name"), segment.get("id")
+    if name is None:
+        return f"'{segment_id or '?'}'"
+    return f"'{name}'" + (f" ({segment_id})" if segment_id and segment_id != name else "")
+
+
+def _check_segments_distinct(matched: list[tuple[dict, Structure]], voxels: np.ndarray, path: Path) -> None:
+    """Refuse segments that would be merged or lost when made into one label map.
+
+    Args:
+        matched: (segment, the structure it stands for) for every segment.
+        voxels: The labelmap voxels, (I, J, K) or (layers, I, J, K).
+        path: File named in the error.
+    """
+    layers = voxels.shape[0] if voxels.ndim == 4 else 1
+    if np.issubdtype(voxels.dtype, np.integer):
+        value_range = (max(int(np.iinfo(voxels.dtype).min), 1), int(np.iinfo(voxels.dtype).max))
+    else:
+        value_range = (1, None)
+    by_structure: dict[int, dict] = {}
+    by_value: dict[tuple[int, int], dict] = {}
+    for segment, found in matched:
+        value, layer = segment.get("labelValue", 1), segment.get("layer", 0)
+        low, high = value_range
+        if not isinstance(value, int | np.integer) or value < low or (high is not None and value > high):
+            raise SpineInputError(path, f"segment {_segment_text(segment)} has label value {value}, which the "
+                                        f"{voxels.dtype} voxels cannot hold ({low}..{high}): it would vanish")
+        if not isinstance(layer, int | np.integer) or not 0 <= layer < layers:
+            raise SpineInputError(path, f"segment {_segment_text(segment)} is in layer {layer}; the file has "
+                                        f"{layers}: it would vanish")
+        if found.label_id in by_structure:
+            raise SpineInputError(path, f"segments {_segment_text(by_structure[found.label_id])} and "
+                                        f"{_segment_text(segment)} both stand for {found.short_name}; "
+                                        "rename or merge them in Slicer")
+        if (int(layer), int(value)) in by_value:
+            raise SpineInputError(path, f"segments {_segment_text(by_value[int(layer), int(value)])} and "
+                                        f"{_segment_text(segment)} share label value {value} in layer {layer}")
+        by_structure[found.label_id] = by_value[int(layer), int(value)] = segment

@@ -20,12 +20,19 @@ from SAFNetSpineLib.volume import Volume
 
 #: Largest number of voxels along one axis of an input (a 2048 matrix is beyond any clinical MRI).
 MAX_AXIS_VOXELS = 2048
-#: Largest number of voxels in one input (2**28 float32 voxels are already 1 GiB).
-MAX_TOTAL_VOXELS = 2**28
+#: Largest number of voxels in one input: 512 x 512 x 512, about 9.4 GiB of peak memory to segment.
+MAX_TOTAL_VOXELS = 2**27
+#: Peak memory of ``segment`` per input voxel, bytes. Measured (Testing/benchmarks/bench_input_memory.py,
+#: docs/INPUT_CHECKS.md): 50.8 per voxel above a 0.66 GB base on phantoms of 1 to 80 million voxels
+#: (80 x 1000 x 1000: 4.7 GB); an 80 x 1000 x 1000 scan in the issue 25 sweep peaked at 5.6 GB, 70 per
+#: voxel all told, which is used. Most of it is the class scores interpolated onto the input grid.
+SEGMENT_BYTES_PER_VOXEL = 70
 #: Largest voxel size in mm; anything coarser is a broken header, not an MRI.
 MAX_SPACING_MM = 50.0
 #: Fewest voxels along every axis: a single slice is a 2D image.
 MIN_AXIS_VOXELS = 2
+#: Largest voxel magnitude an image may hold: preprocessing resamples in float32.
+FLOAT32_LIMIT = float(np.finfo(np.float32).max)
 #: An integer image with at most this many distinct values, all label-table ids, is a label map.
 LABEL_MAP_MAX_VALUES = 32
 
@@ -58,6 +65,20 @@ def check_input_path(path: str | Path) -> Path:
              (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
     kind = next((text for test, text in kinds if test(mode)), "not a regular file")
     raise SpineInputError(path, f"input is {kind}, not an image file or a DICOM folder")
+
+
+def check_image_path(path: str | Path) -> Path:
+    """:func:`check_input_path`, also refusing a Slicer segmentation given where the MR image belongs.
+
+    Raises:
+        SpineInputError: naming the path.
+    """
+    from SAFNetSpineLib.io.files import file_suffix
+
+    path = check_input_path(path)
+    if file_suffix(path) == ".seg.nrrd":
+        raise SpineInputError(path, "is a Slicer segmentation (.seg.nrrd), not an MR image; give the image")
+    return path
 
 
 def grid_differences(first: Volume, second: Volume, atol: float = 1e-4) -> list[str]:
@@ -114,7 +135,7 @@ def check_size(size: Sequence[int], spacing: Sequence[float], path: str | Path |
     if max(size) > MAX_AXIS_VOXELS:
         raise SpineInputError(path, f"image is {dims} voxels, more than {MAX_AXIS_VOXELS} along an axis")
     if int(np.prod(np.asarray(size, dtype=np.int64))) > MAX_TOTAL_VOXELS:
-        raise SpineInputError(path, f"image is {dims} voxels, more than 2**28 in total")
+        raise SpineInputError(path, f"image is {dims} voxels, more than {MAX_TOTAL_VOXELS:,} in total")
     spacing_arr = np.asarray(spacing, dtype=np.float64)
     if not np.all(np.isfinite(spacing_arr)) or np.any(spacing_arr <= 0) or np.any(spacing_arr > MAX_SPACING_MM):
         text = ", ".join(f"{v:g}" for v in spacing_arr)
@@ -147,8 +168,62 @@ def check_announced_size(path: str | Path) -> None:
     check_size(header.sizes[:3], (1.0, 1.0, 1.0), path)
 
 
+def available_memory_bytes() -> int | None:
+    """Memory this process may still allocate: the least of free RAM, its cgroup's and its address-space limit.
+
+    Returns:
+        Bytes, or None where none of these can be read (not Linux).
+    """
+    found = []
+    meminfo = _read_text("/proc/meminfo")
+    for line in meminfo.splitlines():
+        if line.startswith("MemAvailable:"):
+            found.append(int(line.split()[1]) * 1024)
+    limit, used = _read_text("/sys/fs/cgroup/memory.max").strip(), _read_text("/sys/fs/cgroup/memory.current").strip()
+    if limit.isdigit() and used.isdigit():
+        found.append(int(limit) - int(used))
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        unlimited = soft in (-1, resource.RLIM_INFINITY)
+    except (ImportError, OSError, ValueError):  # not a POSIX system
+        soft, unlimited = -1, True
+    if not unlimited:
+        for line in _read_text("/proc/self/status").splitlines():
+            if line.startswith("VmSize:"):
+                found.append(soft - int(line.split()[1]) * 1024)
+    return max(min(found), 0) if found else None
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def check_memory(size: Sequence[int], path: str | Path | None) -> None:
+    """Refuse, from its header, an image too large to segment in the memory left.
+
+    Args:
+        size: Number of voxels along i, j, k.
+        path: File named in the error.
+
+    Raises:
+        SpineInputError: when ``SEGMENT_BYTES_PER_VOXEL`` times the voxels exceeds
+            :func:`available_memory_bytes`.
+    """
+    available = available_memory_bytes()
+    needed = int(np.prod(np.asarray(size, dtype=np.int64))) * SEGMENT_BYTES_PER_VOXEL
+    if available is not None and needed > available:
+        dims = " x ".join(str(int(n)) for n in size)
+        raise SpineInputError(path, f"image is {dims} voxels; segmenting it needs about {needed / 2**30:.1f} GiB "
+                                    f"of memory and {available / 2**30:.1f} GiB is free")
+
+
 def check_image(volume: Volume, path: str | Path | None) -> None:
-    """Reject images the network cannot segment: absurd grid, non-finite or constant voxels.
+    """Reject images the network cannot segment: absurd grid, non-finite, out-of-range or constant voxels.
 
     Args:
         volume: The image as read.
@@ -164,6 +239,10 @@ def check_image(volume: Volume, path: str | Path | None) -> None:
         if not finite.all():
             bad = int(array.size - np.count_nonzero(finite))
             raise SpineInputError(path, f"image has {bad} non-finite voxels (NaN or infinity)")
+        largest = float(np.max(np.abs(array)))
+        if largest > FLOAT32_LIMIT:  # preprocessing resamples in float32: these would become infinite
+            raise SpineInputError(path, f"image has voxel values up to {largest:.3g}, beyond the 32-bit float "
+                                        f"range ({FLOAT32_LIMIT:.3g}) preprocessing works in; rescale it")
     elif array.dtype.kind not in "biu":
         raise SpineInputError(path, f"image has unsupported voxel type {array.dtype}")
     low, high = array.min(), array.max()

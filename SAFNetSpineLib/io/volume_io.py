@@ -13,24 +13,27 @@ and renamed, so a crash never leaves a half-written output.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.errors import SpineInputError, SpineInputWarning
 from SAFNetSpineLib.io.files import (
     file_suffix,
     label_array_uint8,
     native_stderr_silenced,
     write_atomically,
 )
-from SAFNetSpineLib.io.nifti import check_nifti_complete
+from SAFNetSpineLib.io.nifti import check_nifti_complete, check_nifti_geometry, count_nifti_non_finite
 from SAFNetSpineLib.io.seg_nrrd import read_seg_nrrd, write_seg_nrrd
 from SAFNetSpineLib.io.validation import (
     check_announced_size,
     check_image,
+    check_image_path,
     check_input_path,
+    check_memory,
     check_size,
     check_writable_dir,
 )
@@ -51,6 +54,10 @@ IMAGE_FORMATS = {
 }
 #: Suffixes of single DICOM files (the whole series they belong to is read).
 DICOM_SUFFIXES = (".dcm", ".ima")
+#: How far (fraction of the usual gap) DICOM slice gaps may differ before the series is refused
+#: (a tenth of it is warned about): a missing slice doubles one gap, rounding in the
+#: position tags moves them by far less.
+DICOM_GAP_TOLERANCE = 0.1
 #: Suffixes write_volume accepts.
 WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".seg.nrrd")
 
@@ -63,7 +70,9 @@ def read_volume(path: str | Path, is_label: bool = False, check: bool = True) ->
             series with the most files is read) or one file of a DICOM series.
         is_label: Read as a label map (integer voxels). A .seg.nrrd is always a label map.
         check: For images, refuse non-finite, constant or absurdly sized volumes
-            (:func:`~SAFNetSpineLib.io.validation.check_image`).
+            (:func:`~SAFNetSpineLib.io.validation.check_image`), and, from the header,
+            volumes too large to segment in the memory left
+            (:func:`~SAFNetSpineLib.io.validation.check_memory`).
 
     Returns:
         The volume, array indexed [i, j, k], geometry in LPS.
@@ -72,16 +81,18 @@ def read_volume(path: str | Path, is_label: bool = False, check: bool = True) ->
         SpineInputError: missing, unreadable, corrupt, 2D, 4D, multi-component or
             otherwise unusable input, naming the file.
     """
-    path = check_input_path(path)  # missing, FIFO, device, socket: refused before anything opens it
+    # Missing, FIFO, device, socket (or a segmentation given as the image): refused before anything opens it.
+    path = check_input_path(path) if is_label else check_image_path(path)
     suffix = file_suffix(path)
+    for_segmenting = check and not is_label  # also refused: too large for the memory left
     if path.is_dir():
-        image = _read_dicom_series(path)
+        image = _read_dicom_series(path, for_segmenting)
     elif suffix == ".seg.nrrd":
         return read_seg_nrrd(path)
     elif suffix in IMAGE_FORMATS:
-        image = _read_image_file(path, IMAGE_FORMATS[suffix])
+        image = _read_image_file(path, IMAGE_FORMATS[suffix], for_segmenting)
     elif suffix in DICOM_SUFFIXES:
-        image = _read_dicom_series_of_file(path)
+        image = _read_dicom_series_of_file(path, for_segmenting)
     else:
         raise SpineInputError(
             path, f"unsupported file type '{suffix or path.name}' (use NIfTI, NRRD, MHA/MHD or a DICOM folder)"
@@ -127,8 +138,9 @@ def write_volume(volume: Volume, path: str | Path) -> Path:
     return path
 
 
-def _check_layout(dimension: int, size: tuple, components: int, spacing: tuple, path: Path) -> None:
-    """Refuse non-3D or multi-channel images from header information alone."""
+def _check_layout(dimension: int, size: tuple, components: int, spacing: tuple, path: Path,
+                  for_segmenting: bool) -> None:
+    """Refuse non-3D or multi-channel images (and, ``for_segmenting``, too large ones) from the header alone."""
     dims = " x ".join(str(n) for n in size)
     if components != 1:
         raise SpineInputError(path, f"image has {components} values per voxel (colour or vector); one is needed")
@@ -139,9 +151,11 @@ def _check_layout(dimension: int, size: tuple, components: int, spacing: tuple, 
     if dimension not in (3, 4):
         raise SpineInputError(path, f"{dimension}D image ({dims}); a 3D volume is needed")
     check_size(size[:3], spacing[:3], path)
+    if for_segmenting:
+        check_memory(size[:3], path)
 
 
-def _read_image_file(path: Path, kind: str) -> sitk.Image:
+def _read_image_file(path: Path, kind: str, for_segmenting: bool) -> sitk.Image:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -152,7 +166,10 @@ def _read_image_file(path: Path, kind: str) -> sitk.Image:
             check_announced_size(path)  # an absurd size is named rather than called "corrupt"
         raise SpineInputError(path, f"unreadable or corrupt {kind} file") from None
     size = reader.GetSize()
-    _check_layout(reader.GetDimension(), size, reader.GetNumberOfComponents(), reader.GetSpacing(), path)
+    if kind == "NIfTI":
+        check_nifti_geometry(path)  # before the layout: ITK's spacing may already be made up
+    _check_layout(reader.GetDimension(), size, reader.GetNumberOfComponents(), reader.GetSpacing(), path,
+                  for_segmenting)
     if kind == "NIfTI":
         check_nifti_complete(path)
     try:
@@ -160,6 +177,12 @@ def _read_image_file(path: Path, kind: str) -> sitk.Image:
             image = reader.Execute()
     except RuntimeError:
         raise SpineInputError(path, f"unreadable or corrupt {kind} file (voxel data could not be read)") from None
+    floats = image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64)
+    if kind == "NIfTI" and floats and (sitk.GetArrayViewFromImage(image) == 0).any():
+        # The NIfTI library under ITK reads NaN and infinity as 0: only the file can tell.
+        bad = count_nifti_non_finite(path)
+        if bad:
+            raise SpineInputError(path, f"image has {bad} non-finite voxels (NaN or infinity)")
     if image.GetDimension() == 4:
         # A 4D file with one time point is a 3D volume in disguise.
         extractor = sitk.ExtractImageFilter()
@@ -184,27 +207,53 @@ def _dicom_series_in(folder: Path) -> list[list[str]]:
     return found
 
 
-def _read_series_files(files: list[str], subject: Path) -> sitk.Image:
+def _read_series_files(files: list[str], subject: Path, for_segmenting: bool) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
+    reader.MetaDataDictionaryArrayUpdateOn()  # each slice's position, to check the gaps
     try:
         with native_stderr_silenced():
             image = reader.Execute()
     except RuntimeError:
         raise SpineInputError(subject, "unreadable or corrupt DICOM series") from None
     _check_layout(image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel(),
-                  image.GetSpacing(), subject)
+                  image.GetSpacing(), subject, for_segmenting)
+    if image.HasMetaDataKey("ITK_non_uniform_sampling_deviation"):
+        _check_slice_gaps(reader, image, subject)
     return image
 
 
-def _read_dicom_series(folder: Path) -> sitk.Image:
+def _check_slice_gaps(reader: sitk.ImageSeriesReader, image: sitk.Image, subject: Path) -> None:
+    """Refuse a series whose slices are unevenly spaced (a missing slice); warn about small unevenness.
+
+    ITK stacks the slices on an even grid whose spacing is the first-to-last distance
+    over the number of gaps, and only warns; a missing slice would make every distance
+    along that axis wrong.
+    """
+    normal = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)[:, 2]
+    try:
+        positions = [[float(v) for v in reader.GetMetaData(i, "0020|0032").split("\\")]
+                     for i in range(len(reader.GetFileNames()))]
+        gaps = np.diff(np.sort(np.asarray(positions, dtype=np.float64) @ normal))
+    except (RuntimeError, ValueError):
+        return  # no usable position tags: nothing better than ITK's grid to go on
+    usual = float(np.median(gaps))
+    spread = f"slices {gaps.min():.4g} to {gaps.max():.4g} mm apart, read as {image.GetSpacing()[2]:.4g} mm"
+    deviation = float(np.max(np.abs(gaps - usual))) / usual if usual > 0 else np.inf
+    if deviation > DICOM_GAP_TOLERANCE:
+        raise SpineInputError(subject, f"DICOM slices are unevenly spaced ({spread}); is a slice missing?")
+    if deviation > DICOM_GAP_TOLERANCE / 10:  # below that: rounding in the position tags
+        warnings.warn(SpineInputWarning(subject, f"DICOM slices are slightly unevenly spaced ({spread})"), stacklevel=4)
+
+
+def _read_dicom_series(folder: Path, for_segmenting: bool) -> sitk.Image:
     series = _dicom_series_in(folder)
     if not series:
         raise SpineInputError(folder, "no DICOM series found in folder")
-    return _read_series_files(max(series, key=len), folder)
+    return _read_series_files(max(series, key=len), folder, for_segmenting)
 
 
-def _read_dicom_series_of_file(path: Path) -> sitk.Image:
+def _read_dicom_series_of_file(path: Path, for_segmenting: bool) -> sitk.Image:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -217,7 +266,7 @@ def _read_dicom_series_of_file(path: Path) -> sitk.Image:
     if series_id:
         with native_stderr_silenced():
             files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path.parent), series_id))
-    return _read_series_files(files or [str(path)], path)
+    return _read_series_files(files or [str(path)], path, for_segmenting)
 
 
 def _to_volume(image: sitk.Image, path: Path, is_label: bool) -> Volume:

@@ -22,7 +22,7 @@ def test_relabel_with_a_hint_fixes_every_name(tmp_path, capsys):
     hint = hint_text("L2/L3", centre_ras(NO_SACRUM, 6))
     assert main(["relabel", str(source), "--level-hint", hint, "-o", str(tmp_path / "out")]) == 0
     captured = capsys.readouterr()
-    assert "level names confident (anchor: hint)" in captured.out
+    assert "level names confident (anchor: hint; counted from your L2/L3)" in captured.out
     assert "warning" not in captured.err
     assert names_of(read_volume(tmp_path / "out" / "scan_seg.nii.gz", is_label=True), NO_SACRUM) == NO_SACRUM
     summary = json.loads((tmp_path / "out" / "scan_seg.json").read_text())
@@ -31,7 +31,7 @@ def test_relabel_with_a_hint_fixes_every_name(tmp_path, capsys):
 
 def test_relabel_without_a_hint_warns_once_when_uncertain(tmp_path, capsys):
     source = write_volume(spine(NO_SACRUM, "oblique", names=SHIFTED), tmp_path / "scan_seg.nii.gz")
-    assert main(["relabel", str(source), "-o", str(tmp_path)]) == 0
+    assert main(["relabel", str(source), "-o", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "uncertain" in warnings[0] and "no sacrum" in warnings[0]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from SAFNetSpineLib.cli import main
@@ -57,7 +60,8 @@ def test_seg_nrrd_input_with_seg_nrrd_output_in_its_folder_is_refused(tmp_path, 
     case = write_seg_nrrd(labels, tmp_path / "case.seg.nrrd")
     before = case.read_bytes()
     assert segment(case, "--format", "seg.nrrd", "-o", tmp_path, "--weights", tiny_weights) == 2
-    assert "case.seg.nrrd: would overwrite the input" in one_error_line(capsys)
+    # A segmentation is never an image to segment (issue 25), so it is refused before its output is planned.
+    assert "case.seg.nrrd: is a Slicer segmentation (.seg.nrrd), not an MR image" in one_error_line(capsys)
     assert case.read_bytes() == before
 
 
@@ -169,3 +173,81 @@ def test_sigterm_during_segment_is_one_line_and_exit_143(tmp_path, phantom, tiny
     assert "case00_seg.nii.gz" in names and "case00_seg.json" in names
     assert not [n for n in names if n.startswith(".tmp-")]
     assert len([n for n in names if n.endswith("_seg.json")]) < len(inputs)
+
+
+# --- issue 25: inputs and options that were taken silently, or ended in a traceback -----------------
+
+def test_a_segmentation_given_as_the_image_is_refused_before_compute(tmp_path, phantom, tiny_weights, capsys):
+    _, labels = phantom
+    case = write_seg_nrrd(labels, tmp_path / "case.seg.nrrd")
+    out = tmp_path / "out"
+    assert segment(case, "-o", out, "--weights", tiny_weights) == 2
+    assert f"{case}: is a Slicer segmentation (.seg.nrrd), not an MR image" in one_error_line(capsys)
+    assert not out.exists()  # refused before the output folder (and the model) were touched
+
+
+def test_a_models_folder_that_does_not_exist_is_refused(tmp_path, phantom, capsys):
+    image, _ = phantom
+    scan = write_volume(image, tmp_path / "scan.nii.gz")
+    typo = tmp_path / "modles"
+    assert segment(scan, "-o", tmp_path / "out", "--models", typo) == 2  # was: the bundled weights, silently
+    assert f"{typo}: models folder not found" in one_error_line(capsys)
+    assert not (tmp_path / "out" / "scan_seg.nii.gz").exists()
+
+
+@pytest.mark.parametrize("command", ["segment", "relabel"])
+def test_an_empty_level_hint_is_refused_not_ignored(tmp_path, phantom, tiny_weights, capsys, command):
+    image, labels = phantom
+    source = write_volume(image if command == "segment" else labels, tmp_path / "scan.nii.gz")
+    extra = ["--weights", str(tiny_weights), "--device", "cpu", "--progress", "none"] if command == "segment" else []
+    assert main([command, str(source), "-o", str(tmp_path / "out"), "--level-hint", "", *extra]) == 2
+    assert "--level-hint is empty" in one_error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def weights_asking_for(make_tiny_weights, folder: Path, target_shape: list) -> Path:
+    weights = make_tiny_weights(folder)
+    manifest = json.loads((weights / "model.json").read_text())
+    manifest["preprocess"]["target_shape"] = target_shape
+    (weights / "model.json").write_text(json.dumps(manifest))  # the checksum covers the tensors only
+    return weights
+
+
+@pytest.mark.parametrize("target_shape, problem", [
+    ([1, 1, 1], "H and W must be multiples of 16"),  # was: "image is constant inside the network field of view"
+    ([8, 72, 32], "H and W must be multiples of 16"),  # was: a ValueError traceback from the network
+    ([64, 4096, 4096], "is more than 8,388,608 voxels"),  # was: gigabytes allocated, then a traceback
+])
+def test_weights_asking_for_an_absurd_network_grid_are_one_line(tmp_path, phantom, make_tiny_weights, capsys,
+                                                               target_shape, problem):
+    image, _ = phantom
+    scan = write_volume(image, tmp_path / "scan.nii.gz")
+    weights = weights_asking_for(make_tiny_weights, tmp_path / "odd", target_shape)
+    assert segment(scan, "-o", tmp_path / "out", "--weights", weights) == 2
+    line = one_error_line(capsys)
+    assert f"{weights / 'model.json'}: bad 'preprocess' entry (target_shape" in line and problem in line
+
+
+def test_an_image_constant_inside_the_field_of_view_names_its_file(tmp_path, tiny_weights, capsys):
+    from SAFNetSpineLib.volume import Volume
+
+    array = np.full((10, 40, 30), 100.0, dtype=np.float32)
+    array[:, :2, :] += np.random.default_rng(0).normal(0, 20, (10, 2, 30)).astype(np.float32)  # anterior edge only
+    scan = write_volume(Volume(array, (3.0, 1.0, 1.0)), tmp_path / "flat.nii.gz")  # j runs posterior: cropped away
+    assert segment(scan, "-o", tmp_path / "out", "--weights", tiny_weights) == 2
+    assert f"{scan}: image is constant inside the network field of view" in one_error_line(capsys)
+
+
+def test_an_input_warning_is_one_line_and_the_image_is_still_segmented(tmp_path, phantom, tiny_weights):
+    image, _ = phantom
+    scan = write_volume(image, tmp_path / "noforms.nii.gz")
+    raw = bytearray(gzip.decompress(scan.read_bytes()))
+    raw[252:256] = struct.pack("<2h", 0, 0)  # qform_code, sform_code: no orientation in the header
+    scan.write_bytes(gzip.compress(bytes(raw)))
+    result = run_cli("segment", scan, "-o", tmp_path / "out", "--weights", tiny_weights, "--device", "cpu",
+                     "--progress", "none")
+    assert result.returncode == 0, result.stderr[-600:]
+    warning_lines = [line for line in result.stderr.splitlines() if "no orientation" in line]
+    assert warning_lines == [f"warning: {scan}: no orientation in the NIfTI header (qform and sform codes are 0): "
+                             "read with identity direction and origin 0"], result.stderr
+    assert (tmp_path / "out" / "noforms_seg.nii.gz").is_file()

@@ -93,8 +93,11 @@ def test_one_time_point_4d_file_is_a_3d_volume(tmp_path):
     np.testing.assert_array_equal(read.array, image.array)
 
 
-def write_dicom_series(volume: Volume, folder, series_uid: str) -> list:
-    """One file per k-slice with the position/orientation tags a scanner writes."""
+def write_dicom_series(volume: Volume, folder, series_uid: str, shifts_mm: dict | None = None) -> list:
+    """One file per k-slice with the position/orientation tags a scanner writes.
+
+    ``shifts_mm`` moves the position tag of slice k that far along the slice normal.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     image = volume.to_sitk()
     d = image.GetDirection()
@@ -109,7 +112,8 @@ def write_dicom_series(volume: Volume, folder, series_uid: str) -> list:
             "0020|000e": series_uid,
             "0008|0018": f"{series_uid}.2.{k}",
             "0020|0013": str(k + 1),
-            "0020|0032": "\\".join(f"{p:.6f}" for p in image.TransformIndexToPhysicalPoint((0, 0, k))),
+            "0020|0032": "\\".join(f"{p + (shifts_mm or {}).get(k, 0.0) * n:.6f}" for p, n in
+                                   zip(image.TransformIndexToPhysicalPoint((0, 0, k)), d[2::3], strict=True)),
             "0020|0037": "\\".join(f"{v:.9f}" for v in (d[0], d[3], d[6], d[1], d[4], d[7])),
             "0018|0050": f"{volume.spacing[2]:.6f}",
         }
@@ -155,7 +159,7 @@ def test_seg_nrrd_has_named_coloured_coded_segments(tmp_path):
         assert segment["terminology"]["type"][:2] == ["SCT", table.snomed_code]
         assert segment["terminology"]["category"][1] == "123037004"
     np.testing.assert_allclose(segmentation["ijkToLPS"], labels.affine_lps, atol=1e-9)
-    read = read_volume(path)
+    read = read_volume(path, is_label=True)
     assert read.is_label
     assert_same(read, labels, 1e-9)
     assert write_volume(labels, tmp_path / "again.seg.nrrd").is_file()
@@ -174,6 +178,6 @@ def test_seg_nrrd_from_other_tools_maps_names_and_layers(tmp_path):
     slicerio.add_segment(segmentation, second, {"name": "L5-S1"})
     path = tmp_path / "external.seg.nrrd"
     slicerio.write_segmentation(str(path), segmentation)
-    read = read_volume(path)
+    read = read_volume(path, is_label=True)
     assert set(np.unique(read.array)) == {0, 2, 11}
     assert np.all(read.array[second] == 11) and np.all(read.array[first & ~second] == 2)

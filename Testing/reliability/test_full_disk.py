@@ -89,7 +89,7 @@ def test_the_same_writes_succeed_with_room(small_disk):
     for name, write in WRITERS.items():
         write(disk / name)
     np.testing.assert_array_equal(read_volume(disk / "x.nii").array, noise_volume().array)
-    np.testing.assert_array_equal(read_volume(disk / "x.seg.nrrd").array, label_volume().array)
+    np.testing.assert_array_equal(read_volume(disk / "x.seg.nrrd", is_label=True).array, label_volume().array)
     assert leftovers(disk) == []
 
 

@@ -78,18 +78,60 @@ STRUCTURES: tuple[Structure, ...] = tuple(Structure(*row) for row in _TABLE)
 FOREGROUND_IDS: tuple[int, ...] = tuple(s.label_id for s in STRUCTURES if s.kind != "background")
 VERTEBRA_IDS: tuple[int, ...] = tuple(s.label_id for s in STRUCTURES if s.kind == "vertebra")
 DISC_IDS: tuple[int, ...] = tuple(s.label_id for s in STRUCTURES if s.kind == "disc")
-#: The 17 structures over which the SAFNet paper reports mean Dice (all but T9 and T9/T10).
-PAPER_17_IDS: tuple[int, ...] = tuple(i for i in FOREGROUND_IDS if i not in (10, 19))
-#: Foreground ids in anatomical order along the spine, superior to inferior:
-#: T9, T9/T10, T10, ..., L5, L5/S, S (each disc between the two vertebrae it joins).
-SUPERIOR_TO_INFERIOR_IDS: tuple[int, ...] = tuple(
-    i for pair in zip(range(10, 1, -1), range(19, 10, -1), strict=True) for i in pair
-) + (1,)
 #: Number of network output classes: 19 structures + background.
 NUM_CLASSES: int = len(STRUCTURES)
 
 _BY_NAME = {s.short_name: s for s in STRUCTURES}
 _BY_FULL = {s.full_name.lower(): s for s in STRUCTURES}
+
+# Named ids: looked up in the table by name, never written as numbers elsewhere.
+SACRUM_ID: int = _BY_NAME["S"].label_id
+L5_ID: int = _BY_NAME["L5"].label_id
+L1_ID: int = _BY_NAME["L1"].label_id
+T9_ID: int = _BY_NAME["T9"].label_id
+L5_S_ID: int = _BY_NAME["L5/S"].label_id
+T9_T10_ID: int = _BY_NAME["T9/T10"].label_id
+#: The 17 structures over which the SAFNet paper reports mean Dice (all but T9 and T9/T10).
+PAPER_17_IDS: tuple[int, ...] = tuple(i for i in FOREGROUND_IDS if i not in (T9_ID, T9_T10_ID))
+
+#: Foreground ids in anatomical order along the spine, superior to inferior:
+#: T9, T9/T10, T10, ..., L5, L5/S, S (each disc between the two vertebrae it joins).
+#: A disc's short name "UPPER/LOWER" names its two vertebrae; the order follows from it.
+SUPERIOR_TO_INFERIOR_IDS: tuple[int, ...] = tuple(
+    i for pair in zip(VERTEBRA_IDS[:0:-1], DISC_IDS[::-1], strict=True) for i in pair
+) + (SACRUM_ID,)
+#: The same order from the bottom: position 0 is S, 1 L5/S, 2 L5 ... 18 T9 (bodies even, discs odd).
+INFERIOR_TO_SUPERIOR_IDS: tuple[int, ...] = SUPERIOR_TO_INFERIOR_IDS[::-1]
+_POSITION = {label_id: position for position, label_id in enumerate(INFERIOR_TO_SUPERIOR_IDS)}
+
+
+def spine_position(label_id: int) -> int:
+    """Position of a vertebra or disc counted from the bottom of the spine (S = 0, L5/S = 1, L5 = 2 ... T9 = 18).
+
+    Raises:
+        KeyError: background or an id not in the table.
+    """
+    return _POSITION[int(label_id)]
+
+
+def id_at_position(position: int) -> int:
+    """Label id at a position counted from the bottom (see :func:`spine_position`); 0 outside S..T9."""
+    return INFERIOR_TO_SUPERIOR_IDS[position] if 0 <= position < len(INFERIOR_TO_SUPERIOR_IDS) else 0
+
+
+def neighbour(label_id: int, steps: int) -> int:
+    """The structure ``steps`` places above (positive) or below (negative) along the spine; 0 outside S..T9.
+
+    ``neighbour(L5_ID, -1)`` is the L5/S disc, ``neighbour(L5_ID, 2)`` is L4.
+    """
+    return id_at_position(spine_position(label_id) + steps)
+
+
+def disc_vertebrae(disc_id: int) -> tuple[int, int]:
+    """(upper vertebra id, lower vertebra id) that a disc joins."""
+    if structure(disc_id).kind != "disc":
+        raise KeyError(f"label id {disc_id} is not a disc")
+    return neighbour(disc_id, 1), neighbour(disc_id, -1)
 
 
 def structure(label_id: int) -> Structure:

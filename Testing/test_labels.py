@@ -65,3 +65,20 @@ def test_unknown_name_and_id():
     with pytest.raises(KeyError):
         labels.structure(20)
     assert np.array(labels.table_fingerprint()).shape == (20, 2)
+
+
+def test_named_ids_and_positions_follow_the_spine_order():
+    name = {s.label_id: s.short_name for s in labels.STRUCTURES}
+    assert [name[i] for i in (labels.SACRUM_ID, labels.L5_ID, labels.L1_ID, labels.T9_ID)] == ["S", "L5", "L1", "T9"]
+    assert [name[i] for i in (labels.L5_S_ID, labels.T9_T10_ID)] == ["L5/S", "T9/T10"]
+    bottom_up = [name[labels.id_at_position(p)] for p in range(19)]
+    assert bottom_up[:5] == ["S", "L5/S", "L5", "L4/L5", "L4"] and bottom_up[-1] == "T9"
+    assert all(labels.spine_position(labels.id_at_position(p)) == p for p in range(19))
+    assert labels.id_at_position(-1) == 0 and labels.id_at_position(19) == 0
+    assert name[labels.neighbour(labels.L5_ID, 2)] == "L4" and name[labels.neighbour(labels.L5_ID, -1)] == "L5/S"
+    assert labels.neighbour(labels.T9_ID, 1) == 0
+    for disc in labels.DISC_IDS:
+        upper, lower = labels.disc_vertebrae(disc)
+        assert name[disc] == f"{name[upper]}/{name[lower]}"
+    with pytest.raises(KeyError):
+        labels.disc_vertebrae(labels.L5_ID)

@@ -6,7 +6,8 @@ level names can be trusted), with ``--overlay`` a mid-sagittal PNG
 ``OUTDIR/NAME_overlay.png``, and with ``--measure`` the measurements of the result
 (``NAME_measurements.json``, ``.csv``, ``.png``; see ``measure``).
 Levels are named by counting along the spine; when the names
-are uncertain one warning line says why, and ``--level-hint L3=R,A,S`` fixes them. The names and the summary
+are uncertain one warning line says why, and ``--level-hint L3=R,A,S`` fixes them; a scan with no lumbar or
+lower thoracic spine gets no level names (status ``out_of_range``). The names and the summary
 belong to :mod:`SAFNetSpineLib.inference.outputs`.
 """
 
@@ -17,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from SAFNetSpineLib.cli.common import level_hint_option
 from SAFNetSpineLib.errors import SpineInputError
-from SAFNetSpineLib.finetune import ModelStore
 from SAFNetSpineLib.inference.outputs import (
     FORMATS,
     SAME_NAME_POLICY,
@@ -29,7 +30,7 @@ from SAFNetSpineLib.inference.outputs import (
     write_label_outputs,
 )
 from SAFNetSpineLib.inference.postprocess import CLEANUP_HELP, CLEANUPS, DEFAULT_CLEANUP
-from SAFNetSpineLib.io.validation import check_input_path, check_writable_dir
+from SAFNetSpineLib.io.validation import check_image_path, check_writable_dir
 from SAFNetSpineLib.progress import Progress
 
 
@@ -56,7 +57,8 @@ def add_parser(subparsers) -> None:
                         help="also measure the result: NAME_measurements.json/.csv/.png (see the measure command)")
     parser.add_argument("--level-hint", metavar="NAME=R,A,S",
                         help="the structure at this point (RAS mm, as Slicer shows it) is NAME (e.g. L3, L4/L5, S); "
-                             "every other level is named by counting from it (one input only)")
+                             "every other level is named by counting from it, whatever the segmentation has "
+                             "there (one input only)")
     parser.add_argument("--progress", default="bar", choices=("bar", "json", "none"),
                         help="progress display; json: one JSON object per line on stdout")
     parser.set_defaults(func=run)
@@ -64,26 +66,20 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Segmenter and weights import torch: kept out of the parser-building path (start-up time).
-    from SAFNetSpineLib.inference.naming import parse_level_hint
+    from SAFNetSpineLib.api import resolve_weights
     from SAFNetSpineLib.inference.segmenter import Segmenter
     from SAFNetSpineLib.io.volume_io import read_volume
-    from SAFNetSpineLib.weights import default_weights_dir
 
     progress = Progress(args.progress)
     inputs = [Path(p) for p in args.inputs]
-    hint = parse_level_hint(args.level_hint) if args.level_hint else None
+    hint = level_hint_option(args.level_hint)  # "" is refused, not ignored
     if hint is not None and len(inputs) > 1:
         raise SpineInputError(None, f"--level-hint names a point in one image; got {len(inputs)} inputs")
     for path in inputs:
-        check_input_path(path)  # missing, FIFO, device or socket: refused before any compute
+        check_image_path(path)  # missing, FIFO, device, socket or a .seg.nrrd: refused before any compute
     plans = check_outputs_spare_inputs(inputs, args.output, args.format, args.overlay, args.measure)
     out_dir = check_writable_dir(args.output)
-    if args.weights:
-        weights = args.weights
-    elif args.models:
-        weights = [ModelStore(args.models).active()]
-    else:
-        weights = [default_weights_dir()]
+    weights = resolve_weights(args.weights, args.models)  # given, else the active version of --models, else bundled
     started = time.perf_counter()
     segmenter = Segmenter(weights, device=args.device, precision=args.precision, tta=args.tta,
                           cleanup=args.cleanup)
@@ -97,12 +93,16 @@ def run(args: argparse.Namespace) -> int:
         report("read", 0.0, f"reading {path.name}")
         image = read_volume(path)
         read_s = time.perf_counter() - t0
-        result = segmenter.segment(image, progress=report, level_hint=hint)
+        try:
+            result = segmenter.segment(image, progress=report, level_hint=hint)
+        except SpineInputError as error:  # preprocessing knows the image, not its file
+            raise error if error.subject else SpineInputError(path, error.problem) from None
 
         t0 = time.perf_counter()
         report("write", 0.96, "writing outputs")
         paths = plans[index]
-        written = write_label_outputs(result.labels, image, paths, args.format, args.overlay)
+        written = write_label_outputs(result.labels, image, paths, args.format, args.overlay,
+                                      result.naming.naming)
         measured = None
         if args.measure:
             from SAFNetSpineLib.measurements import measure_and_write, summary_line
@@ -113,12 +113,8 @@ def run(args: argparse.Namespace) -> int:
             written += files
         timings = {"load_model": round(load_s, 4), "read": round(read_s, 4), **result.timings_s,
                    "write": round(time.perf_counter() - t0, 4)}
-        outputs = SegmentOutputs(input=path, outputs=written, model_version=segmenter.version, weights=weights,
-                                 device=str(segmenter.device), precision=segmenter.precision, tta=args.tta,
-                                 volumes_ml=result.volumes_ml, image=image, timings_s=timings)
-        outputs.extra["naming"] = result.naming.naming
-        outputs.extra["level_hint"] = None if hint is None else str(hint)
-        outputs.structure_fields.update(result.naming.structure_fields())
+        outputs = SegmentOutputs.of_result(result, input=path, outputs=written, segmenter=segmenter, weights=weights,
+                                           image=image, timings_s=timings, level_hint=hint)
         json_path = outputs.write_summary(paths.summary)
         report("done", 1.0, f"wrote {', '.join(p.name for p in written)}, {json_path.name}")
         if args.progress != "json":
@@ -126,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
                   f"{segmenter.device.type}/{segmenter.precision}, network {result.timings_s['network']:.2f} s")
             print(level_table(result.volumes_ml))
             naming = result.naming.naming
-            print(f"level names: {naming['status']} (anchor: {naming['anchor']}): {naming['reason']}")
+            print(f"level names: {naming['status']} (anchor: {naming['anchor']}; {naming['counted_from']}): "
+                  f"{naming['reason']}")
             print(f"outputs in {out_dir}", file=sys.stderr)
         if measured is not None and args.progress != "json":
             print(summary_line(measured))

@@ -88,7 +88,8 @@ def planned_outputs(paths: OutputPaths, label_format: str = "nii.gz", overlay: b
 
 
 def check_outputs_spare_inputs(inputs: list[Path], out_dir: Path, label_format: str = "nii.gz",
-                               overlay: bool = False, measure: bool = False) -> list[OutputPaths]:
+                               overlay: bool = False, measure: bool = False,
+                               plans: list[OutputPaths] | None = None) -> list[OutputPaths]:
     """The output paths of every input, refusing any plan in which one output replaces an input or another output.
 
     Called before any compute, so that ``segment X.nii.gz X_seg.nii.gz -o <their folder>``
@@ -97,13 +98,17 @@ def check_outputs_spare_inputs(inputs: list[Path], out_dir: Path, label_format: 
     ``b/scan.nii.gz``) are not written over each other. Paths are compared after
     resolving links, case-insensitively, and by file identity (hard links).
 
+    Args:
+        plans: The output paths of each input where they are not ``segment``'s
+            (``relabel`` names them after the label map without ``_seg``).
+
     Returns:
         :class:`OutputPaths` per input, in order.
 
     Raises:
         SpineInputError: naming the output and the input (or the two inputs).
     """
-    plans = [OutputPaths.for_input(out_dir, path) for path in inputs]
+    plans = plans or [OutputPaths.for_input(out_dir, path) for path in inputs]
     owners: dict[str, Path] = {}
     for path, paths in zip(inputs, plans, strict=True):
         for output in planned_outputs(paths, label_format, overlay, measure):
@@ -136,7 +141,7 @@ def _same_file(output: Path, source: Path) -> bool:
 
 
 def write_label_outputs(labels: Volume, image: Volume, paths: OutputPaths, label_format: str = "nii.gz",
-                        overlay: bool = False) -> list[Path]:
+                        overlay: bool = False, naming: dict | None = None) -> list[Path]:
     """Write the label map(s) and, on request, the overlay; returns the files written, in order.
 
     Args:
@@ -145,6 +150,7 @@ def write_label_outputs(labels: Volume, image: Volume, paths: OutputPaths, label
         paths: Where to write (see :class:`OutputPaths`).
         label_format: One of :data:`FORMATS`.
         overlay: Also write the mid-sagittal overlay PNG.
+        naming: The summary's ``naming`` (status, where the count starts), shown on the overlay.
     """
     from SAFNetSpineLib.io.seg_nrrd import write_seg_nrrd
     from SAFNetSpineLib.io.volume_io import write_volume  # SimpleITK: kept off the --help path
@@ -157,7 +163,7 @@ def write_label_outputs(labels: Volume, image: Volume, paths: OutputPaths, label
     if overlay:
         from SAFNetSpineLib.inference.overlay import write_overlay_png  # matplotlib: heavy, only on request
 
-        written.append(write_overlay_png(image, labels, paths.overlay))
+        written.append(write_overlay_png(image, labels, paths.overlay, naming))
     return written
 
 
@@ -199,6 +205,30 @@ class SegmentOutputs:
     timings_s: dict[str, float]
     structure_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of_result(cls, result, *, input: Path, outputs: list[Path], segmenter, weights: list[Path], image: Volume,
+                  timings_s: dict[str, float], level_hint=None) -> SegmentOutputs:
+        """The summary of one input segmented by ``segmenter``: every field ``NAME_seg.json`` has.
+
+        Args:
+            result: The :class:`~SAFNetSpineLib.inference.segmenter.SegmentationResult` (volumes, naming).
+            input: The input file or DICOM folder.
+            outputs: Files written for it, in order.
+            segmenter: The :class:`~SAFNetSpineLib.inference.segmenter.Segmenter` that ran (version, device,
+                precision, tta).
+            weights: Its weights folder(s).
+            image: The input image.
+            timings_s: Seconds per stage.
+            level_hint: The level hint the names were counted from, or None.
+        """
+        summary = cls(input=input, outputs=outputs, model_version=segmenter.version, weights=weights,
+                      device=str(segmenter.device), precision=segmenter.precision, tta=segmenter.tta,
+                      volumes_ml=result.volumes_ml, image=image, timings_s=timings_s)
+        summary.extra["naming"] = result.naming.naming
+        summary.extra["level_hint"] = None if level_hint is None else str(level_hint)
+        summary.structure_fields.update(result.naming.structure_fields())
+        return summary
 
     def structures(self) -> list[dict[str, Any]]:
         """One entry per structure found, in label-table order."""

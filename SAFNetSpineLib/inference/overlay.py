@@ -12,7 +12,16 @@ from SAFNetSpineLib.preprocessing.orientation import reorient_to_network_axes
 from SAFNetSpineLib.volume import Volume
 
 
-def write_overlay_png(image: Volume, labels: Volume, path: str | Path) -> Path:
+def naming_caption(naming: dict | None) -> str | None:
+    """One line for a picture: how far the level names go and where the count starts."""
+    if not naming:
+        return None
+    if naming.get("status") == "out_of_range":
+        return "no level names: out of range (no lumbar or lower thoracic spine found)"
+    return f"level names {naming.get('status', '?')}, {naming.get('counted_from', 'no anchor')}"
+
+
+def write_overlay_png(image: Volume, labels: Volume, path: str | Path, naming: dict | None = None) -> Path:
     """Write the middle sagittal slice with labels (superior up, anterior left) to ``path``.
 
     Slices are taken in the image's own voxels (reoriented, never resampled), so the
@@ -22,6 +31,8 @@ def write_overlay_png(image: Volume, labels: Volume, path: str | Path) -> Path:
         image: The segmented image.
         labels: Its label map, same grid.
         path: Destination .png.
+        naming: The summary's ``naming``; its status and where the count starts ("counted
+            from S1", "counted from your L3", "no anchor") are written under the title.
 
     Returns:
         The path written.
@@ -53,7 +64,9 @@ def write_overlay_png(image: Volume, labels: Volume, path: str | Path) -> Path:
     fig_h = 7.0
     fig, ax = plt.subplots(figsize=(fig_h * width_mm / height_mm + 2.2, fig_h), dpi=110)
     ax.imshow(rgb, aspect=spacing_h / spacing_w, interpolation="nearest")
-    ax.set_title(f"mid-sagittal slice {mid + 1}/{lr_slices}", fontsize=10)
+    caption = naming_caption(naming)
+    title = f"mid-sagittal slice {mid + 1}/{lr_slices}" + (f"\n{caption}" if caption else "")
+    ax.set_title(title, fontsize=10)
     ax.set_xlabel("anterior  \u2192  posterior")
     ax.set_ylabel("inferior  \u2190  superior")
     ax.set_xticks([])

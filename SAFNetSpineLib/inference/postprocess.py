@@ -1,56 +1,19 @@
-"""Clean-up of predicted label maps and per-structure measurements."""
+"""Clean-up modes of predicted label maps (the pieces themselves: :mod:`.pieces`) and per-structure volumes."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from SAFNetSpineLib.inference.levels import order_levels
+from SAFNetSpineLib.inference.pieces import clean_pieces, keep_largest_component
 from SAFNetSpineLib.labels import STRUCTURES
 from SAFNetSpineLib.volume import Volume
 
-
-def keep_largest_component(labels: np.ndarray) -> np.ndarray:
-    """Keep, for every label id, only its largest 26-connected component.
-
-    A level exists once in a spine; islands of the same id elsewhere are errors.
-    Each label is processed inside its own bounding box, so the cost follows the
-    size of the structures, not of the volume.
-
-    Args:
-        labels: Integer label map (values 0..255), any 3D shape.
-
-    Returns:
-        A new label map of the same shape and dtype; removed voxels become 0.
-    """
-    import SimpleITK as sitk
-
-    image = sitk.GetImageFromArray(np.ascontiguousarray(labels, dtype=np.uint8))
-    shapes = sitk.LabelShapeStatisticsImageFilter()
-    shapes.Execute(image)
-    cleaned = labels.copy()
-    finder = sitk.ConnectedComponentImageFilter()
-    finder.SetFullyConnected(True)
-    for label_id in shapes.GetLabels():
-        # sitk bounding box: (x, y, z, size_x, size_y, size_z); numpy array axes are reversed.
-        box = shapes.GetBoundingBox(label_id)
-        start, size = box[:3][::-1], box[3:][::-1]
-        window = tuple(slice(b, b + n) for b, n in zip(start, size, strict=True))
-        mask = labels[window] == label_id
-        components = sitk.GetArrayFromImage(finder.Execute(sitk.GetImageFromArray(mask.astype(np.uint8))))
-        if finder.GetObjectCount() < 2:
-            continue
-        counts = np.bincount(components.reshape(-1))
-        counts[0] = 0
-        region = cleaned[window]
-        region[mask & (components != int(np.argmax(counts)))] = 0
-    return cleaned
-
-
-#: Clean-ups of a predicted label map, by name: "levels" (anatomical order, the default),
-#: "largest" (largest component per label), "none".
+#: Clean-ups of a predicted label map, by name: "levels" (specks, fragments and misplaced sacrum
+#: pieces removed, the default; the names come from the count), "largest" (largest component per
+#: label), "none".
 CLEANUPS = ("levels", "largest", "none")
 DEFAULT_CLEANUP = CLEANUPS[0]
-CLEANUP_HELP = ("levels: names in anatomical order, fragments removed (default); "
+CLEANUP_HELP = ("levels: specks, fragments and misplaced sacrum pieces removed (default); "
                 "largest: largest component per label; none: the network's labels as they are")
 
 
@@ -61,7 +24,7 @@ def clean_up(labels: Volume, mode: str = DEFAULT_CLEANUP) -> Volume:
         ValueError: unknown mode.
     """
     if mode == "levels":
-        return order_levels(labels)
+        return clean_pieces(labels)
     if mode == "largest":
         return labels.with_array(keep_largest_component(labels.array))
     if mode == "none":

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from SAFNetSpineLib.labels import L5_ID, L5_S_ID, SACRUM_ID
+
 
 def _check_classes(annotated: torch.Tensor, num_classes: int) -> None:
     if annotated.shape[1] != num_classes:
@@ -119,7 +121,7 @@ def marginal_soft_dice_loss(
 
 
 #: Label ids the set-valued term needs: the sacrum, L5 and the L5/S disc.
-_SACRUM, _L5, _L5_S = 1, 2, 11
+_SACRUM, _L5, _L5_S = SACRUM_ID, L5_ID, L5_S_ID
 
 
 def below_lumbar_region(target: torch.Tensor, annotated: torch.Tensor, depth_levels: float = 2.0,

@@ -1,8 +1,9 @@
 """Benchmark: what each `segment --cleanup` mode does to Dice and level naming on real cases.
 
 The network runs once per case; its label map (restored to the input grid) is then cleaned
-up each way ("none", "largest", "levels") and scored against the reference on the case's
-annotated structures only. Prints one line per case and a summary per mode: mean Dice of
+up each way ("none", "largest", "levels") and, as ``segment`` does, named by the count
+(inference.naming, the one namer; with "none" the count only judges) and scored against
+the reference on the case's annotated structures only. Prints one line per case and a summary per mode: mean Dice of
 vertebral bodies and of discs, and how many annotated levels were named correctly
 (evaluation.metrics.level_named_correctly).
 
@@ -24,7 +25,9 @@ sys.path.insert(0, str(REPO))
 from SAFNetSpineLib.data.cases import load_case, load_case_folder  # noqa: E402
 from SAFNetSpineLib.evaluation.metrics import score_case  # noqa: E402
 from SAFNetSpineLib.inference import CLEANUPS, Segmenter, clean_up  # noqa: E402
+from SAFNetSpineLib.inference.naming import ClassEvidence, name_levels  # noqa: E402
 from SAFNetSpineLib.labels import DISC_IDS  # noqa: E402
+from SAFNetSpineLib.preprocessing import preprocess_image, restore_labels  # noqa: E402
 from SAFNetSpineLib.weights import default_weights_dir  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "spine-mri"
@@ -45,10 +48,14 @@ def main() -> None:
     for case_id in args.cases:
         case = cases[case_id]
         image, reference = load_case(case)
-        raw = segmenter.segment(image).labels
+        network_input, grid = preprocess_image(image, segmenter.preprocess_config)
+        probabilities = segmenter.predict_probabilities(network_input).numpy()
+        raw = restore_labels(probabilities, grid, image)
+        evidence = ClassEvidence(probabilities, grid.affine_lps)
         cells = []
         for mode in CLEANUPS:
-            labels = clean_up(raw, mode).array.astype(np.int64)
+            named = name_levels(clean_up(raw, mode), evidence, rename=mode != "none")
+            labels = np.asarray(named.labels.array).astype(np.int64)
             result = score_case(labels, reference.array, image.spacing, case.annotated_labels, surface=False)
             rows = [(label_id, v["dice"], v["level_ok"]) for label_id, v in result.items()]
             scores[mode] += rows

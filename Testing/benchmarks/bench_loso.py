@@ -58,7 +58,7 @@ def score_cases(weights: Path, cases: list, label: str = "") -> dict:
     """
     segmenter = Segmenter([weights], device="cpu", precision="fp32")
     body_dice, named_dice, disc_dice, wrong, total = [], [], [], 0, 0
-    split = {"confident": 0, "uncertain": 0}
+    split = {"confident": 0, "uncertain": 0, "out_of_range": 0}
     silently_wrong = 0
     for case in cases:
         image, reference = load_case(case)

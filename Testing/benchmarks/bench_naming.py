@@ -2,14 +2,16 @@
 
 1. Speed: ``name_levels`` on a synthetic sacrum-to-T12 spine on an oblique 0.7 x 0.7 x 4 mm
    grid, from its labels alone and with network-sized probabilities.
-2. Real cases (skipped when the data is absent or with ``--no-real``): the network runs once
-   per case, ``--cleanup levels`` names its levels, then the count renames them. For each
-   case: annotated levels named wrong before and after the count
-   (evaluation.metrics.level_named_correctly), and the naming status, anchor and reason;
-   at the end the totals and the confident/uncertain split.
+2. Real cases (skipped when the data is absent or with ``--no-real``): ``segment``'s own path
+   (``--cleanup levels``, then the count; with ``--hint-l3`` an L3 hint at the expert L3
+   centre). For each case: annotated levels named wrong
+   (evaluation.metrics.level_named_correctly), the naming status, where the count starts
+   and the reason; at the end the totals, the confident / uncertain / out-of-range split,
+   the confident cases with a level named wrong, and the calibration table: annotated levels
+   per ``name_confidence`` bin of the name given, and the fraction named right.
 
 Usage:
-    .venv/bin/python Testing/benchmarks/bench_naming.py [--weights DIR] [--cases ID ...] [--no-real]
+    .venv/bin/python Testing/benchmarks/bench_naming.py [--weights DIR ...] [--cases ID ...] [--hint-l3] [--no-real]
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from SAFNetSpineLib.labels import NUM_CLASSES  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "spine-mri"
 HELD_OUT = ["myo_05", "myo_15", "myo_25", "myo_35", "myo_45", "chu_09", "chu_16", "ivd_25"]
+#: name_confidence bins of the calibration table.
+CALIBRATION_EDGES = (0.0, 0.5, 0.7, 0.9, 1.0)
 
 
 def bench_speed(repeats: int = 3) -> None:
@@ -51,51 +55,80 @@ def bench_speed(repeats: int = 3) -> None:
               f"median {np.median(times):.3f} s over {repeats}; status {result.naming['status']}")
 
 
-def bench_real(weights: Path, data: Path, case_ids: list[str]) -> None:
-    from SAFNetSpineLib.data.cases import load_case, load_case_folder, select_cases
-    from SAFNetSpineLib.inference import Segmenter, clean_up
-    from SAFNetSpineLib.preprocessing import preprocess_image, restore_labels
+def calibration_rows(pairs: list[tuple[float, bool]], edges=CALIBRATION_EDGES) -> list[tuple[str, int, int]]:
+    """(bin, levels, named right) per ``name_confidence`` bin, from (confidence, right) pairs."""
+    rows = []
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        inside = [right for value, right in pairs if low <= value < high or (high == edges[-1] and value == high)]
+        rows.append((f"[{low:.1f}, {high:.1f}{']' if high == edges[-1] else ')'}", len(inside), sum(inside)))
+    return rows
 
-    segmenter = Segmenter([weights], device="cpu", precision="fp32", cleanup="none")
-    totals = {"before": [0, 0], "after": [0, 0]}
-    split = {"confident": 0, "uncertain": 0}
+
+def bench_real(weights: list[Path], data: Path, case_ids: list[str], hint_l3: bool = False) -> None:
+    """``segment``'s own path on real cases: names, status, where the count starts, calibration."""
+    from SAFNetSpineLib.data.cases import load_case, load_case_folder, select_cases
+    from SAFNetSpineLib.inference import Segmenter
+    from SAFNetSpineLib.inference.naming import LevelHint
+    from SAFNetSpineLib.labels import L5_ID, L5_S_ID, neighbour
+    from SAFNetSpineLib.volume import LPS_TO_RAS
+
+    segmenter = Segmenter(weights, device="cpu", precision="fp32")
+    wrong_total, levels_total, confident_wrong = 0, 0, 0
+    split = {"confident": 0, "uncertain": 0, "out_of_range": 0}
+    pairs: list[tuple[float, bool]] = []
     for case in select_cases(load_case_folder(data), case_ids):
         image, reference = load_case(case)
-        network_input, network_grid = preprocess_image(image, segmenter.preprocess_config)
-        probabilities = segmenter.predict_probabilities(network_input).numpy()
-        ordered = clean_up(restore_labels(probabilities, network_grid, image), "levels")
-        started = time.perf_counter()
-        counted = name_levels(ordered, ClassEvidence(probabilities, network_grid.affine_lps))
-        naming_s = time.perf_counter() - started
-        line = [case.case_id]
-        for key, labels in (("before", ordered.array), ("after", counted.labels.array)):
-            named = [level_named_correctly(np.asarray(labels), np.asarray(reference.array), i)
-                     for i in case.annotated_labels if i]
-            named = [v for v in named if not math.isnan(v)]
-            wrong = sum(1 for v in named if v == 0.0)
-            totals[key][0] += wrong
-            totals[key][1] += len(named)
-            line.append(f"{key}: {wrong}/{len(named)} wrong")
-        split[counted.naming["status"]] += 1
-        print(f"{', '.join(line)} | {counted.naming['status']} (anchor {counted.naming['anchor']}, "
-              f"{naming_s:.2f} s): {counted.naming['reason']}", flush=True)
-    print(f"levels named wrong: before the count {totals['before'][0]}/{totals['before'][1]}, "
-          f"after {totals['after'][0]}/{totals['after'][1]}; confident {split['confident']}, "
-          f"uncertain {split['uncertain']}")
+        truth = np.asarray(reference.array)
+        hint = None
+        if hint_l3:  # the expert centre of L3 (of L3/L4 where only discs are annotated)
+            target = neighbour(L5_ID, 4) if neighbour(L5_ID, 4) in case.annotated_labels else neighbour(L5_S_ID, 4)
+            centre = np.argwhere(truth == target).mean(axis=0)
+            lps = reference.affine_lps[:3, :3] @ centre + reference.affine_lps[:3, 3]
+            hint = LevelHint(target, tuple(float(v) for v in LPS_TO_RAS @ lps))
+        result = segmenter.segment(image, level_hint=hint)
+        prediction = np.asarray(result.labels.array)
+        confidence = result.naming.name_confidence
+        wrong = []
+        for label_id in (i for i in case.annotated_labels if i):
+            right = level_named_correctly(prediction, truth, label_id)
+            if math.isnan(right):
+                continue
+            inside = prediction[truth == label_id]
+            inside = inside[inside > 0]
+            named = int(np.bincount(inside).argmax()) if inside.size else 0
+            pairs.append((float(confidence.get(named, 0.0)), right == 1.0))
+            if right == 0.0:
+                wrong.append(label_id)
+        naming = result.naming.naming
+        split[naming["status"]] += 1
+        confident_wrong += int(naming["status"] == "confident" and bool(wrong))
+        wrong_total += len(wrong)
+        levels_total += sum(1 for i in case.annotated_labels if i and (truth == i).any())
+        print(f"{case.case_id}: named wrong {len(wrong)} | {naming['status']} ({naming['counted_from']}): "
+              f"{naming['reason']}", flush=True)
+    print(f"levels named wrong {wrong_total}/{levels_total}; confident {split['confident']}, uncertain "
+          f"{split['uncertain']}, out of range {split['out_of_range']}; confident with a level named wrong "
+          f"{confident_wrong}")
+    print("name_confidence bin | annotated levels | named right | fraction right")
+    for label, n, right in calibration_rows(pairs):
+        print(f"{label:>10} | {n:>5} | {right:>5} | {right / n if n else float('nan'):.3f}")
 
 
 def main() -> None:
     from SAFNetSpineLib.weights import default_weights_dir
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", type=Path, default=default_weights_dir())
+    parser.add_argument("--weights", type=Path, action="append", help="weights folder (repeat: ensemble); "
+                        "default: the bundled weights")
+    parser.add_argument("--hint-l3", action="store_true", help="give an L3 hint at the expert L3 centre "
+                        "(L3/L4 on disc-only cases)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--cases", nargs="+", default=HELD_OUT)
     parser.add_argument("--no-real", action="store_true", help="only the speed benchmark")
     args = parser.parse_args()
     bench_speed()
     if not args.no_real and (args.data / "dataset.json").is_file():
-        bench_real(args.weights, args.data, args.cases)
+        bench_real(args.weights or [default_weights_dir()], args.data, args.cases, args.hint_l3)
 
 
 if __name__ == "__main__":

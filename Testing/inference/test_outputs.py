@@ -76,3 +76,21 @@ def test_level_table_lists_found_structures():
     assert "(no structure found)" in level_table({})
     table = level_table({STRUCTURES[1].short_name: 1.5})
     assert STRUCTURES[1].full_name in table and "1.50" in table
+
+
+def test_the_overlay_says_where_the_count_starts(tmp_path):
+    from spine_maps import FULL, spine
+
+    from SAFNetSpineLib.inference.outputs import OutputPaths, write_label_outputs
+    from SAFNetSpineLib.inference.overlay import naming_caption
+
+    assert naming_caption({"status": "confident", "counted_from": "counted from S1"}) == \
+        "level names confident, counted from S1"
+    assert naming_caption({"status": "uncertain", "counted_from": "counted from your L3"}).endswith("your L3")
+    assert naming_caption({"status": "out_of_range", "counted_from": "no anchor"}).startswith("no level names")
+    labels = spine(FULL, "oblique")
+    image = labels.with_array(labels.array.astype("float32"), is_label=False)
+    paths = OutputPaths.for_input(tmp_path, tmp_path / "case.nii.gz")
+    written = write_label_outputs(labels, image, paths, overlay=True,
+                                  naming={"status": "confident", "counted_from": "counted from S1"})
+    assert paths.overlay in written and paths.overlay.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

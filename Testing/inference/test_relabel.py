@@ -55,15 +55,17 @@ def test_relabel_without_a_hint_counts_from_the_sacrum():
     assert "input labels and the count disagree" in result.naming["reason"]
 
 
-def test_relabel_refuses_values_outside_the_table_and_points_outside_the_spine():
+def test_relabel_refuses_values_outside_the_table_and_points_outside_the_image():
     labels = spine(FULL, "oblique")
     bad = labels.array.copy()
     bad[0, 0, 0] = 42
     with pytest.raises(SpineInputError, match=r"case.nii.gz: label values \[42\]"):
         relabel_volume(labels.with_array(bad), subject="case.nii.gz")
     r, a, s = centre_ras(FULL, 4)
-    with pytest.raises(SpineInputError, match="outside every vertebra and disc"):
-        relabel_volume(labels, parse_level_hint(f"L4={r},{a - 35},{s}"))
+    beside = relabel_volume(labels, parse_level_hint(f"L4={r},{a - 35},{s}"))  # behind L4, off the segmentation
+    assert names_of(beside.labels, FULL) == FULL and beside.naming["anchor"] == "hint"
+    with pytest.raises(SpineInputError, match="outside the image"):
+        relabel_volume(labels, parse_level_hint(f"L4={r},{a},{s + 900}"))
 
 
 def test_output_stems():

@@ -1,10 +1,13 @@
-"""Level names by counting along the spine, with an honest verdict and a one-point correction.
+"""Level names by counting along the spine, with an honest verdict and a one-point correction: the one namer.
 
 :func:`name_levels` takes a label map (and, from the segmenter, the network's
-probabilities), builds the chain of bodies and discs along the spine's curve
-(:mod:`.chain`, :mod:`.curve`; the evidence per piece in :mod:`.evidence`), names the whole chain at once by counting (:mod:`.assign`), and says
-how far the names can be trusted (:mod:`.verdict`). A :class:`LevelHint` (a name and a
-point in RAS mm) fixes one structure and everything else is counted from it.
+probabilities), builds the chain of bodies and discs along the spine's curve from the
+pieces of :mod:`SAFNetSpineLib.inference.pieces` (:mod:`.chain`, :mod:`.curve`; the
+evidence per piece in :mod:`.evidence`), names the whole chain at once by counting
+(:mod:`.assign`), and says how far the names can be trusted and where the count starts
+(:mod:`.verdict`). A :class:`LevelHint` (a name and a point in RAS mm) fixes one
+structure, whatever the segmentation has there (:func:`.hint.place_hint`), and
+everything else is counted from it.
 """
 
 from __future__ import annotations
@@ -14,12 +17,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from SAFNetSpineLib.errors import SpineInputError
-from SAFNetSpineLib.inference.naming.assign import InfeasibleNaming, assign_positions, id_at, position_of
+from SAFNetSpineLib.inference.naming.assign import InfeasibleNaming, assign_positions
 from SAFNetSpineLib.inference.naming.chain import Chain, ChainPiece, build_chain
 from SAFNetSpineLib.inference.naming.evidence import ClassEvidence
-from SAFNetSpineLib.inference.naming.hint import LevelHint, hint_voxel, parse_level_hint
-from SAFNetSpineLib.inference.naming.verdict import ANCHORS, STATUSES, confidences, judge
-from SAFNetSpineLib.labels import NUM_CLASSES, STRUCTURES
+from SAFNetSpineLib.inference.naming.hint import LevelHint, hint_voxel, parse_level_hint, place_hint
+from SAFNetSpineLib.inference.naming.verdict import (
+    ANCHORS,
+    STATUSES,
+    Verdict,
+    confidences,
+    judge,
+    out_of_range_reason,
+)
+from SAFNetSpineLib.labels import NUM_CLASSES, STRUCTURES, id_at_position, spine_position
 from SAFNetSpineLib.volume import Volume
 
 __all__ = ["ANCHORS", "STATUSES", "ClassEvidence", "LevelHint", "NamingResult", "name_levels", "parse_level_hint"]
@@ -32,8 +42,10 @@ class NamingResult:
     Attributes:
         labels: The label map on the input's exact grid, renamed by the count (or as it
             was, with ``rename=False``).
-        naming: ``{"status": "confident"|"uncertain", "anchor": "sacrum"|"hint"|"none",
-            "reason": one sentence}``.
+        naming: ``{"status": "confident"|"uncertain"|"out_of_range", "anchor":
+            "sacrum"|"hint"|"none", "counted_from": "counted from S1"|"counted from your L3"|
+            "no anchor", "reason": one sentence}`` (docs/INTERFACES.md).
+            ``out_of_range``: no lumbar or lower thoracic spine to name, so no level names.
         name_confidence: Label id -> confidence (0..1) of that structure's name.
         problems: Every problem found, one sentence each (the reason shows the first two).
     """
@@ -43,6 +55,11 @@ class NamingResult:
     name_confidence: dict[int, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
+    def __str__(self) -> str:
+        """One line, what ``print(result.naming)`` shows: the status, what was counted from, and why."""
+        naming = self.naming
+        return f"level names {naming['status']} ({naming.get('counted_from', naming['anchor'])}): {naming['reason']}"
+
     def structure_fields(self) -> dict[str, dict[str, float]]:
         """Per-structure summary fields: {short name: {"name_confidence": value}}."""
         return {STRUCTURES[label_id].short_name: {"name_confidence": value}
@@ -50,24 +67,14 @@ class NamingResult:
 
     @property
     def warning(self) -> str | None:
-        """One line for the user when the names are uncertain, else None."""
+        """One line for the user when the names are uncertain or out of range, else None."""
         if self.naming["status"] == "confident":
             return None
-        return f"level names uncertain (anchor: {self.naming['anchor']}): {self.naming['reason']}"
-
-
-def _hinted_piece(chain: Chain, voxel: tuple[int, int, int], hint: LevelHint, subject) -> int:
-    target = np.asarray(voxel)
-    for index, piece in enumerate(chain.pieces):
-        if np.any(np.all(piece.voxels == target[None, :], axis=1)):
-            wanted = STRUCTURES[hint.label_id].kind
-            if piece.kind != wanted:
-                raise SpineInputError(subject, f"level hint {hint}: the point lies in a "
-                                               f"{'disc' if piece.kind == 'disc' else 'vertebra'} "
-                                               f"(labelled {piece.own_name}) but {hint.name} is a {wanted}")
-            return index
-    raise SpineInputError(subject, f"level hint {hint}: the point lies on a small fragment off the spine; "
-                                   "place it inside a vertebral body or disc")
+        if self.naming["status"] == "out_of_range":
+            return f"no level names (out of range): {self.naming['reason']}"
+        advice = "; name one level you know with --level-hint NAME=R,A,S to count from it" \
+            if self.naming["anchor"] == "none" else ""
+        return f"level names uncertain ({self.naming['counted_from']}): {self.naming['reason']}{advice}"
 
 
 def _loose_names(chain: Chain, names: list[int]) -> list[int]:
@@ -101,34 +108,37 @@ def name_levels(labels: Volume, evidence: ClassEvidence | None = None, hint: Lev
             the evidence (an existing or hand-corrected label map).
         hint: One structure named by the user; everything else is counted from it.
         rename: Write the counted names into the label map; False keeps the labels and
-            only judges them (``segment --cleanup none``).
+            only judges them (``segment --cleanup none``; a hint always renames). Out of
+            range, the renamed map is empty: no level names.
         subject: File or case named in errors.
 
     Returns:
         :class:`NamingResult` on the input's exact grid.
 
     Raises:
-        SpineInputError: the hint's point is outside every structure, or its name is of
-            the other kind than the structure there.
+        SpineInputError: the hint's point is outside the image. Anywhere inside it the
+            user is right about the point (see :func:`.hint.place_hint`).
     """
     array = np.asarray(labels.array)
     voxel = hint_voxel(hint, labels, subject) if hint is not None else None
     chain = build_chain(labels, evidence)
     source = "network" if evidence is not None else "input labels"
-    if not chain.pieces:
-        naming = {"status": "uncertain", "anchor": "none", "reason": "no vertebra or disc was found to name"}
-        return NamingResult(labels, naming, {}, [naming["reason"]])
-    fixed = None
+    out_of_range = out_of_range_reason(chain, hint is not None)
+    if out_of_range is not None:
+        verdict = Verdict("out_of_range", "none", out_of_range, [out_of_range])
+        out = labels.with_array(np.zeros_like(array), is_label=True) if rename else labels
+        return NamingResult(out, verdict.as_dict(), {}, verdict.problems)
+    fixed, notes = None, []
     if hint is not None:
-        fixed = (_hinted_piece(chain, voxel, hint, subject), position_of(hint.label_id))
+        chain, index, notes = place_hint(chain, voxel, hint)
+        fixed = (index, spine_position(hint.label_id))
     try:
         assignment = assign_positions(chain, fixed)
-    except InfeasibleNaming as error:
-        raise SpineInputError(subject, f"level hint {hint}: counting from it, {error}; "
-                                       "check the point and the name") from None
-    verdict = judge(chain, assignment, hint.name if hint else None, source)
-    if rename:
-        names = [id_at(p) for p in assignment.positions]
+    except InfeasibleNaming as error:  # not expected: every piece may run off either end of the table
+        raise SpineInputError(subject, f"level hint {hint}: counting from it, {error}") from None
+    verdict = judge(chain, assignment, hint.name if hint else None, source, notes)
+    if rename or hint is not None:
+        names = [id_at_position(p) for p in assignment.positions]
         painted = _paint(array.shape, chain.pieces + chain.loose, names + _loose_names(chain, names), array.dtype)
         out = labels.with_array(painted, is_label=True)
     else:

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from SAFNetSpineLib.inference.naming.chain import Chain, ChainPiece
+from SAFNetSpineLib.labels import INFERIOR_TO_SUPERIOR_IDS, id_at_position
 
-#: Positions 0..18 are named; an id per position.
-NAMED_POSITIONS = 19
+#: Positions 0..18 are named (labels.INFERIOR_TO_SUPERIOR_IDS); an id per position.
+NAMED_POSITIONS = len(INFERIOR_TO_SUPERIOR_IDS)
 #: Emission of a position above T9 (no name in the table): below any name's evidence floor.
 ABOVE_TABLE = 1e-5
 #: Prior probability of a disc / a body not found between two found structures.
@@ -52,18 +53,6 @@ class InfeasibleNaming(ValueError):
     """No naming satisfies the constraints (a hint that leaves structures below the sacrum)."""
 
 
-def id_at(position: int) -> int:
-    """Label id at a position (0 above the table)."""
-    if not 0 <= position < NAMED_POSITIONS:
-        return 0
-    return position // 2 + 1 if position % 2 == 0 else 11 + position // 2
-
-
-def position_of(label_id: int) -> int:
-    """Position of a vertebra (1..10) or disc (11..19) id."""
-    return 2 * (label_id - 1) if label_id <= 10 else 2 * (label_id - 11) + 1
-
-
 def sacrum_shape(chain: Chain) -> str | None:
     """"sacrum" if the lowest body is shaped like one, "body" if like a lumbar body, None if unknown.
 
@@ -84,9 +73,10 @@ class Assignment:
     """The best naming of a chain.
 
     Attributes:
-        positions: Position of every chain piece (inferior to superior).
+        positions: Position of every chain piece (inferior to superior); below 0 (under S,
+            only with a hint) and above 18 (above T9) have no name.
         posterior: Posterior probability of each piece's position, (n,).
-        marginals: Posterior of every position for every piece, (n, states).
+        marginals: Posterior of every position from 0 (S) up for every piece, (n, states).
     """
 
     positions: tuple[int, ...]
@@ -94,29 +84,30 @@ class Assignment:
     marginals: np.ndarray
 
     def label_ids(self) -> list[int]:
-        return [id_at(p) for p in self.positions]
+        return [id_at_position(p) for p in self.positions]
 
 
-def _emissions(chain: Chain, states: int, hint: tuple[int, int] | None) -> np.ndarray:
-    """Log emissions (n, states); -inf where the parity is wrong or the hint rules a position out."""
+def _emissions(chain: Chain, states: int, hint: tuple[int, int] | None, shift: int = 0) -> np.ndarray:
+    """Log emissions (n, states) of positions ``state - shift``; -inf where the parity is wrong or the hint rules a
+    position out. Positions below 0 (below S) and above T9 have no name."""
     n = len(chain.pieces)
     out = np.full((n, states), -np.inf)
     shape = sacrum_shape(chain)
     lowest_body = next((i for i, p in enumerate(chain.pieces) if p.kind == "vertebra"), None)
     for i, piece in enumerate(chain.pieces):
         parity = 0 if piece.kind == "vertebra" else 1
-        for position in range(parity, states, 2):
-            label_id = id_at(position)
+        for state in range(parity, states, 2):
+            label_id = id_at_position(state - shift)
             value = np.log(max(float(piece.evidence[label_id]), EVIDENCE_FLOOR)) if label_id else np.log(ABOVE_TABLE)
-            out[i, position] = value
+            out[i, state] = value
     if shape == "sacrum" and hint is None:
         # The count starts at the sacrum: a tall lowest body with no disc below it is S, whatever it is called.
         out[lowest_body, 1:] = -np.inf
     if hint is not None:
         index, position = hint
-        keep = out[index, position]
+        keep = out[index, position + shift]
         out[index] = -np.inf
-        out[index, position] = keep
+        out[index, position + shift] = keep
     return out
 
 
@@ -170,11 +161,13 @@ def assign_positions(chain: Chain, hint: tuple[int, int] | None = None) -> Assig
         The :class:`Assignment`.
 
     Raises:
-        InfeasibleNaming: no naming fits (for example a hint that would put pieces below S).
+        InfeasibleNaming: no naming fits the constraints.
     """
     n = len(chain.pieces)
-    states = NAMED_POSITIONS + 2 * n + 2
-    emissions = _emissions(chain, states, hint)
+    # With a hint the count may run off either end of the table: pieces below S or above T9 get no name.
+    shift = 2 * n + 2 if hint is not None else 0
+    states = shift + NAMED_POSITIONS + 2 * n + 2
+    emissions = _emissions(chain, states, hint, shift)
     transitions = [_transitions(chain.pieces[i], chain.pieces[i + 1], chain, states) for i in range(n - 1)]
     # Viterbi
     score = emissions[0].copy()
@@ -184,9 +177,7 @@ def assign_positions(chain: Chain, hint: tuple[int, int] | None = None) -> Assig
         back.append(np.argmax(total, axis=0))
         score = total.max(axis=0) + emissions[i]
     if not np.isfinite(score.max()):
-        below = hint[1] - sum(1 for piece in chain.pieces[: hint[0]]) if hint is not None else 0
-        raise InfeasibleNaming(f"{-below} structure(s) would lie below the sacrum" if below < 0
-                               else "no naming fits the constraints")
+        raise InfeasibleNaming("no naming fits the constraints")
     positions = [int(np.argmax(score))]
     for pointers in reversed(back):
         positions.append(int(pointers[positions[-1]]))
@@ -203,4 +194,4 @@ def assign_positions(chain: Chain, hint: tuple[int, int] | None = None) -> Assig
     log_marginals -= _logsumexp(log_marginals, axis=1)[:, None]
     marginals = np.exp(log_marginals)
     posterior = marginals[np.arange(n), positions]
-    return Assignment(tuple(positions), posterior, marginals)
+    return Assignment(tuple(p - shift for p in positions), posterior, marginals[:, shift:])

@@ -5,16 +5,18 @@ pieces are placed on a smooth curve fitted through their centres in the patient
 frame (LPS mm, never array order), so that "below" and "above" follow the spine even
 on an oblique, flipped or permuted grid and along a lordotic spine. Then:
 
-* fragments (under :data:`FRAGMENT_FRACTION` of a typical piece of their kind) and
-  pieces far off the curve are set aside as *loose* pieces: they are named after the
-  nearest chain piece of their kind, never counted;
+* specks and fragments (see :mod:`SAFNetSpineLib.inference.pieces`, which also finds the
+  pieces) and pieces far off the curve are set aside as *loose* pieces: they are named
+  after the nearest chain piece of their kind, never counted;
 * pieces of one kind that share a band of the curve (one body called two names,
   side by side) or that touch end to end and together are no taller than a typical
   level (one body cut across) become one piece;
 * consecutive discs with no room for a body between them (closer than half a typical body
   height) are one disc found in two pieces, not a missing body;
 * a body about twice as tall as the typical body (two bodies with no disc between
-  them found, or fused) is split into as many bodies as its height holds, and flagged.
+  them found, or fused) is split into as many bodies as its height holds; from 1.45
+  heights only where the network sees a disc inside it. The verdict flags a split
+  without disc evidence (fused vertebrae?), not one with it (a disc left unoutlined).
 
 What remains, ordered from inferior to superior along the curve, is the chain that
 :mod:`.assign` names by counting.
@@ -29,12 +31,10 @@ import numpy as np
 
 from SAFNetSpineLib.inference.naming.curve import SpineCurve
 from SAFNetSpineLib.inference.naming.evidence import ClassEvidence, evidence_from_labels
-from SAFNetSpineLib.labels import DISC_IDS, STRUCTURES, VERTEBRA_IDS
+from SAFNetSpineLib.inference.pieces import debris_floor, find_pieces, speck_floor
+from SAFNetSpineLib.labels import DISC_IDS, SACRUM_ID, STRUCTURES, VERTEBRA_IDS
 from SAFNetSpineLib.volume import Volume
 
-SACRUM_ID = 1
-#: Pieces smaller than this fraction of the median largest piece per label of their kind are fragments.
-FRAGMENT_FRACTION = 0.1
 #: A piece whose centre lies farther from the curve than this many typical body heights is off the spine.
 OFF_CURVE_HEIGHTS = 1.2
 #: Two pieces of one kind share a band when their extents along the curve overlap by more than this
@@ -46,6 +46,10 @@ ONE_STRUCTURE_HEIGHT = 1.3
 TOUCH_MM = 1.5
 #: A body (not the sacrum) at least this many typical body heights tall holds two or more bodies.
 MERGED_HEIGHT = 1.6
+#: From this many typical body heights a body holds two when the network sees a disc inside it: a mean disc
+#: probability of at least DISC_SEEN where it would be cut.
+TALL_BODY = 1.45
+DISC_SEEN = 0.2
 #: Consecutive discs closer than this many typical body heights have no room for a body between
 #: them: they are one disc found in two pieces (a fragment at a body's corner), not a missing body.
 DISC_GAP_HEIGHTS = 0.5
@@ -119,6 +123,10 @@ class Chain:
         disc_height_mm: Typical (median) disc height, mm (a default share of the body
             height when no disc was found).
         merged: The parts of every split body, one list per body (inferior to superior).
+        curve: The curve the pieces are placed on (None for an empty chain).
+        merged_disc_seen: Per split body, the network's disc probability at its weakest
+            cut (None from labels alone).
+        geometry: Voxel index -> LPS mm of the label map (None for an empty chain).
     """
 
     pieces: list[ChainPiece]
@@ -126,34 +134,20 @@ class Chain:
     body_height_mm: float
     disc_height_mm: float
     merged: list[list[ChainPiece]] = field(default_factory=list)
+    curve: SpineCurve | None = None
+    geometry: Geometry | None = None
+    merged_disc_seen: list[float | None] = field(default_factory=list)
 
-
-def _components(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """(label id, voxel indices (N, 3)) of every 26-connected piece of every foreground label."""
-    from scipy import ndimage
-
-    structure = np.ones((3, 3, 3), dtype=bool)
-    found = []
-    boxes = ndimage.find_objects(labels)
-    for label_id in (*VERTEBRA_IDS, *DISC_IDS):
-        box = boxes[label_id - 1] if label_id <= len(boxes) else None
-        if box is None:
-            continue
-        pieces, count = ndimage.label(labels[box] == label_id, structure=structure)
-        offset = np.array([b.start for b in box])
-        for number, window in enumerate(ndimage.find_objects(pieces), start=1):
-            if window is None:
-                continue
-            local = np.argwhere(pieces[window] == number) + np.array([w.start for w in window])
-            found.append((label_id, local + offset))
-    return found
+    def typical_height(self, kind: str) -> float:
+        """Typical height (mm) along the curve of a body ("vertebra") or a disc."""
+        return self.body_height_mm if kind == "vertebra" else self.disc_height_mm
 
 
 def _kind(label_id: int) -> str:
     return STRUCTURES[label_id].kind
 
 
-def _place(piece: ChainPiece, points: np.ndarray, curve: SpineCurve) -> None:
+def place(piece: ChainPiece, points: np.ndarray, curve: SpineCurve) -> None:
     arc, tangent, _ = curve.project(piece.centre)
     along = (points - piece.centre[None, :]) @ tangent
     piece.arc = arc
@@ -166,13 +160,22 @@ def _merge(a: ChainPiece, b: ChainPiece) -> ChainPiece:
                       np.concatenate([a.voxel_labels, b.voxel_labels]), centre)
 
 
-class _Geometry:
+class Geometry:
     """Voxel index -> LPS mm for one label map."""
 
     def __init__(self, volume: Volume):
         self.matrix = np.asarray(volume.direction) * np.asarray(volume.spacing)[None, :]
         self.origin = np.asarray(volume.origin)
         self.voxel_mm = float(np.min(volume.spacing))
+        self.voxel_ml = float(volume.voxel_volume_ml)
+        # The index axis closest to the patient's superior axis, and its index at the inferior edge of the view.
+        self.superior_axis = int(np.argmax(np.abs(np.asarray(volume.direction)[2])))
+        up = float(np.asarray(volume.direction)[2, self.superior_axis]) > 0
+        self.inferior_edge = 0 if up else volume.shape[self.superior_axis] - 1
+
+    def at_inferior_edge(self, voxels: np.ndarray) -> bool:
+        """Whether any of the voxels (N, 3) lies on the inferior edge of the image (the view cuts it)."""
+        return bool(len(voxels)) and bool(np.any(voxels[:, self.superior_axis] == self.inferior_edge))
 
     def points(self, voxels: np.ndarray) -> np.ndarray:
         return self.origin[None, :] + voxels @ self.matrix.T
@@ -190,12 +193,10 @@ def build_chain(labels: Volume, evidence: ClassEvidence | None = None) -> Chain:
         The :class:`Chain`; empty when the map holds no vertebra or disc.
     """
     array = np.asarray(labels.array)
-    geometry = _Geometry(labels)
-    raw = []
-    for label_id, voxels in _components(array):
-        raw.append(ChainPiece(_kind(label_id), voxels, np.full(len(voxels), label_id, dtype=np.int64),
-                              geometry.points(voxels).mean(axis=0)))
-    kept, loose = _drop_fragments(raw)
+    geometry = Geometry(labels)
+    raw = [ChainPiece(_kind(p.label_id), p.voxels, np.full(p.size, p.label_id, dtype=np.int64),
+                      geometry.points(p.voxels).mean(axis=0)) for p in find_pieces(array)]
+    kept, loose = _drop_debris(raw, speck_floor(labels))
     if not kept:
         return Chain([], loose, 0.0, 0.0)
     curve = _fit_curve(kept, geometry)
@@ -208,28 +209,35 @@ def build_chain(labels: Volume, evidence: ClassEvidence | None = None) -> Chain:
     pieces = _join_cut_structures(pieces, curve, geometry, body_h, disc_h)
     pieces = _join_close_discs(pieces, curve, geometry, body_h)
     body_h, disc_h = _typical_heights(pieces)
-    pieces, merged = _split_merged(pieces, curve, geometry, body_h, disc_h)
+    pieces, merged, disc_seen = _split_merged(pieces, curve, geometry, body_h, disc_h, evidence)
     for piece in pieces + loose:
         piece.evidence = _evidence_of(piece, geometry, evidence)
-    return Chain(pieces, loose, body_h, disc_h, merged)
+    return Chain(pieces, loose, body_h, disc_h, merged, curve, geometry, disc_seen)
 
 
-def _drop_fragments(pieces: list[ChainPiece]) -> tuple[list[ChainPiece], list[ChainPiece]]:
+def _drop_debris(pieces: list[ChainPiece], speck_voxels: float) -> tuple[list[ChainPiece], list[ChainPiece]]:
+    """(kept, loose): specks and fragments of each kind (bodies, discs) are loose.
+
+    A sacrum piece is measured against the bodies' fragment floor unless it lies below
+    every body kept: there the top of the sacrum at the edge of the view (S1 only) may
+    be small, and only a speck is loose.
+    """
     kept, loose = [], []
+    sacral = [p for p in pieces if p.is_sacrum_labelled]
     for kind in ("vertebra", "disc"):
-        own = [p for p in pieces if p.kind == kind]
-        if not own:
-            continue
-        largest: dict[int, int] = {}
-        for p in own:
-            largest[p.own_label] = max(largest.get(p.own_label, 0), p.size)
-        floor = FRAGMENT_FRACTION * float(np.median(list(largest.values())))
+        own = [p for p in pieces if p.kind == kind and not p.is_sacrum_labelled]
+        floor = debris_floor(own, speck_voxels, lambda p: p.own_label)
         kept += [p for p in own if p.size >= floor]
         loose += [p for p in own if p.size < floor]
+        if kind == "vertebra":
+            lowest = min((p.centre[2] for p in kept if p.kind == kind), default=np.inf)
+            for p in sacral:
+                ok = p.size >= floor or (p.size >= speck_voxels and p.centre[2] < lowest)
+                (kept if ok else loose).append(p)
     return kept, loose
 
 
-def _fit_curve(pieces: list[ChainPiece], geometry: _Geometry) -> SpineCurve:
+def _fit_curve(pieces: list[ChainPiece], geometry: Geometry) -> SpineCurve:
     """A curve through the piece centres; refitted without centres far from it (up to 3 times)."""
     centres = np.array([p.centre for p in pieces])
     keep = np.ones(len(pieces), dtype=bool)
@@ -245,11 +253,11 @@ def _fit_curve(pieces: list[ChainPiece], geometry: _Geometry) -> SpineCurve:
     return curve
 
 
-def _typical_extent(pieces: list[ChainPiece], curve: SpineCurve, geometry: _Geometry) -> float:
+def _typical_extent(pieces: list[ChainPiece], curve: SpineCurve, geometry: Geometry) -> float:
     heights = []
     for p in pieces:
         if p.kind == "vertebra" and not p.is_sacrum_labelled:
-            _place(p, geometry.points(p.voxels), curve)
+            place(p, geometry.points(p.voxels), curve)
             heights.append(p.height)
     return float(np.median(heights)) if heights else 25.0
 
@@ -262,10 +270,10 @@ def _split_off_curve(pieces, curve, geometry):
     return on, off
 
 
-def _join(pieces: list[ChainPiece], curve: SpineCurve, geometry: _Geometry) -> list[ChainPiece]:
+def _join(pieces: list[ChainPiece], curve: SpineCurve, geometry: Geometry) -> list[ChainPiece]:
     """Join pieces of one kind that share a band of the curve: one structure called several names."""
     for p in pieces:
-        _place(p, geometry.points(p.voxels), curve)
+        place(p, geometry.points(p.voxels), curve)
     joined: list[ChainPiece] = []
     for p in sorted(pieces, key=lambda q: q.arc):
         partner = next((q for q in joined if q.kind == p.kind and _share_band(p, q)), None)
@@ -274,7 +282,7 @@ def _join(pieces: list[ChainPiece], curve: SpineCurve, geometry: _Geometry) -> l
             continue
         joined.remove(partner)
         union = _merge(partner, p)
-        _place(union, geometry.points(union.voxels), curve)
+        place(union, geometry.points(union.voxels), curve)
         joined.append(union)
     return sorted(joined, key=lambda q: q.arc)
 
@@ -306,7 +314,7 @@ def _join_consecutive(pieces, curve, geometry, belong) -> list[ChainPiece]:
     for p in pieces:
         if out and out[-1].kind == p.kind and belong(out[-1], p):
             union = _merge(out[-1], p)
-            _place(union, geometry.points(union.voxels), curve)
+            place(union, geometry.points(union.voxels), curve)
             out[-1] = union
         else:
             out.append(p)
@@ -329,13 +337,21 @@ def _join_close_discs(pieces, curve, geometry, body_h):
                              lambda last, p: p.kind == "disc" and p.low - last.high < DISC_GAP_HEIGHTS * body_h)
 
 
-def _split_merged(pieces, curve, geometry, body_h, disc_h):
-    """Split a body holding several bodies into equal parts along the curve."""
+def _split_merged(pieces, curve, geometry, body_h, disc_h, evidence=None):
+    """Split a body holding several bodies into equal parts along the curve.
+
+    A body from TALL_BODY typical heights up is split where the network sees a disc
+    inside it (mean disc probability at least DISC_SEEN across the cut: a disc it did not
+    outline); from MERGED_HEIGHT up it is split in any case. Returns the pieces and, per
+    split body, its parts and the disc probability seen at its weakest cut (None without
+    the network's probabilities).
+    """
     measured = sum(1 for p in pieces if p.kind == "vertebra" and not p.is_sacrum_labelled)
     out: list[ChainPiece] = []
     merged: list[list[ChainPiece]] = []
+    seen: list[float | None] = []
     for p in pieces:
-        if p.kind != "vertebra" or p.is_sacrum_labelled or measured < 3 or p.height < MERGED_HEIGHT * body_h:
+        if p.kind != "vertebra" or p.is_sacrum_labelled or measured < 3 or p.height < TALL_BODY * body_h:
             out.append(p)
             continue
         parts = max(2, int(round((p.height + disc_h) / (body_h + disc_h))))
@@ -343,21 +359,39 @@ def _split_merged(pieces, curve, geometry, body_h, disc_h):
         _, tangent, _ = curve.project(p.centre)
         along = p.arc + (points - p.centre[None, :]) @ tangent
         edges = np.linspace(p.low, p.high, parts + 1)
+        disc = _disc_seen(evidence, points, along, edges[1:-1], disc_h)
+        if p.height < MERGED_HEIGHT * body_h and (disc is None or disc < DISC_SEEN):
+            out.append(p)
+            continue
         which = np.clip(np.searchsorted(edges, along, side="right") - 1, 0, parts - 1)
         merged.append([])
+        seen.append(disc)
         for n in range(parts):
             mine = which == n
             if not mine.any():
                 continue
             part = ChainPiece(p.kind, p.voxels[mine], p.voxel_labels[mine], points[mine].mean(axis=0),
                               merged_split=True)
-            _place(part, points[mine], curve)
+            place(part, points[mine], curve)
             out.append(part)
             merged[-1].append(part)
-    return sorted(out, key=lambda q: q.arc), merged
+    return sorted(out, key=lambda q: q.arc), merged, seen
 
 
-def _evidence_of(piece: ChainPiece, geometry: _Geometry, evidence: ClassEvidence | None) -> np.ndarray:
+def _disc_seen(evidence: ClassEvidence | None, points: np.ndarray, along: np.ndarray, cuts: np.ndarray,
+               disc_h: float) -> float | None:
+    """Lowest, over the cuts, of the network's mean disc probability within half a disc height of the cut."""
+    if evidence is None:
+        return None
+    values = []
+    for cut in cuts:
+        near = np.abs(along - cut) <= disc_h / 2
+        mean = evidence.mean_probabilities(points[near]) if near.any() else None
+        values.append(float(mean[list(DISC_IDS)].sum()) if mean is not None else 0.0)
+    return min(values) if values else None
+
+
+def _evidence_of(piece: ChainPiece, geometry: Geometry, evidence: ClassEvidence | None) -> np.ndarray:
     kind_ids = VERTEBRA_IDS if piece.kind == "vertebra" else DISC_IDS
     if evidence is not None:
         probabilities = evidence.mean_probabilities(geometry.points(piece.voxels))

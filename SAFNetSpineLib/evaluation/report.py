@@ -59,9 +59,13 @@ def _naming_lines(rows: Sequence[dict]) -> list[str]:
             cases.setdefault((row.get("fold"), row["case"]), []).append(row)
     if not cases:
         return []
+    statuses = [part[0]["naming_status"] for part in cases.values()]
     confident = [part for part in cases.values() if part[0]["naming_status"] == "confident"]
     silent = sum(1 for part in confident if any(r.get("level_ok") == 0.0 for r in part))
-    return ["", f"Level names: {len(confident)} cases confident, {len(cases) - len(confident)} uncertain; "
+    out_of_range = statuses.count("out_of_range")
+    beyond = f", {out_of_range} out of range (no names)" if out_of_range else ""
+    return ["", f"Level names: {len(confident)} cases confident, "
+                f"{len(cases) - len(confident) - out_of_range} uncertain{beyond}; "
                 f"{silent} confident case(s) with a level named wrong."]
 
 

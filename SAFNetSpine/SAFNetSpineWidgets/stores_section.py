@@ -48,9 +48,11 @@ class StoresSection:
         self.onChanged()
 
     def updateCount(self, finetuning):
+        from SAFNetSpineLib.finetune.patients import count_patients  # no torch
+
         self.caseCount = count_stored_cases(self.logic.folders.cases)
-        self.ui.storeCountLabel.text = _("{count} in {folder}").format(count=self.caseCount,
-                                                                       folder=self.logic.folders.cases)
+        self.ui.storeCountLabel.text = _("{count} case(s) of {patients} patient(s) in {folder}").format(
+            count=self.caseCount, patients=count_patients(self.logic.folders.cases), folder=self.logic.folders.cases)
         if not finetuning:
             self.ui.finetuneStatusLabel.text = (
                 _("Ready: {count} corrected case(s) in the store.").format(count=self.caseCount)

@@ -9,17 +9,20 @@ Every field of :class:`~SAFNetSpineLib.finetune.FinetuneConfig` has a long flag
 With ``--progress json`` stdout carries one JSON object per line; the last one has
 ``"stage": "summary"`` and the run's summary under ``"summary"``. SIGINT/SIGTERM
 cancel cleanly (exit code 130): the store and the active model stay unchanged.
+Every path (``--summary``, the models folder) is checked before the training starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
-from SAFNetSpineLib.atomic import write_json_atomic
+from SAFNetSpineLib.atomic import TEMP_PREFIX, os_error_reason, write_json_atomic
 from SAFNetSpineLib.cancel import cancel_on_signals
 from SAFNetSpineLib.cli.common import add_config_flags, add_progress_option, config_changes
+from SAFNetSpineLib.errors import SpineOutputError
 from SAFNetSpineLib.finetune import FinetuneCancelled, FinetuneConfig, finetune
 from SAFNetSpineLib.progress import Progress
 
@@ -43,9 +46,26 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def check_summary_path(path: Path) -> None:
+    """Refuse a ``--summary`` path that could not be written after the fine-tune (a folder, no such folder).
+
+    Raises:
+        SpineOutputError: naming the path.
+    """
+    if path.is_dir():
+        raise SpineOutputError(path, "--summary is a folder; give a file path")
+    try:
+        with tempfile.TemporaryFile(prefix=TEMP_PREFIX, dir=path.parent if str(path.parent) else "."):
+            pass
+    except OSError as error:
+        raise SpineOutputError(path, f"cannot write the summary here ({os_error_reason(error)})") from None
+
+
 def run(args: argparse.Namespace) -> int:
     progress = Progress(args.progress)
     config = FinetuneConfig(**config_changes(args, FinetuneConfig))
+    if args.summary is not None:
+        check_summary_path(args.summary)
     with cancel_on_signals() as cancel:
         try:
             result = finetune(args.store, args.from_weights, args.models, config, progress=progress, cancel=cancel)
@@ -63,4 +83,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{result.version}: {result.status} ({result.reason})")
         print(f"  weights: {result.folder}")
+        if result.patient_grouping_guessed:
+            print(f"  patients: {result.patient_grouping}; record them with `cases add --patient`")
     return 0

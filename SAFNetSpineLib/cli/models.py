@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from SAFNetSpineLib.cli.cases import terminal_text
 from SAFNetSpineLib.finetune import ModelStore
 
 
@@ -31,6 +33,11 @@ def add_parser(subparsers) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     store = ModelStore(args.models)
+    removed, left = store.clean_leftovers()
+    for path in removed:
+        print(f"removed {path}: left by a fine-tune or activation that was killed", file=sys.stderr)
+    for path in left:
+        print(f"warning: {path}: left by a killed run, or a run still in progress", file=sys.stderr)
     versions = store.versions()
     active = store.active_name()
     if args.json:
@@ -54,7 +61,7 @@ def run_list(args: argparse.Namespace) -> int:
             f"{v.parent_version or '':<20} {v.created}"
         )
         if v.status in ("invalid", "missing"):
-            print(f"    {summary.get('reason')}")  # why it cannot be used, under its row
+            print(f"    {terminal_text(summary.get('reason'))}")  # why it cannot be used, under its row
     return 0
 
 

@@ -4,16 +4,22 @@
 annotator reviewed (``2,3,4``, ``L5,L4,L3`` or ``all``: every structure present in the
 label map) and hands both to :meth:`CaseStore.add`, which checks the grids, the label
 values and the case id before anything is written, then publishes the case whole.
+
+The case's patient is ``--patient`` when given, else the DICOM PatientID of a DICOM input
+(kept as a pseudonym: ``dicom-`` + 16 hex digits of its sha256, so the store holds no new
+identifier), else unknown (cross-validation then guesses it from the image grid).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.finetune.case_store import CaseStore
+from SAFNetSpineLib.finetune.patients import pseudonym
 from SAFNetSpineLib.labels import FOREGROUND_IDS, structure, structure_by_name
 
 #: ``source_model_version`` of cases added from files, when the caller does not say.
@@ -65,6 +71,54 @@ def parse_reviewed_ids(text: str, present_ids, subject: str = "--reviewed") -> t
     return tuple(sorted(ids))
 
 
+#: DICOM tag of the PatientID.
+PATIENT_ID_TAG = "0010|0020"
+
+
+def _series_first_file(folder: Path) -> str | None:
+    """First file of the largest DICOM series in ``folder`` or below (the series ``read_volume`` reads)."""
+    import SimpleITK as sitk
+
+    from SAFNetSpineLib.io.files import native_stderr_silenced
+
+    best: list[str] = []
+    for directory, _, files in os.walk(folder):
+        if not files:
+            continue
+        with native_stderr_silenced():
+            for series_id in sitk.ImageSeriesReader.GetGDCMSeriesIDs(directory):
+                names = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(directory, series_id))
+                if len(names) > len(best):
+                    best = names
+    return best[0] if best else None
+
+
+def dicom_patient_id(path: str | Path) -> str | None:
+    """The pseudonymised DICOM PatientID of a DICOM file or series folder; None for other inputs or no id.
+
+    Args:
+        path: The image as given to ``cases add`` (a file or a DICOM folder).
+    """
+    import SimpleITK as sitk
+
+    from SAFNetSpineLib.io.files import native_stderr_silenced
+
+    path = Path(path)
+    first = _series_first_file(path) if path.is_dir() else str(path)
+    if first is None or Path(first).name.lower().endswith((".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")):
+        return None
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(first)
+    try:
+        with native_stderr_silenced():
+            reader.ReadImageInformation()
+        raw = reader.GetMetaData(PATIENT_ID_TAG) if reader.HasMetaDataKey(PATIENT_ID_TAG) else ""
+    except RuntimeError:
+        return None
+    raw = raw.strip().strip("\x00").strip()
+    return pseudonym(raw) if raw else None
+
+
 def add_case_files(
     store: CaseStore | str | Path,
     image_path: str | Path,
@@ -74,6 +128,7 @@ def add_case_files(
     case_id: str | None = None,
     note: str = "",
     source_model_version: str = EXTERNAL_SOURCE,
+    patient_id: str | None = None,
 ) -> str:
     """Read an image and its corrected label map and add them to the store; returns the case id.
 
@@ -85,6 +140,8 @@ def add_case_files(
         case_id: Id to use; generated when None.
         note: Free text kept in ``case.json``.
         source_model_version: Model that drew the first draft (``external`` when unknown).
+        patient_id: The patient (subject) id; None takes the DICOM PatientID of a DICOM
+            input (pseudonymised), else leaves the patient unknown.
 
     Raises:
         SpineInputError: unreadable files, a grid mismatch, label values outside the
@@ -101,4 +158,9 @@ def add_case_files(
     label = read_volume(label_path, is_label=True)
     present = np.unique(np.asarray(label.array))
     ids = parse_reviewed_ids(reviewed, [v for v in present if v != 0])
-    return case_store.add(image, label, ids, source_model_version, case_id=case_id, note=note)
+    source = "given"
+    if patient_id is None or not str(patient_id).strip():
+        patient_id = dicom_patient_id(image_path)
+        source = "dicom"
+    return case_store.add(image, label, ids, source_model_version, case_id=case_id, note=note,
+                          patient_id=patient_id, patient_source=source)

@@ -7,11 +7,15 @@ Layout (the store folder doubles as a dataset folder through ``dataset.json``)::
       cases/<case_id>/
         image.nii.gz            the image exactly as given
         label.nii.gz            uint8 label map on the image's grid
-        case.json               reviewed ids, source model, time, sha256, geometry
+        case.json               reviewed ids, patient id, source model, time, sha256, geometry
 
 A case is written into a temporary folder, flushed, read back, and renamed into place,
 so a crash leaves either the whole case or nothing; temporary folders (``.tmp-*``) are
-ignored. Nothing is ever deleted or overwritten: adding an existing case id is an error.
+skipped by every listing, and whatever a killed add left (``cases/.tmp-*``: a copy of the
+patient's image; ``.tmp-dataset.json.*``) is removed by the next command that opens the
+store (:meth:`CaseStore.clean_leftovers`, under the lock, so never an add in progress).
+A folder whose ``dataset.json`` is not a case store's index (another dataset) is refused.
+Nothing is ever deleted or overwritten: adding an existing case id is an error.
 :meth:`CaseStore.add` is all-or-nothing: if the index cannot be rewritten (a full
 disk) the new case folder is taken back out, and another case's damage neither blocks
 an add nor leaves it half done (the index lists the damaged case under "damaged").
@@ -20,6 +24,7 @@ Adds run one at a time under the store's lock file (``STORE/.lock``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -50,6 +55,10 @@ IMAGE_NAME = "image.nii.gz"
 LABEL_NAME = "label.nii.gz"
 CASE_JSON = "case.json"
 INDEX_JSON = "dataset.json"
+#: The "name" of a case store's ``dataset.json``; any other index belongs to another dataset.
+INDEX_NAME = "SAFNetSpine corrected cases"
+#: ``case.json`` "patient_source" values: who said which patient a case belongs to.
+PATIENT_SOURCES = ("given", "dicom", "slicer")
 LOCK_FILE = ".lock"
 #: A case id is a safe folder name: starts with a letter or digit, at most 100 characters.
 CASE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -69,6 +78,11 @@ class StoredCase:
         sha256: Hex digests of the image and label files, keyed "image" and "label".
         shape: Image grid (I, J, K) in voxels.
         spacing: Voxel size (mm) along i, j, k.
+        patient_id: The patient (subject) the case belongs to; None when unknown (a store
+            written before patients were recorded, or no id given).
+        patient_source: Where the id came from ("given", "dicom", "slicer"; "" when unknown).
+        grid: :func:`~SAFNetSpineLib.finetune.patients.grid_key` of the image (None when the
+            record lacks origin or direction); identical grids are guessed to be one exam.
     """
 
     case_id: str
@@ -80,6 +94,9 @@ class StoredCase:
     sha256: dict[str, str]
     shape: tuple[int, int, int]
     spacing: tuple[float, float, float]
+    patient_id: str | None = None
+    patient_source: str = ""
+    grid: tuple | None = None
 
     @property
     def image_path(self) -> Path:
@@ -129,6 +146,24 @@ def _label_as_uint8(label: Volume, subject: str) -> np.ndarray:
     return np.asarray(label.array).astype(np.uint8)
 
 
+def check_patient_id(patient_id: str | None, subject: str) -> str | None:
+    """The patient id stripped, or None for None/empty; refuses control characters and over 64 characters.
+
+    Raises:
+        SpineInputError: for an id that is not printable text of at most 64 characters.
+    """
+    if patient_id is None:
+        return None
+    if not isinstance(patient_id, str):
+        raise SpineInputError(subject, "patient id must be text")
+    text = patient_id.strip()
+    if not text:
+        return None
+    if len(text) > 64 or not text.isprintable():
+        raise SpineInputError(subject, "patient id must be 1-64 printable characters (no control characters)")
+    return text
+
+
 def _reviewed_ids(reviewed_labels: Iterable[int], subject: str) -> tuple[int, ...]:
     """Sorted, unique foreground ids; background (0) is always implicitly annotated."""
     try:
@@ -173,6 +208,8 @@ class CaseStore:
         source_model_version: str,
         case_id: str | None = None,
         note: str = "",
+        patient_id: str | None = None,
+        patient_source: str = "given",
     ) -> str:
         """Store a corrected case; returns its case id.
 
@@ -185,10 +222,14 @@ class CaseStore:
             source_model_version: Version of the model that produced the first draft.
             case_id: Id to use; generated from the time and content when None.
             note: Free text kept in ``case.json``.
+            patient_id: The patient (subject) id; None when unknown (cross-validation then
+                guesses the grouping from the image grid).
+            patient_source: Who gave the id: "given" (the user), "dicom", "slicer".
 
         Raises:
             SpineInputError: for an existing or malformed case id, label values outside
-                the table, mismatched grids, or reviewed ids outside the table.
+                the table, mismatched grids, reviewed ids outside the table, a malformed
+                patient id, or a folder whose ``dataset.json`` belongs to another dataset.
             SpineOutputError: the case could not be written (e.g. a full disk); nothing
                 was added.
         """
@@ -216,11 +257,16 @@ class CaseStore:
         reviewed = _reviewed_ids(reviewed_labels, subject)
         if not str(source_model_version).strip():
             raise SpineInputError(subject, "source model version is empty")
+        patient_id = check_patient_id(patient_id, subject)
+        if patient_source not in PATIENT_SOURCES:
+            raise SpineInputError(subject, f"patient source must be one of {', '.join(PATIENT_SOURCES)}")
+        self.check_index_is_ours()
 
         created = _utc_now()
         try:
             self.cases_folder.mkdir(parents=True, exist_ok=True)
             with exclusive_lock(self.folder / LOCK_FILE):
+                self._remove_leftovers()
                 if case_id is None:
                     case_id = self._new_case_id(created, image_array, label_array)
                 elif (self.cases_folder / case_id).exists():
@@ -228,6 +274,8 @@ class CaseStore:
                         self.cases_folder / case_id, "a case with this id is already stored; choose a new case id"
                     )
                 record = _case_record(case_id, image, label_array, reviewed, source_model_version, created, note)
+                record["patient_id"] = patient_id
+                record["patient_source"] = patient_source if patient_id else None
                 self._publish_case(case_id, image, label.with_array(label_array, is_label=True), record)
         except (OSError, SpineOutputError) as error:
             reason = error.reason if isinstance(error, SpineOutputError) else os_error_reason(error)
@@ -259,6 +307,76 @@ class CaseStore:
         finally:
             if temp.exists():
                 shutil.rmtree(temp, ignore_errors=True)
+
+    def check_index_is_ours(self) -> None:
+        """Refuse a folder whose ``dataset.json`` is another dataset's index (adding would replace it).
+
+        Raises:
+            SpineInputError: naming the ``dataset.json``.
+        """
+        path = self.folder / INDEX_JSON
+        if not path.exists():
+            return
+        try:
+            index = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            index = None
+        if not isinstance(index, dict) or index.get("name") != INDEX_NAME:
+            raise SpineInputError(path, "this folder holds another dataset's index, not a case store's; "
+                                        "choose an empty folder or an existing case store")
+
+    def leftovers(self) -> list[Path]:
+        """What unfinished or killed adds left: ``cases/.tmp-*`` (may hold patient images) and ``.tmp-*`` index files."""
+        found = []
+        for folder in (self.cases_folder, self.folder):
+            if folder.is_dir():
+                found += sorted(p for p in folder.iterdir() if p.name.startswith(TEMP_PREFIX))
+        return found
+
+    def _remove_leftovers(self) -> list[Path]:
+        """Delete :meth:`leftovers`; the caller holds the lock, so none belongs to an add in progress."""
+        removed = []
+        for path in self.leftovers():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            if not path.exists():
+                removed.append(path)
+        return removed
+
+    def clean_leftovers(self) -> tuple[list[Path], list[Path]]:
+        """Remove what killed adds left and bring a stale index up to date, if the store's lock is free now
+        (an add in progress keeps its files).
+
+        Returns:
+            (removed paths, paths left in place: the lock was busy, or they could not be deleted,
+            e.g. on a read-only store).
+        """
+        if not self.leftovers() and self._index_is_current():
+            return [], []
+        try:
+            self.check_index_is_ours()  # another dataset's folder: touch nothing
+            with exclusive_lock(self.folder / LOCK_FILE, timeout_s=0.0):
+                removed = self._remove_leftovers()
+                if not self._index_is_current():
+                    self.write_index()  # a kill between a case's rename and the index's
+        except SpineInputError:  # read-only store, an add holds the lock, a foreign index: report only
+            removed = []
+        return removed, self.leftovers()
+
+    def _index_is_current(self) -> bool:
+        """True when ``dataset.json`` lists exactly the readable case folders (or there are none and no index)."""
+        cases, _ = self.scan()
+        path = self.folder / INDEX_JSON
+        if not path.is_file():
+            return not cases
+        try:
+            listed = [entry["case"] for entry in json.loads(path.read_text(encoding="utf-8"))["cases"]]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+            return False
+        return sorted(listed) == sorted(case.case_id for case in cases)
 
     def _new_case_id(self, created: datetime, image: np.ndarray, label: np.ndarray) -> str:
         """``case-YYYYMMDDTHHMMSSZ-<8 hex>``, the hex from the content and the clock."""
@@ -336,13 +454,14 @@ class CaseStore:
                 "annotated_labels": list(case.reviewed_labels),
                 "source_model_version": case.source_model_version,
                 "created": case.created,
+                "patient_id": case.patient_id,
                 "shape": list(case.shape),
                 "spacing_mm": list(case.spacing),
             }
             for case in cases
         ]
         index = {
-            "name": "SAFNetSpine corrected cases",
+            "name": INDEX_NAME,
             "label_scheme": "MRSpineSeg ids (SAFNetSpineLib.labels)",
             "cases": entries,
         }
@@ -383,21 +502,38 @@ def read_stored_case(folder: Path) -> StoredCase:
     Raises:
         SpineInputError: if it is missing or malformed.
     """
+    from SAFNetSpineLib.finetune.patients import grid_key
+
     path = folder / CASE_JSON
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         geometry = record["geometry"]
-        return StoredCase(
+        reviewed = record["reviewed_labels"]
+        if not isinstance(reviewed, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in reviewed):
+            raise ValueError("reviewed_labels is not a list of integer ids")
+        patient_id = check_patient_id(record.get("patient_id"), str(path))
+        source = record.get("patient_source") or ""
+        grid = None
+        if "origin_lps_mm" in geometry and "direction_lps" in geometry:
+            grid = grid_key(geometry["shape"], geometry["spacing_mm"], geometry["origin_lps_mm"],
+                            geometry["direction_lps"])
+        case = StoredCase(
             case_id=str(record["case_id"]),
             folder=folder,
-            reviewed_labels=tuple(int(v) for v in record["reviewed_labels"]),
+            reviewed_labels=_reviewed_ids(reviewed, str(path)),
             source_model_version=str(record["source_model_version"]),
             created=str(record["created"]),
             note=str(record.get("note", "")),
             sha256={str(k): str(v) for k, v in record["sha256"].items()},
             shape=tuple(int(v) for v in geometry["shape"]),  # type: ignore[arg-type]
             spacing=tuple(float(v) for v in geometry["spacing_mm"]),  # type: ignore[arg-type]
+            patient_id=patient_id,
+            patient_source=str(source) if patient_id else "",
+            grid=grid,
         )
+        if len(case.shape) != 3 or len(case.spacing) != 3:
+            raise ValueError("geometry is not 3D")
+        return case
     except FileNotFoundError:
         raise SpineInputError(path, "case folder has no case.json") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:

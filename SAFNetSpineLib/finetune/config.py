@@ -18,7 +18,9 @@ class FinetuneConfig:
 
     Attributes:
         epochs: Training epochs per training (0: from the step budget and the number of cases).
-        steps: Optimiser steps per training (0: 25 per stored case, at least 120, at most 500).
+        steps: Optimiser steps per training (0: 25 per stored patient, at least 120, at most 500; a
+            patient's further series add little that is new, and each step moves the model further
+            from what its parent knew about everyone else).
         lr: Adam learning rate; half that of training from scratch (1e-3), so a few corrected
             cases adapt the model without overwriting it (1e-4 changed nothing on a new site).
         batch_size: Cases per optimiser step.
@@ -31,7 +33,7 @@ class FinetuneConfig:
             scored by a version fine-tuned without it and by the parent (``folds`` trainings, then
             one on all cases); "holdout": a hash-chosen share of cases is only validated on;
             "auto": cross-validation up to 30 cases, holdout above.
-        folds: Cross-validation folds (0: 3, or 2 for a 2-case store).
+        folds: Cross-validation folds, dealt by patient (0: 3, or 2 for a 2-patient store).
         min_confidence: Bootstrap confidence (0..1) that the per-case Dice change is positive,
             needed to promote the new version.
         val_fraction: Share of cases the hash rule sends to validation (holdout; 0 < f < 1).

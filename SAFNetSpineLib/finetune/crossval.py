@@ -1,11 +1,11 @@
 """Cross-validation over a small case store: every stored case scored by a version that did not train on it.
 
-Used by :func:`SAFNetSpineLib.finetune.finetune` when the store is small (3-30 cases):
-the cases are dealt into ``k`` folds (a stable order: by the hash bucket of the case id,
-so adding a case moves few others); for each fold a version is fine-tuned on the other
-folds and scores the fold's cases, while the parent scores every case too. The paired
-per-case Dice go to :mod:`.promotion`; the version finally published is trained on all
-cases with the same recipe.
+Used by :func:`SAFNetSpineLib.finetune.finetune` when the store is small (up to 30 cases):
+the *patients* (:mod:`.patients`) are dealt into ``k`` folds, so the series of one patient
+never straddle folds (a version scored on a case never trained on a sibling series of the
+same spine); for each fold a version is fine-tuned on the other folds and scores the fold's
+cases, while the parent scores every case too. The paired Dice, averaged per patient, go to
+:mod:`.promotion`; the version finally published is trained on all cases with the same recipe.
 
 Also the schedule rule: how long to train for a store of ``n`` cases.
 """
@@ -21,10 +21,11 @@ import numpy as np
 
 from SAFNetSpineLib.finetune.validation_split import hash_bucket
 
-#: Optimiser steps per stored case, and the bounds, of the automatic schedule. A store of
-#: 5 cases gets 125 steps (60 epochs of 2 batches at batch 2): the recipe that changed
-#: a model on a new site where 40 steps changed nothing (issue 14).
-STEPS_PER_CASE = 25
+#: Optimiser steps per stored patient, and the bounds, of the automatic schedule. A store of
+#: 5 patients gets 125 steps (60 epochs of 2 batches at batch 2): the recipe that changed
+#: a model on a new site where 40 steps changed nothing (issue 14). Counting patients, not
+#: series, keeps an exam's extra series from adding steps that move the model away from its parent.
+STEPS_PER_PATIENT = 25
 MIN_STEPS, MAX_STEPS = 120, 500
 MIN_EPOCHS, MAX_EPOCHS = 5, 200
 #: Stores up to this size are cross-validated; larger ones hold out a validation share.
@@ -38,6 +39,7 @@ class CaseScore:
     Attributes:
         case_id: The stored case.
         fold: Its fold (0-based); -1 for a held-out validation case.
+        patient: Its patient key (:class:`~.patients.PatientGroups`).
         before: Mean Dice of the parent over the case's reviewed structures.
         after: Same for the fine-tuned version.
     """
@@ -46,6 +48,7 @@ class CaseScore:
     fold: int
     before: float
     after: float
+    patient: str = ""
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -54,9 +57,9 @@ class CaseScore:
 
 
 def auto_folds(n_cases: int) -> int:
-    """Folds for a store of ``n_cases``: 3 (2 for a 2-case store).
+    """Folds for a store of ``n_cases`` patients (or cases): 3 (2 for 2).
 
-    Every case is still scored by a version that did not train on it; more folds would
+    Every case is still scored by a version that did not train on its patient; more folds would
     only add trainings (each about 3 minutes for 5 cases on 2 CPU cores), and a default
     fine-tune of 5 cases with one fold per case took about 19 minutes.
     """
@@ -65,28 +68,47 @@ def auto_folds(n_cases: int) -> int:
     return min(n_cases, 3)
 
 
-def assign_folds(case_ids: Sequence[str], folds: int) -> dict[str, int]:
-    """{case id: fold}: cases ordered by (hash bucket, id) and dealt round-robin into ``folds``."""
-    if not 2 <= folds <= len(case_ids):
-        raise ValueError(f"folds must be in 2..{len(case_ids)}, got {folds}")
-    order = sorted(case_ids, key=lambda case_id: (hash_bucket(case_id), case_id))
-    return {case_id: index % folds for index, case_id in enumerate(order)}
+def assign_folds(case_ids: Sequence[str], folds: int, patient_of: dict[str, str] | None = None) -> dict[str, int]:
+    """{case id: fold}, every patient's cases in one fold (a deterministic GroupKFold).
+
+    Patients are taken largest first (ties by the hash bucket of the patient key, then the
+    key) and each goes to the fold holding the fewest cases so far (ties: the lowest fold).
+
+    Args:
+        case_ids: The cases.
+        folds: Number of folds, 2..number of patients.
+        patient_of: {case id: patient key}; None makes every case its own patient.
+    """
+    patient_of = patient_of or {case_id: case_id for case_id in case_ids}
+    members: dict[str, list[str]] = {}
+    for case_id in case_ids:
+        members.setdefault(patient_of[case_id], []).append(case_id)
+    if not 2 <= folds <= len(members):
+        raise ValueError(f"folds must be in 2..{len(members)} (the number of patients), got {folds}")
+    sizes = [0] * folds
+    fold_of: dict[str, int] = {}
+    for patient in sorted(members, key=lambda key: (-len(members[key]), hash_bucket(key), key)):
+        fold = min(range(folds), key=lambda f: (sizes[f], f))
+        sizes[fold] += len(members[patient])
+        fold_of.update({case_id: fold for case_id in members[patient]})
+    return fold_of
 
 
 def auto_schedule(n_store: int, n_train: int, batch_size: int, epochs: int = 0, steps: int = 0) -> tuple[int, int]:
     """(epochs, optimiser steps) of one fine-tuning training.
 
     Args:
-        n_store: Cases in the store (sets the step budget).
+        n_store: Patients in the store (sets the step budget: a patient's second series adds
+            little that is new, and every step more moves the model further from its parent).
         n_train: Cases this training learns from (sets the steps per epoch).
         batch_size: Cases per step.
         epochs: Explicit epochs (0: from the step budget).
-        steps: Explicit step budget (0: ``STEPS_PER_CASE * n_store`` within the bounds).
+        steps: Explicit step budget (0: ``STEPS_PER_PATIENT * n_store`` within the bounds).
     """
     per_epoch = max(1, math.ceil(n_train / batch_size))
     if epochs:
         return int(epochs), int(epochs) * per_epoch
-    budget = int(steps) if steps else min(max(STEPS_PER_CASE * n_store, MIN_STEPS), MAX_STEPS)
+    budget = int(steps) if steps else min(max(STEPS_PER_PATIENT * n_store, MIN_STEPS), MAX_STEPS)
     chosen = min(max(math.ceil(budget / per_epoch), MIN_EPOCHS), MAX_EPOCHS)
     return chosen, chosen * per_epoch
 
@@ -129,6 +151,7 @@ def score_by_folds(
     device: str,
     cache_dir: Path | None,
     check_cancel=lambda: None,
+    patient_of: dict[str, str] | None = None,
 ) -> tuple[list[CaseScore], np.ndarray, np.ndarray]:
     """Score every case with the parent and with a version fine-tuned on the other folds.
 
@@ -141,12 +164,14 @@ def score_by_folds(
         device: Torch device string for scoring.
         cache_dir: Preprocessed-case cache.
         check_cancel: Called between steps; raises to stop.
+        patient_of: {case id: patient key}; a patient's cases share a fold (None: each case alone).
 
     Returns:
         (one CaseScore per case in the order of ``cases``, (N, C) Dice rows of the parent,
         (N, C) Dice rows of the fold versions), rows as :func:`per_case_rows`.
     """
-    fold_of = assign_folds([case.case_id for case in cases], folds)
+    patient_of = patient_of or {case.case_id: case.case_id for case in cases}
+    fold_of = assign_folds([case.case_id for case in cases], folds, patient_of)
     ids = [case.case_id for case in cases]
     before = per_case_rows(parent_folder, cases, device, cache_dir)
     after = np.full_like(before, np.nan)
@@ -157,6 +182,6 @@ def score_by_folds(
         weights = train_fold(training, fold, folds)
         check_cancel()
         after[held_out] = per_case_rows(weights, [cases[i] for i in held_out], device, cache_dir)
-    scores = [CaseScore(case_id, fold_of[case_id], b, a)
+    scores = [CaseScore(case_id, fold_of[case_id], b, a, patient_of[case_id])
               for case_id, b, a in zip(ids, case_means(before), case_means(after), strict=True)]
     return scores, before, after

@@ -2,24 +2,28 @@
 
 One run:
 
-1. choose how to judge the new version (``FinetuneConfig.promotion``): for a store of up to
-   30 cases, cross-validation (:mod:`.crossval`): the cases are dealt into folds, a version is
-   fine-tuned on all folds but one and scores the cases of that fold, so every stored case is
-   scored by a version that never trained on it, and by the parent; for larger stores a
-   hash-chosen validation share (:mod:`.validation_split`, stable as the store grows);
-2. train from the starting weights with the training loop, as long as the store's size asks
-   (:func:`.crossval.auto_schedule`), in a temporary folder inside the models folder; with
-   cross-validation, the version that is published is trained last, on every case;
-3. compare the paired per-case Dice (:mod:`.promotion`): mean change, bootstrap interval and
-   confidence, sign test; the version is promoted when the confidence that it helps reaches
-   ``min_confidence``, so no single case decides;
+1. group the cases by patient (:mod:`.patients`: the recorded patient id, else identical
+   image grids taken as one exam) and choose how to judge the new version
+   (``FinetuneConfig.promotion``): for a store of up to 30 cases, cross-validation
+   (:mod:`.crossval`): the *patients* are dealt into folds, a version is fine-tuned on all
+   folds but one and scores the cases of that fold, so every stored case is scored by a
+   version that never trained on it nor on another series of its patient, and by the parent;
+   for larger stores a hash-chosen share of patients (:mod:`.validation_split`);
+2. train from the starting weights with the training loop, as long as the store's number of
+   patients asks (:func:`.crossval.auto_schedule`), in a temporary folder inside the models
+   folder; with cross-validation, the version that is published is trained last, on every case;
+3. compare the paired Dice per patient (:mod:`.promotion`): mean change, bootstrap interval
+   and confidence, sign test; the version is promoted when there are at least 3 patients and
+   the confidence that it helps reaches ``min_confidence``, so no single patient decides;
 4. publish it as the next ``NAME-vN`` version folder (atomic rename) with a ``finetune.json``
    summary that says how sure the decision is, and activate it only if it was promoted;
    otherwise it stays a candidate and the summary says why.
 
-A cancel (the ``cancel`` event, set by the CLI's SIGINT/SIGTERM handler) or a crash
-at any point before step 4's rename leaves the case store, the version folders and
-the active model exactly as they were.
+Every path is checked before the long work (the models folder must be writable). A cancel
+(the ``cancel`` event, set by the CLI's SIGINT/SIGTERM handler) or a crash at any point
+before step 4's rename leaves the case store, the version folders and the active model
+exactly as they were; a kill during step 4 is completed or undone by the next command that
+opens the models folder (:class:`.model_store.ModelStore`).
 """
 
 from __future__ import annotations
@@ -49,7 +53,14 @@ from SAFNetSpineLib.finetune.crossval import (
     structure_means,
 )
 from SAFNetSpineLib.finetune.model_store import SUMMARY_FILE, ModelStore, Promotion
-from SAFNetSpineLib.finetune.promotion import decide, paired_evidence
+from SAFNetSpineLib.finetune.patients import PatientGroups, group_by_patient
+from SAFNetSpineLib.finetune.promotion import (
+    Decision,
+    decide,
+    paired_evidence,
+    patient_pairs,
+    too_few_patients,
+)
 from SAFNetSpineLib.finetune.validation_split import split_cases
 from SAFNetSpineLib.labels import structure
 
@@ -74,7 +85,8 @@ class FinetuneResult:
         dice_before: Mean over the validation cases of the starting weights' Dice per case (each
             case's mean over its reviewed structures; 0..1).
         dice_after: The same for the fine-tuned weights; with cross-validation each case is
-            scored by the fold version that did not train on it.
+            scored by the fold version that did not train on its patient. None when a store
+            of one patient leaves no case to score.
         dice_per_structure_before: {label id: mean Dice} over validation cases annotating it.
         dice_per_structure_after: Same for the fine-tuned weights.
         parent: Version name of the starting weights.
@@ -84,14 +96,23 @@ class FinetuneResult:
         epochs_run: Epochs the training loop ran for the published version.
         seconds: Wall time of the whole run.
         config: The FinetuneConfig as a dict.
-        promotion: "cross-validation" or "holdout": how ``dice_after`` was measured.
+        promotion: "cross-validation", "holdout" or "none" (one patient: nothing scored): how
+            ``dice_after`` was measured.
         folds: Cross-validation folds (0 for holdout).
         confidence: Bootstrap confidence (0..1) that the per-case Dice change is positive.
-        evidence: :class:`~.promotion.PairedEvidence` as a dict (cases, improvement, ci90,
-            confidence, sign_test_p, wins, losses, ties).
-        per_case: One dict per scored case: case_id, fold (-1 for holdout), before, after, difference.
+        evidence: :class:`~.promotion.PairedEvidence` as a dict (patients, cases, improvement,
+            ci90, confidence, sign_test_p, wins, losses, ties), taken over patients; {} when
+            nothing was scored.
+        per_case: One dict per scored case: case_id, patient, fold (-1 for holdout), before, after,
+            difference.
         schedule: {"trainings": models trained, "epochs": of the published version's training,
             "steps": its optimiser steps}.
+        decision: The :class:`~.promotion.Verdict` value: "promoted", "dice-dropped",
+            "low-confidence" or "too-few-patients" (before the models folder's final say,
+            which ``status`` records).
+        patients: Distinct patients in the store.
+        patient_grouping: One sentence on the grouping, saying when it was guessed.
+        patient_grouping_guessed: True when some case had no patient id (grouped by image grid).
     """
 
     version: str
@@ -100,7 +121,7 @@ class FinetuneResult:
     status: str
     reason: str
     dice_before: float
-    dice_after: float
+    dice_after: float | None
     dice_per_structure_before: dict[int, float]
     dice_per_structure_after: dict[int, float]
     parent: str
@@ -116,6 +137,10 @@ class FinetuneResult:
     evidence: dict = field(default_factory=dict)
     per_case: list = field(default_factory=list)
     schedule: dict = field(default_factory=dict)
+    decision: str = ""
+    patients: int = 0
+    patient_grouping: str = ""
+    patient_grouping_guessed: bool = False
 
     def to_dict(self) -> dict:
         """JSON-able summary (paths as text, per-structure keys as short names: "L4", "L4/L5")."""
@@ -169,16 +194,22 @@ def validation_scores(
     return float(np.nanmean(dice)), per_structure
 
 
-def _promotion(scores: list[CaseScore], parent_version: str, config: FinetuneConfig) -> tuple[bool, str, dict]:
-    """(promote?, the sentence saying why, the evidence as a dict) from paired per-case scores."""
-    evidence = paired_evidence([s.before for s in scores], [s.after for s in scores], seed=config.seed)
-    promoted, why = decide(evidence, float(config.min_confidence))
+def _promotion(scores: list[CaseScore], parent_version: str, config: FinetuneConfig,
+               groups: PatientGroups) -> tuple[Decision, str, dict]:
+    """(the decision, the sentence before it, the evidence as a dict) from paired per-case scores."""
+    if not scores:
+        return (too_few_patients(len(groups.patients)),
+                f"no case could be scored by a version that did not train on its patient "
+                f"({groups.describe()})", {})
+    before_p, after_p, _ = patient_pairs(scores)
+    evidence = paired_evidence(before_p, after_p, seed=config.seed, cases=len(scores))
+    decision = decide(evidence, float(config.min_confidence))
     before, after = np.mean([s.before for s in scores]), np.mean([s.after for s in scores])
     if after < before - DICE_TOLERANCE:
         head = f"validation Dice dropped from {before:.4f} ({parent_version}) to {after:.4f}"
     else:
         head = f"validation Dice {after:.4f} >= {before:.4f} of {parent_version}"
-    return promoted, f"{head}: {why}", evidence.to_dict()
+    return decision, f"{head} ({groups.describe()})", evidence.to_dict()
 
 
 @dataclass(frozen=True)
@@ -195,18 +226,28 @@ class _Plan:
         return self.folds + 1
 
 
-def _plan(ids: list[str], config: FinetuneConfig, store_folder: Path) -> _Plan:
-    """Cross-validation for small stores (every case trains and is scored), else a hash-chosen holdout."""
+def _plan(ids: list[str], config: FinetuneConfig, store_folder: Path, groups: PatientGroups) -> _Plan:
+    """Cross-validation by patient for small stores (every case trains and is scored), else a
+    hash-chosen holdout of patients; a store of one patient is only trained on ("none": nothing
+    can be scored by a version that did not see the patient)."""
+    patients = groups.patients
     rule = config.promotion
     if rule == "auto":
         rule = "cross-validation" if len(ids) <= CROSS_VALIDATION_MAX_CASES else "holdout"
+    if len(patients) < 2:
+        return _Plan("none", 0, list(ids), [])
     if rule != "cross-validation":
-        train_ids, val_ids = split_cases(ids, config.val_percent)
-        return _Plan(rule, 0, train_ids, val_ids)
-    folds = int(config.folds) or auto_folds(len(ids))
-    if folds > len(ids):
+        # Hash the patient's own id ("exam:<case id>" hashes the case id: a store without patient
+        # ids keeps the split it had before patients were recorded).
+        _, val_patients = split_cases(list(dict.fromkeys(key.split(":", 1)[1] for key in patients)),
+                                      config.val_percent)
+        val = {key for key in patients if key.split(":", 1)[1] in set(val_patients)}
+        return _Plan(rule, 0, [i for i in ids if groups.patient_of[i] not in val],
+                     [i for i in ids if groups.patient_of[i] in val])
+    folds = int(config.folds) or auto_folds(len(patients))
+    if folds > len(patients):
         raise SpineInputError(store_folder, f"{folds} cross-validation folds need at least {folds} "
-                                            f"cases; the store has {len(ids)}")
+                                            f"patients; the store has {len(patients)} ({groups.describe()})")
     return _Plan(rule, folds, list(ids), list(ids))
 
 
@@ -258,7 +299,8 @@ class _Trainer:
         return result
 
 
-def _train_and_score(plan: _Plan, by_id: dict, parent_version: str, trainer: _Trainer, report):
+def _train_and_score(plan: _Plan, by_id: dict, parent_version: str, trainer: _Trainer, report,
+                     groups: PatientGroups):
     """Train the version (and, with cross-validation, the fold versions) and score before/after.
 
     Returns:
@@ -272,9 +314,15 @@ def _train_and_score(plan: _Plan, by_id: dict, parent_version: str, trainer: _Tr
         report("evaluate", 0.0, f"Dice of {parent_version} on every stored case (before)")
         scores, rows_before, rows_after = score_by_folds(
             [by_id[i] for i in plan.val_ids], parent_folder, plan.folds, train_fold, device, cache_dir,
-            lambda: _check_cancel(trainer.cancel))
+            lambda: _check_cancel(trainer.cancel), groups.patient_of)
         result = trainer([by_id[i] for i in plan.train_ids], "train", plan.folds, "final version, all cases")
         return scores, rows_before, rows_after, result
+    if plan.rule == "none":
+        report("evaluate", 0.0, f"Dice of {parent_version} on every stored case")
+        rows_before = per_case_rows(parent_folder, [by_id[i] for i in plan.train_ids], device, cache_dir)
+        _check_cancel(trainer.cancel)
+        result = trainer([by_id[i] for i in plan.train_ids], "train", 0, "training")
+        return [], rows_before, np.full_like(rows_before, np.nan), result
     val_cases = [by_id[i] for i in plan.val_ids]
     report("evaluate", 0.0, f"validation Dice of {parent_version} (before)")
     rows_before = per_case_rows(parent_folder, val_cases, device, cache_dir)
@@ -282,35 +330,39 @@ def _train_and_score(plan: _Plan, by_id: dict, parent_version: str, trainer: _Tr
     result = trainer([by_id[i] for i in plan.train_ids], "train", 0, "training")
     report("evaluate", 0.0, "validation Dice of the fine-tuned weights (after)")
     rows_after = per_case_rows(Path(result.weights_dir), val_cases, device, cache_dir)
-    scores = [CaseScore(i, -1, b, a) for i, b, a in
+    scores = [CaseScore(i, -1, b, a, groups.patient_of[i]) for i, b, a in
               zip(plan.val_ids, case_means(rows_before), case_means(rows_after), strict=True)]
     return scores, rows_before, rows_after, result
 
 
 def _outcome(plan: _Plan, scores: list[CaseScore], rows_before: np.ndarray, rows_after: np.ndarray,
-             epochs_run: int, parent_version: str, parent_folder: Path, config: FinetuneConfig) -> FinetuneResult:
-    """The run's result before it has a version name: scores, the promotion decision and its evidence."""
-    promoted, reason, evidence = _promotion(scores, parent_version, config)
-    return FinetuneResult(
-        version="", folder=Path(), promoted=promoted, status="promoted" if promoted else "candidate",
-        reason=reason, dice_before=float(np.mean([c.before for c in scores])),
-        dice_after=float(np.mean([c.after for c in scores])),
+             epochs_run: int, parent_version: str, parent_folder: Path, config: FinetuneConfig,
+             groups: PatientGroups) -> tuple[FinetuneResult, Decision, str]:
+    """The run's result before it has a version name, the promotion decision, and the sentence before it."""
+    decision, head, evidence = _promotion(scores, parent_version, config, groups)
+    before = [c.before for c in scores] or case_means(rows_before)
+    result = FinetuneResult(
+        version="", folder=Path(), promoted=decision.promote, status="promoted" if decision.promote else "candidate",
+        reason=f"{head}: {decision.sentence}", dice_before=float(np.mean(before)),
+        dice_after=float(np.mean([c.after for c in scores])) if scores else None,
         dice_per_structure_before=structure_means(rows_before), dice_per_structure_after=structure_means(rows_after),
         parent=parent_version, parent_folder=parent_folder.resolve(), train_cases=plan.train_ids,
         val_cases=plan.val_ids, epochs_run=epochs_run, seconds=0.0, config=config.to_dict(), promotion=plan.rule,
-        folds=plan.folds, confidence=float(evidence["confidence"]), evidence=evidence,
+        folds=plan.folds, confidence=float(evidence.get("confidence", 0.0)), evidence=evidence,
         per_case=[c.to_dict() for c in scores],
         schedule={"trainings": plan.trainings, "epochs": epochs_run,
                   "steps": epochs_run * -(-len(plan.train_ids) // int(config.batch_size))},
+        decision=decision.verdict.value, patients=len(groups.patients), patient_grouping=groups.describe(),
+        patient_grouping_guessed=bool(groups.guessed),
     )
+    return result, decision, head
 
 
-def _named(outcome: FinetuneResult, version_name: str, decision: Promotion, models_dir: Path,
-           started: float) -> FinetuneResult:
+def _named(outcome: FinetuneResult, evidence: Decision, head: str, version_name: str, decision: Promotion,
+           models_dir: Path, started: float) -> FinetuneResult:
     """The run's result under its published name, with the models folder's final say on promotion."""
     lost = outcome.promoted and not decision.promoted  # better than its start, but the active model changed
-    reason = (f"{outcome.reason.rsplit(': promoted', 1)[0]}, but {decision.reason}" if lost
-              else outcome.reason)
+    reason = f"{head}: {evidence.figures}; it helped, but {decision.reason}" if lost else outcome.reason
     return replace(outcome, version=version_name, folder=models_dir / version_name,
                    seconds=round(time.perf_counter() - started, 2), promoted=decision.promoted,
                    status="promoted" if decision.promoted else "candidate", reason=reason)
@@ -360,6 +412,8 @@ def finetune(
     report = progress or (lambda *args, **kwargs: None)
     case_store = store if isinstance(store, CaseStore) else CaseStore(store)
     model_store = ModelStore(models_dir, bundled_dir=bundled_dir)
+    model_store.check_writable()  # a read-only or impossible models folder fails now, not after the training
+    case_store.clean_leftovers()
 
     stored = case_store.list()
     if len(stored) < 2:
@@ -376,9 +430,13 @@ def finetune(
     parent = read_manifest(parent_folder)  # label table, files present: errors name the folder
     base = config.name or parent.architecture
     by_id = {case.case_id: case.to_case() for case in stored}
-    plan = _plan(list(by_id), config, case_store.folder)
+    groups = group_by_patient(stored)
+    plan = _plan(list(by_id), config, case_store.folder, groups)
     if plan.rule == "cross-validation":
-        report("finetune", 0.0, f"{len(by_id)} cases, {plan.folds}-fold cross-validation, then one version on all cases")
+        report("finetune", 0.0, f"{groups.describe()}, {plan.folds}-fold cross-validation by patient, "
+                                "then one version on all cases")
+    elif plan.rule == "none":
+        report("finetune", 0.0, f"{groups.describe()}: no patient left to score; training one candidate")
     else:
         report("finetune", 0.0, f"{len(plan.train_ids)} training / {len(plan.val_ids)} validation cases")
     _check_cancel(cancel)
@@ -386,13 +444,15 @@ def finetune(
     model_store.remove_stale_work_folders()
     work = model_store.make_work_folder()
     try:
-        trainer = _Trainer(config, len(stored), parent_folder, base, work, plan.trainings, progress, cancel)
-        scores, rows_before, rows_after, result = _train_and_score(plan, by_id, parent.version, trainer, report)
+        trainer = _Trainer(config, len(groups.patients), parent_folder, base, work, plan.trainings, progress, cancel)
+        scores, rows_before, rows_after, result = _train_and_score(plan, by_id, parent.version, trainer, report,
+                                                                   groups)
         _check_cancel(cancel)
-        outcome = _outcome(plan, scores, rows_before, rows_after, int(result.epochs_run), parent.version,
-                           parent_folder, config)
+        outcome, verdict, head = _outcome(plan, scores, rows_before, rows_after, int(result.epochs_run),
+                                          parent.version, parent_folder, config, groups)
         dice_before, dice_after, evidence = outcome.dice_before, outcome.dice_after, outcome.evidence
-        report("evaluate", 1.0, f"mean Dice before {dice_before:.4f}, after {dice_after:.4f}")
+        after_text = "not scored" if dice_after is None else f"{dice_after:.4f}"
+        report("evaluate", 1.0, f"mean Dice before {dice_before:.4f}, after {after_text}")
         trained, trained_manifest = load_model(Path(result.weights_dir))
 
         def write_version(folder: Path, version_name: str, decision: Promotion) -> None:
@@ -403,11 +463,12 @@ def finetune(
                 created=datetime.now(UTC).isoformat(timespec="seconds"),
                 metrics={"val_dice_before": dice_before, "val_dice_after": dice_after,
                          "val_cases": len(plan.val_ids), "train_cases": len(plan.train_ids),
-                         "promotion": plan.rule, "confidence": float(evidence["confidence"])},
+                         "promotion": plan.rule, "confidence": float(evidence.get("confidence", 0.0)),
+                         "patients": len(groups.patients)},
                 sha256="",
             )
             save_weights(trained, folder, manifest)
-            summary = _named(outcome, version_name, decision, model_store.models_dir, started)
+            summary = _named(outcome, verdict, head, version_name, decision, model_store.models_dir, started)
             write_json_atomic(summary.to_dict(), folder / SUMMARY_FILE)
 
         _check_cancel(cancel)
@@ -420,6 +481,6 @@ def finetune(
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    final = _named(outcome, version_name, decision, model_store.models_dir, started)
+    final = _named(outcome, verdict, head, version_name, decision, model_store.models_dir, started)
     report("finetune", 1.0, final.reason)
     return final

@@ -3,7 +3,7 @@
 Layout::
 
     MODELS/
-      active.json            {"active": "safnet-v2", "history": [null, "safnet-v1"], ...}
+      active.json            {"active": "safnet-v2", "history": [null, "safnet-v1"], "pending": null, ...}
       safnet-v1/             a weights folder (model.safetensors + model.json)
         finetune.json        how it was made and whether it was promoted or kept as candidate
       safnet-v2/
@@ -21,7 +21,16 @@ under that lock which model is active *now*: a run that started from a model ano
 run has since replaced is compared with the replacement, not with its starting point.
 Every file is read as untrusted data: a malformed ``finetune.json`` marks its version
 "invalid" without hiding the others, and ``active.json`` may only name a folder
-directly inside the models folder.
+directly inside the models folder; ``models activate`` refuses a folder that links out of
+it or whose tensor file no longer matches its checksum.
+
+Publishing a promoted version is crash-consistent. Under the lock: (1) the version is
+written into ``.tmp-NAME-*``; (2) ``active.json`` records ``"pending": NAME`` (a rename);
+(3) the folder is renamed to ``NAME``; (4) ``active.json`` names it active (a rename). A
+reader resolves a pending name whose folder exists as the active version, and ignores one
+whose folder does not, so ``models list`` and ``active.json`` agree after a kill at any
+step; the next holder of the lock writes the resolved pointer down and removes what the
+kill left (``.tmp-NAME-*``, ``.tmp-active.json.*``), :meth:`ModelStore.recover`.
 """
 
 from __future__ import annotations
@@ -34,13 +43,20 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from SAFNetSpineLib.atomic import TEMP_PREFIX, exclusive_lock, publish_folder, write_json_atomic
-from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.atomic import (
+    TEMP_PREFIX,
+    exclusive_lock,
+    file_sha256,
+    os_error_reason,
+    publish_folder,
+    write_json_atomic,
+)
+from SAFNetSpineLib.errors import SpineInputError, SpineOutputError
 from SAFNetSpineLib.finetune.versions import (  # noqa: F401  (SUMMARY_FILE, version_number: re-exported)
     SUMMARY_FILE,
     SUMMARY_STATUSES,
@@ -86,14 +102,15 @@ class ModelStore:
     # ---- the active pointer -------------------------------------------------------
 
     def _read_pointer(self) -> dict:
+        """{"active", "history", "pending"} with a pending activation resolved (see the module)."""
         path = self.models_dir / ACTIVE_FILE
         if not path.is_file():
-            return {"active": None, "history": []}
+            return {"active": None, "history": [], "pending": None}
         data = read_json_object(path, "active-model pointer")
-        active, history = data.get("active"), data.get("history", [])
+        active, history, pending = data.get("active"), data.get("history", []), data.get("pending")
         if not isinstance(history, list):
             raise SpineInputError(path, "active-model pointer's 'history' is not a list")
-        for name in [active, *history]:
+        for name in [active, *history, pending]:
             if name is None:
                 continue
             if not isinstance(name, str):
@@ -103,16 +120,79 @@ class ModelStore:
                     path, f"names '{name[:120]}', which is not a version folder inside {self.models_dir}; "
                     "activate a version with `models activate`",
                 )
-        return {"active": active, "history": list(history)}
+        if pending is not None and pending != active and (self.models_dir / pending).is_dir():
+            # Killed between the version's rename and the pointer's: the activation happened.
+            return {"active": pending, "history": [*history, active], "pending": pending}
+        return {"active": active, "history": list(history), "pending": pending}
 
-    def _write_pointer(self, active: str | None, history: list[str | None]) -> None:
+    def _write_pointer(self, active: str | None, history: list[str | None], pending: str | None = None) -> None:
         self.models_dir.mkdir(parents=True, exist_ok=True)
         record = {
             "active": active,
             "history": history,
+            "pending": pending,
             "updated": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         write_json_atomic(record, self.models_dir / ACTIVE_FILE)
+
+    def check_writable(self) -> None:
+        """Create the models folder if needed and prove a file can be written in it (before any long work).
+
+        Raises:
+            SpineOutputError: naming the folder (under a file, read-only, full disk).
+        """
+        if self.models_dir.exists() and not self.models_dir.is_dir():
+            raise SpineOutputError(self.models_dir, "models path exists but is not a folder")
+        try:
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(prefix=TEMP_PREFIX, dir=self.models_dir) as probe:
+                probe.write(b"0")
+        except OSError as error:
+            raise SpineOutputError(self.models_dir, f"cannot write in the models folder "
+                                                    f"({os_error_reason(error)})") from None
+
+    def leftovers(self) -> list[Path]:
+        """What a killed publish or activation left: ``.tmp-*`` entries other than fine-tuning work folders."""
+        if not self.models_dir.is_dir():
+            return []
+        return sorted(p for p in self.models_dir.iterdir()
+                      if p.name.startswith(TEMP_PREFIX) and not p.name.startswith(f"{TEMP_PREFIX}finetune-"))
+
+    def recover(self) -> list[Path]:
+        """Finish or undo a publish a kill interrupted, and remove its leftovers; the caller holds the lock.
+
+        Only a holder of the lock writes ``active.json`` or version temporary folders, so
+        whatever of that kind exists now was left by a process that died.
+
+        Returns:
+            The removed leftovers.
+        """
+        pointer = self._read_pointer()
+        if pointer["pending"] is not None:
+            self._write_pointer(pointer["active"], pointer["history"])
+        removed = []
+        for path in self.leftovers():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with suppress(OSError):
+                    path.unlink()
+            if not path.exists():
+                removed.append(path)
+        return removed
+
+    def clean_leftovers(self) -> tuple[list[Path], list[Path]]:
+        """:meth:`recover` if the lock is free now, and remove killed runs' work folders (they hold
+        preprocessed patient images); (removed, left: lock busy or folder read-only)."""
+        removed = self.remove_stale_work_folders()
+        if not self.leftovers() and not (self.models_dir / ACTIVE_FILE).is_file():
+            return removed, []
+        try:
+            with exclusive_lock(self.models_dir / LOCK_FILE, timeout_s=0.0):
+                removed += self.recover()
+        except SpineOutputError:
+            pass  # read-only models folder, or another process holds the lock: report only
+        return removed, self.leftovers()
 
     def active_name(self) -> str:
         """Name of the active version (the bundled default's name when none is set)."""
@@ -149,6 +229,7 @@ class ModelStore:
         except OSError as error:
             raise SpineInputError(self.models_dir, f"cannot create the models folder ({error.strerror})") from None
         with exclusive_lock(self.models_dir / LOCK_FILE):
+            self.recover()
             yield
 
     def folder_of(self, name: str) -> Path:
@@ -163,11 +244,22 @@ class ModelStore:
             folder = self.bundled_dir
         elif VERSION_NAME_PATTERN.fullmatch(name) and (self.models_dir / name).is_dir():
             folder = self.models_dir / name
+            if folder.is_symlink() or folder.resolve().parent != self.models_dir.resolve():
+                raise SpineInputError(folder, f"links outside {self.models_dir}; only a version folder "
+                                              "inside the models folder can be activated")
         else:
             known = ", ".join(v.name for v in self.versions()) or "none"
             raise SpineInputError(f"model {name}", f"no such version in {self.models_dir} (known: {known})")
         read_manifest(folder)
         return folder
+
+    def _check_tensors(self, folder: Path) -> None:
+        """Refuse weights whose tensor file no longer matches the checksum in their manifest."""
+        from SAFNetSpineLib.weights import MANIFEST_FILE, TENSOR_FILE, read_manifest
+
+        if read_manifest(folder).sha256 != file_sha256(folder / TENSOR_FILE):
+            raise SpineInputError(folder / TENSOR_FILE, f"checksum does not match {MANIFEST_FILE} (file changed "
+                                                        "or corrupt); not activated")
 
     def activate(self, name: str) -> Path:
         """Make ``name`` the active version (the previous one goes onto the rollback history).
@@ -176,16 +268,19 @@ class ModelStore:
             The activated weights folder.
         """
         folder = self.folder_of(name)
+        self._check_tensors(folder)
         with self.lock():
             self._point_to(folder, name)
         return folder
 
     def _point_to(self, folder: Path, name: str) -> None:
-        """Rewrite ``active.json`` to ``name``; the caller holds the lock."""
+        """Rewrite ``active.json`` to ``name`` (resolving any pending activation); the caller holds the lock."""
         pointer = self._read_pointer()
         new = None if folder == self.bundled_dir else name
         if new != pointer["active"]:
             self._write_pointer(new, [*pointer["history"], pointer["active"]])
+        elif pointer["pending"] is not None:
+            self._write_pointer(pointer["active"], pointer["history"])
 
     def compare_with_active(
         self,
@@ -284,7 +379,21 @@ class ModelStore:
                 decision = self.compare_with_active(score, started_from, score_of_active, tolerance)
             else:
                 decision = Promotion(False, self.active_name(), "kept as candidate")
-            name = self.publish_version(base, lambda folder, version: write(folder, version, decision))
+            before_rename = None
+            if decision.promoted:
+                pointer = self._read_pointer()
+
+                def before_rename(version: str) -> None:  # step 2: the intent, before the folder appears
+                    self._write_pointer(pointer["active"], pointer["history"], pending=version)
+
+            try:
+                name = self.publish_version(base, lambda folder, version: write(folder, version, decision),
+                                            before_rename)
+            except BaseException:
+                if decision.promoted:
+                    with suppress(SpineInputError, OSError):
+                        self.recover()  # a pending name without its folder: undo the intent
+                raise
             if decision.promoted:
                 self._point_to(self.models_dir / name, name)
                 decision = replace(decision, active=name)
@@ -306,6 +415,28 @@ class ModelStore:
                 raise SpineInputError(folder, "cannot roll back: the previously active version's folder is gone")
             self._write_pointer(previous, pointer["history"][:-1])
         return self.bundled_name if previous is None else previous
+
+    def disagreements(self) -> list[str]:
+        """Where the version list and ``active.json`` disagree (empty when they agree).
+
+        The version flagged active must be the one ``active.json`` names, a version whose
+        summary says "promoted" must be active or on the history, and none may be "missing"
+        or "invalid".
+        """
+        problems = []
+        versions = self.versions()
+        active = self.active_name()
+        flagged = [v.name for v in versions if v.active]
+        if flagged != [active]:
+            problems.append(f"listed active {flagged}, {ACTIVE_FILE} says {active}")
+        pointer = self._read_pointer()
+        activated = {pointer["active"], *pointer["history"]}
+        for v in versions:
+            if v.status == "promoted" and v.name != active and v.name not in activated:
+                problems.append(f"{v.name} says promoted but was never activated")
+            if v.status in ("missing", "invalid"):
+                problems.append(f"{v.name} is {v.status}: {(v.summary or {}).get('reason')}")
+        return problems
 
     # ---- versions ----------------------------------------------------------------
 
@@ -414,7 +545,8 @@ class ModelStore:
                 removed.append(folder)
         return removed
 
-    def publish_version(self, base: str, write: Callable[[Path, str], None]) -> str:
+    def publish_version(self, base: str, write: Callable[[Path, str], None],
+                        before_rename: Callable[[str], None] | None = None) -> str:
         """Create the next free ``<base>-vN`` folder atomically; returns its name.
 
         Args:
@@ -423,12 +555,15 @@ class ModelStore:
                 folder of version ``name``; it is renamed into place only when complete.
                 If another process takes the name meanwhile, it is called again with the
                 next name.
+            before_rename: Called with the name just before the folder's rename.
         """
         for _ in range(100):
             name = self.next_version_name(base)
             temp = self.make_temp_folder(name)
             try:
                 write(temp, name)
+                if before_rename is not None:
+                    before_rename(name)
                 publish_folder(temp, self.models_dir / name)
                 return name
             except FileExistsError:

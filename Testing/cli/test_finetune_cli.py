@@ -47,7 +47,7 @@ def block_case(seed: int) -> tuple[Volume, Volume]:
 def setup(tmp_path):
     store = CaseStore(tmp_path / "store")
     for seed in range(3):
-        store.add(*block_case(seed), [3], "tiny", case_id=f"case-{seed}")
+        store.add(*block_case(seed), [3], "tiny", case_id=f"case-{seed}", patient_id=f"p{seed}")
     weights = write_tiny_weights(tmp_path / "tiny")
     return store.folder, weights, tmp_path / "models"
 

@@ -65,16 +65,17 @@ def test_promote_then_keep_candidate_then_rollback(tmp_path):
     models = ModelStore(tmp_path / "models", bundled_dir=base)
     good = CaseStore(tmp_path / "good")
     for seed in range(4):
-        good.add(*block_case(seed), [3, 12], "base", case_id=f"good-{seed}")
+        good.add(*block_case(seed), [3, 12], "base", case_id=f"good-{seed}", patient_id=f"p{seed}")
 
-    first = finetune(good, None, models.models_dir, epochs=5, lr=2e-2, bundled_dir=base, promotion="holdout", **FAST)
+    first = finetune(good, None, models.models_dir, epochs=5, lr=2e-2, bundled_dir=base, **FAST)
     assert first.version == "safnet-v1" and first.parent == "base"
     assert first.dice_after > first.dice_before + 0.1, (first.dice_before, first.dice_after)
-    assert first.promoted and first.status == "promoted"
+    assert first.promoted and first.status == "promoted" and first.decision == "promoted"
     assert models.active() == models.models_dir / "safnet-v1"
-    roles = split_roles([f"good-{s}" for s in range(4)], 20)
-    assert first.val_cases == [c for c, r in roles.items() if r == "validation"]
-    assert set(first.train_cases) | set(first.val_cases) == set(roles) and first.epochs_run == 5
+    assert first.promotion == "cross-validation" and first.patients == 4 and first.evidence["patients"] == 4
+    ids = [f"good-{s}" for s in range(4)]
+    assert first.val_cases == ids and first.train_cases == ids and first.epochs_run == 5
+    assert not first.patient_grouping_guessed
     summary = json.loads((first.folder / "finetune.json").read_text())
     assert summary["status"] == "promoted" and summary["dice_after"] == pytest.approx(first.dice_after)
     manifest = json.loads((first.folder / "model.json").read_text())
@@ -87,7 +88,8 @@ def test_promote_then_keep_candidate_then_rollback(tmp_path):
     bad = CaseStore(tmp_path / "bad")
     for seed, case_id in enumerate(ids):
         bad.add(
-            *block_case(10 + seed, swap=bad_roles[case_id] == "train"), [3, 12], "safnet-v1", case_id=case_id
+            *block_case(10 + seed, swap=bad_roles[case_id] == "train"), [3, 12], "safnet-v1", case_id=case_id,
+            patient_id=case_id,
         )
     second = finetune(bad, None, models.models_dir, epochs=3, lr=0.1, bundled_dir=base, promotion="holdout",
                       **FAST)
@@ -115,7 +117,7 @@ def test_cancel_after_first_batch_changes_nothing(tmp_path):
     ids = ["phantom-0", "phantom-1", "phantom-2"]
     assert list(split_roles(ids, 20).values()).count("train") == 2  # so cancel lands between two batches
     for seed, case_id in enumerate(ids):
-        store.add(*make_phantom(seed), range(1, 20), "base", case_id=case_id)
+        store.add(*make_phantom(seed), range(1, 20), "base", case_id=case_id, patient_id=case_id)
     models = ModelStore(tmp_path / "models", bundled_dir=base)
     models.models_dir.mkdir()
     (models.models_dir / "active.json").write_text(json.dumps({"active": None, "history": []}))
@@ -151,7 +153,7 @@ def test_crash_during_training_leaves_no_version(tmp_path):
     base = write_base(tmp_path / "base")
     store = CaseStore(tmp_path / "store")
     for seed in range(3):
-        store.add(*block_case(seed), [3], "base")
+        store.add(*block_case(seed), [3], "base", patient_id=f"p{seed}")
 
     def crash(stage, fraction, message="", **extra):
         if stage == "train":
@@ -196,7 +198,7 @@ def test_changed_stored_case_is_refused(tmp_path):
     base = write_base(tmp_path / "base")
     store = CaseStore(tmp_path / "store")
     for seed in range(2):
-        store.add(*block_case(seed), [3], "base", case_id=f"c{seed}")
+        store.add(*block_case(seed), [3], "base", case_id=f"c{seed}", patient_id=f"p{seed}")
     image_path = store.get("c1").image_path
     image_path.write_bytes(image_path.read_bytes()[:-10])
     with pytest.raises(SpineInputError, match="c1.*sha256"):
@@ -216,7 +218,7 @@ def test_the_recipe_loss_terms_reach_the_training(tmp_path, changed):
     base = write_base(tmp_path / "base")
     store = CaseStore(tmp_path / "store")
     for seed in range(3):
-        store.add(*_l5_case(seed), [2, 12], "base", case_id=f"c{seed}")
+        store.add(*_l5_case(seed), [2, 12], "base", case_id=f"c{seed}", patient_id=f"p{seed}")
     recipe = {**FAST, "epochs": 1, "steps": 0, "promotion": "holdout", "min_confidence": 0.0}
 
     def weights_after(name: str, **extra) -> dict[str, torch.Tensor]:
@@ -235,3 +237,32 @@ def test_negative_loss_weights_are_refused():
     for bad in ({"dice_loss_weight": -1.0}, {"below_lumbar_weight": float("nan")}):
         with pytest.raises(SpineInputError, match="fine-tuning: .*weight must be a number >= 0"):
             FinetuneConfig(**bad)
+
+
+def test_one_exam_or_two_patients_stay_a_candidate_and_the_summary_says_why(tmp_path):
+    base = write_base(tmp_path / "base")
+    models = ModelStore(tmp_path / "models", bundled_dir=base)
+    # Four series on one grid without patient ids: guessed to be one exam, nothing can be scored fairly.
+    exam = CaseStore(tmp_path / "exam")
+    for seed in range(4):
+        exam.add(*block_case(seed), [3, 12], "base", case_id=f"s{seed}")
+    one = finetune(exam, None, models.models_dir, epochs=1, bundled_dir=base, min_confidence=0.0, **FAST)
+    assert one.status == "candidate" and one.decision == "too-few-patients" and one.promotion == "none"
+    assert one.patients == 1 and one.patient_grouping_guessed and "grouping guessed for 4 case(s)" in one.reason
+    assert one.dice_after is None and one.evidence == {} and models.active_name() == "base"
+    # Two patients with two series each: folds by patient, and still no evidence for a new patient.
+    two = CaseStore(tmp_path / "two")
+    for seed in range(4):
+        two.add(*block_case(seed), [3, 12], "base", case_id=f"s{seed}", patient_id=f"P{seed // 2}")
+    result = finetune(two, None, models.models_dir, epochs=1, bundled_dir=base, min_confidence=0.0, **FAST)
+    assert result.promotion == "cross-validation" and result.folds == 2 and not result.patient_grouping_guessed
+    folds: dict[str, set] = {}
+    for row in result.per_case:
+        folds.setdefault(row["patient"], set()).add(row["fold"])
+    assert sorted(folds) == ["patient:P0", "patient:P1"] and all(len(f) == 1 for f in folds.values())
+    assert folds["patient:P0"] != folds["patient:P1"]  # each patient's series in one fold, never split
+    assert result.evidence["patients"] == 2 and result.evidence["cases"] == 4
+    assert result.decision == "too-few-patients" and result.status == "candidate" and not result.promoted
+    assert "2 patient(s), fewer than 3" in result.reason and models.active_name() == "base"
+    models.activate(result.version)  # the user may still choose it by hand
+    assert models.active_name() == result.version

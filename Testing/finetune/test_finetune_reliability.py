@@ -27,7 +27,9 @@ from SAFNetSpineLib.weights import ModelManifest, save_weights
 REPO = Path(__file__).resolve().parents[2]
 TINY = {"width": 8, "in_channels": 1, "num_classes": 20}
 #: Settings under which a width-8 SAFNet learns the two blocks and is promoted (see test_finetune.py).
-RUN = {"epochs": 5, "lr": 2e-2, "device": "cpu", "batch_size": 1, "augment": False, "promotion": "holdout"}
+#: One training: a holdout of half the patients (good-0, -2, -4 judge; 3 patients, enough to promote).
+RUN = {"epochs": 5, "lr": 2e-2, "device": "cpu", "batch_size": 1, "augment": False, "promotion": "holdout",
+       "val_fraction": 0.5}
 
 
 def setup(tmp_path: Path) -> tuple[Path, Path, ModelStore]:
@@ -36,8 +38,8 @@ def setup(tmp_path: Path) -> tuple[Path, Path, ModelStore]:
     save_weights(build_model("safnet", **TINY), base,
                  ModelManifest("safnet", TINY, PreprocessConfig(target_shape=(8, 32, 16)).to_dict(), version="base"))
     store = CaseStore(tmp_path / "store")
-    for seed in range(4):
-        store.add(*block_case(seed), [3, 12], "base", case_id=f"good-{seed}")
+    for seed in range(6):
+        store.add(*block_case(seed), [3, 12], "base", case_id=f"good-{seed}", patient_id=f"good-{seed}")
     return store.folder, base, ModelStore(tmp_path / "models", bundled_dir=base)
 
 
@@ -105,4 +107,4 @@ def test_stray_empty_folder_in_cases_does_not_block_finetuning(tmp_path):
     store, base, models = setup(tmp_path)
     (store / "cases" / "untitled folder").mkdir()  # e.g. made by a file manager
     result = finetune(store, None, models.models_dir, bundled_dir=base, **{**RUN, "epochs": 1})
-    assert result.version == "safnet-v1" and len(result.train_cases) + len(result.val_cases) == 4
+    assert result.version == "safnet-v1" and len(result.train_cases) + len(result.val_cases) == 6

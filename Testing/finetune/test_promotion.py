@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from SAFNetSpineLib.finetune.promotion import decide, paired_evidence, sign_test_p
+from SAFNetSpineLib.finetune.crossval import CaseScore
+from SAFNetSpineLib.finetune.promotion import Verdict, decide, paired_evidence, patient_pairs, sign_test_p
 
 
 def test_sign_test_against_the_binomial():
@@ -19,20 +20,21 @@ def test_all_cases_better_promotes_with_strong_confidence():
     assert evidence.wins == 5 and evidence.losses == 0 and evidence.confidence == 1.0
     assert evidence.improvement == pytest.approx(0.076)
     assert evidence.ci90[0] > 0 and evidence.strength() == "strong"
-    promoted, reason = decide(evidence, 0.8)
-    assert promoted and "promoted" in reason and "5 better, 0 worse" in reason
+    decision = decide(evidence, 0.8)
+    assert decision.promote and decision.verdict is Verdict.PROMOTED
+    assert "promoted" in decision.sentence and "5 better, 0 worse" in decision.sentence
 
 
 def test_one_case_cannot_decide_either_way():
     # The issue's site: most cases gained, its single validation case dropped by 0.09.
     mixed = paired_evidence([0.3, 0.32, 0.35, 0.3, 0.566], [0.42, 0.44, 0.45, 0.41, 0.476])
-    assert mixed.losses == 1 and decide(mixed, 0.8)[0]
+    assert mixed.losses == 1 and decide(mixed, 0.8).promote
     # One case gains a lot, four lose a little: no promotion on the strength of one case.
     lucky = paired_evidence([0.3, 0.5, 0.5, 0.5, 0.5], [0.6, 0.48, 0.47, 0.49, 0.46])
-    assert lucky.improvement > 0 and not decide(lucky, 0.8)[0]
-    assert "kept as candidate" in decide(lucky, 0.8)[1]
-    worse = paired_evidence([0.6, 0.6], [0.5, 0.55])
-    assert worse.confidence == 0.0 and not decide(worse, 0.8)[0]
+    assert lucky.improvement > 0 and not decide(lucky, 0.8).promote
+    assert decide(lucky, 0.8).verdict is Verdict.LOW_CONFIDENCE and "kept as candidate" in decide(lucky, 0.8).sentence
+    worse = paired_evidence([0.6, 0.6, 0.6], [0.5, 0.55, 0.5])
+    assert worse.confidence == 0.0 and not decide(worse, 0.8).promote
 
 
 def test_ties_seed_and_bad_input():
@@ -44,3 +46,28 @@ def test_ties_seed_and_bad_input():
     for before, after in (([], []), ([0.1], [0.1, 0.2]), ([float("nan")], [0.1])):
         with pytest.raises(ValueError):
             paired_evidence(before, after)
+
+
+def test_a_drop_is_called_a_drop_even_at_zero_confidence_needed():
+    # Issue 25 item 10: with --min-confidence 0 a drop was reported as "confidence below 0.00".
+    drop = decide(paired_evidence([0.6, 0.6, 0.6], [0.5, 0.55, 0.5]), 0.0)
+    assert drop.verdict is Verdict.DICE_DROPPED and not drop.promote
+    assert "Dice dropped" in drop.sentence and "confidence below" not in drop.sentence
+
+
+def test_fewer_than_three_patients_stay_a_candidate_whatever_the_figures():
+    two = decide(paired_evidence([0.2, 0.3], [0.9, 0.95]), 0.0)
+    assert two.verdict is Verdict.TOO_FEW_PATIENTS and not two.promote
+    assert "2 patient(s), fewer than 3" in two.sentence and "activated by hand" in two.sentence
+
+
+def test_evidence_counts_patients_not_series():
+    # Issue 24: two patients with two series each, all four series better: still two patients.
+    scores = [CaseScore("a-t1", 0, 0.5, 0.9, "patient:A"), CaseScore("a-t2", 0, 0.5, 0.7, "patient:A"),
+              CaseScore("b-t1", 1, 0.4, 0.6, "patient:B"), CaseScore("b-t2", 1, 0.6, 0.6, "patient:B")]
+    before, after, keys = patient_pairs(scores)
+    assert keys == ["patient:A", "patient:B"]
+    assert before == pytest.approx([0.5, 0.5]) and after == pytest.approx([0.8, 0.6])
+    evidence = paired_evidence(before, after, cases=len(scores))
+    assert evidence.patients == 2 and evidence.cases == 4 and evidence.wins == 2
+    assert not decide(evidence, 0.8).promote

@@ -20,7 +20,7 @@ from SAFNetSpineLib.progress import Progress
 from SAFNetSpineLib.training.config import TrainConfig
 
 _PAIR_FIELDS = ("contrast_gamma", "elastic_spacing", "elastic_magnitude")
-_SPECIAL_FIELDS = ("model_options", "preprocess", "case_repeats", "augmentation")
+_SPECIAL_FIELDS = ("model_options", "preprocess", "case_repeats", "augmentation", "synthesis")
 
 
 def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +32,9 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--augment-option", action="append", default=[], metavar="KEY=VALUE",
                        help="augmentation setting (training/augment_config.py AugmentConfig field), VALUE read "
                             "as JSON (e.g. noise_prob=0.5, fov_keep=[0.5,0.9], invert_prob=0); repeatable")
+    group.add_argument("--synth-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="synthesis setting (training/synth_config.py SynthConfig field), VALUE read as JSON "
+                            "(e.g. slice_mm=[2,8], std_range=[0,0.05]); repeatable")
     group.add_argument("--repeat", action="append", default=[], metavar="PREFIX=N",
                        help="draw each training case whose id starts with PREFIX N times per epoch "
                             "(oversample a small source, e.g. chu_=4); repeatable")
@@ -96,6 +99,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     augmentation = _key_values(args.augment_option, "--augment-option", json_only=True)
     if augmentation:
         changes["augmentation"] = augmentation
+    synthesis = _key_values(args.synth_option, "--synth-option", json_only=True)
+    if synthesis:
+        changes["synthesis"] = synthesis
     repeats = {}
     for text in args.repeat:
         prefix, sep, raw = text.partition("=")

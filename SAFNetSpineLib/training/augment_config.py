@@ -33,6 +33,21 @@ LEGACY_FIELDS = {
 }
 
 
+def config_from_dict(cls, data: dict[str, Any], what: str):
+    """``cls(**data)`` for a config dataclass, refusing unknown keys and invalid values.
+
+    Raises:
+        SpineInputError: naming ``what`` ("augmentation config", ...) and the problem.
+    """
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise SpineInputError(what, f"unknown keys {unknown}")
+    try:
+        return cls(**data)
+    except (TypeError, ValueError) as error:
+        raise SpineInputError(what, str(error)) from None
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """Probabilities and ranges of the training augmentations.
@@ -157,14 +172,7 @@ class AugmentConfig:
         Raises:
             SpineInputError: unknown keys or invalid values.
         """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise SpineInputError("augmentation config", f"unknown keys {unknown}")
-        try:
-            return cls(**data)
-        except (TypeError, ValueError) as error:
-            raise SpineInputError("augmentation config", str(error)) from None
+        return config_from_dict(cls, data, "augmentation config")
 
     def replace(self, **changes) -> AugmentConfig:
         """A copy with some fields changed."""

@@ -112,6 +112,19 @@ def warp(image: torch.Tensor, label: torch.Tensor, grid: torch.Tensor) -> tuple[
     floor = image.min()
     moved = F.grid_sample((image - floor)[None, None], grid, mode="bilinear", padding_mode="zeros",
                           align_corners=False)[0, 0] + floor
-    labels = F.grid_sample(label.to(torch.float32)[None, None], grid, mode="nearest", padding_mode="zeros",
-                           align_corners=False)[0, 0]
-    return moved, labels.round().to(torch.int64)
+    return moved, warp_labels(label[None], grid)[0]
+
+
+def warp_labels(labels: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Resample integer maps (nearest neighbour, 0 outside the input) through ``grid``, all in one pass.
+
+    Args:
+        labels: (N, D, H, W) integer ids (N maps that move together, e.g. labels and generation labels).
+        grid: (1, D, H, W, 3) from :func:`sampling_grid`.
+
+    Returns:
+        (N, D, H, W) int64.
+    """
+    moved = F.grid_sample(labels.to(torch.float32)[None], grid, mode="nearest", padding_mode="zeros",
+                          align_corners=False)[0]
+    return moved.round().to(torch.int64)

@@ -60,12 +60,22 @@ def cache_key(case: Case, preprocess: dict) -> str:
     return digest.hexdigest()[:32]
 
 
-def _save_npy(array: np.ndarray, path: Path) -> None:
+def save_npy(array: np.ndarray, path: Path) -> None:
+    """Write ``array`` to ``path`` as ``.npy`` (no pickle), atomically."""
+
     def write(temp: Path) -> None:
         with open(temp, "wb") as stream:
             np.save(stream, array, allow_pickle=False)
 
     write_atomically(path, write)
+
+
+def load_npy(path: Path) -> np.ndarray | None:
+    """The array of a ``.npy`` cache entry, or None if it is missing or unreadable."""
+    try:
+        return np.load(path, allow_pickle=False) if Path(path).is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 def preprocess_case(case: Case, preprocess: dict, cache_dir: Path | None) -> PreprocessedCase:
@@ -98,8 +108,8 @@ def preprocess_case(case: Case, preprocess: dict, cache_dir: Path | None) -> Pre
     image = np.ascontiguousarray(image, dtype=np.float32)
     if cache_dir is not None:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        _save_npy(image, image_file)
-        _save_npy(label, label_file)
+        save_npy(image, image_file)
+        save_npy(label, label_file)
     return PreprocessedCase(case.case_id, image, label, annotated)
 
 

@@ -60,6 +60,18 @@ class TrainConfig:
         case_repeats: Case-id prefix -> how many times each matching training case is drawn
             per epoch (oversamples small sources, e.g. {"chu_": 4}); the longest matching
             prefix wins; unmatched cases are drawn once.
+        synth_fraction: Share of training samples synthesised from generation label maps
+            (SynthSeg-style, training/synth_image.py) instead of the case's own augmented image;
+            0 = off. Needs ``augment``.
+        synth_clusters: K, intensity clusters of everything the generation map does not label (1-12).
+        synth_prediction: Weights predicting the structures a case does not annotate, for the
+            generation maps only (never a loss target): "bundled" (the bundled weights), a weights
+            folder, or "" for none. Used only when its preprocessing is the run's.
+        synthesis: Synthesis ranges, SynthConfig field -> value (training/synth_config.py);
+            fields not given keep SynthConfig's defaults.
+        sacrum_review: Review file of the team's sacrum labels (e.g.
+            ``Resources/TrainingLabels/sacrum_review.json``): its accepted training cases get the
+            sacrum grown by training/sacrum_labels.py as an annotated S label; "" = off.
         average_from: From this epoch on, also keep the equal-weight mean of the weights after
             every epoch (stochastic weight averaging) and save it, BatchNorm statistics
             recomputed, as ``averaged/`` when the run ends or is cancelled; 0 = off.
@@ -94,6 +106,11 @@ class TrainConfig:
     val_every: int = 1
     seed: int = 0
     case_repeats: dict = field(default_factory=dict)
+    synth_fraction: float = 0.0
+    synth_clusters: int = 8
+    synth_prediction: str = "bundled"
+    synthesis: dict = field(default_factory=dict)
+    sacrum_review: str = ""
     average_from: int = 0
 
     def __post_init__(self) -> None:
@@ -104,6 +121,8 @@ class TrainConfig:
             (self.lr > 0, "lr must be > 0"),
             (0 < self.plateau_factor < 1, "plateau_factor must be in (0, 1)"),
             (self.val_every >= 1, "val_every must be >= 1"),
+            (0.0 <= self.synth_fraction <= 1.0, "synth_fraction must be in [0, 1]"),
+            (1 <= self.synth_clusters <= 12, "synth_clusters must be 1..12"),
             (self.average_from >= 0, "average_from must be >= 0 (0 = no weight averaging)"),
             (self.precision in ("auto", "fp32", "bf16", "fp16"), "precision must be auto, fp32, bf16 or fp16"),
             (self.memory_format in ("auto", "channels_last", "contiguous"),
@@ -115,6 +134,13 @@ class TrainConfig:
             if not ok:
                 raise SpineInputError("training config", problem)
         self._check_augmentation()
+        self.synth_config()
+
+    def synth_config(self):
+        """The SynthConfig of ``synthesis`` (raises SpineInputError for unknown or invalid entries)."""
+        from SAFNetSpineLib.training.synth_config import SynthConfig
+
+        return SynthConfig.from_dict(dict(self.synthesis))
 
     def _check_augmentation(self) -> None:
         """Refuse unknown or invalid ``augmentation`` entries (and ones that have their own field)."""

@@ -37,6 +37,9 @@ from SAFNetSpineLib.training.checkpoint import CHECKPOINT_FILE, restore_checkpoi
 from SAFNetSpineLib.training.config import TrainConfig
 from SAFNetSpineLib.training.dataset import TrainingCases
 from SAFNetSpineLib.training.distributed import DistributedContext
+from SAFNetSpineLib.training.sacrum_labels import with_team_sacrum
+from SAFNetSpineLib.training.synth_image import Synthesizer
+from SAFNetSpineLib.training.synth_maps import generation_maps
 from SAFNetSpineLib.weights import ModelManifest, load_model
 
 CONFIG_FILE = "train_config.json"
@@ -168,8 +171,21 @@ def set_up_run(ctx: DistributedContext, config: TrainConfig, train_cases: list[C
             average.load_tensors(extra)
     state["config"] = config.to_dict()
 
-    drawn = [case for case in train_data for _ in range(config.repeats_for(case.case_id))]
-    dataset = TrainingCases(drawn, build_augmentation(config), config.seed)
+    transform = build_augmentation(config)
+    synthesise = transform is not None and config.synth_fraction > 0
+    every_map = None
+    if synthesise or config.sacrum_review:
+        every_map = generation_maps(train_cases, train_data, config.preprocess, config.synth_clusters,
+                                    config.synth_prediction, cache_dir, report)
+    if config.sacrum_review:
+        train_data = with_team_sacrum(train_data, every_map, config.sacrum_review)
+    repeats = [config.repeats_for(case.case_id) for case in train_data]
+    drawn = [case for case, n in zip(train_data, repeats, strict=True) for _ in range(n)]
+    synthesizer, maps = None, None
+    if synthesise:
+        maps = [m for m, n in zip(every_map, repeats, strict=True) for _ in range(n)]
+        synthesizer = Synthesizer(transform.config, config.synth_config())
+    dataset = TrainingCases(drawn, transform, config.seed, synthesizer, maps, config.synth_fraction)
     sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed)
     # On CPU, loader processes would compete with training for the same cores; on a GPU they
     # keep augmentation off the critical path.

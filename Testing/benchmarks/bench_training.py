@@ -14,13 +14,17 @@ Two parts, both in one process so their ratio is measured under the same load:
    after a first warm-up epoch). Network-only is timed before and after the epochs and
    averaged, so load drift on a shared machine hits both sides alike; both are given in
    wall seconds and in this process's CPU seconds (steadier when other processes share
-   the cores). Also prints the per-case augmentation time on one thread.
+   the cores). Also prints the per-case augmentation time on one thread, and the
+   per-case time of a sample synthesised from a generation map (``--synth-fraction``
+   mixes such samples into the epoch, as ``train --synth-fraction``; their generation
+   maps are made once, before the timed epochs).
 
 Usage::
 
     .venv/bin/python Testing/benchmarks/bench_training.py [--widths 16 32] [--epoch-width 16] [--batch 2]
         [--cases 8] [--epochs 3] [--precision auto|fp32|bf16] [--workers -1]
         [--dice-loss-weight 1.0] [--below-lumbar-weight 1.0]   (the loss terms, as train's flags)
+        [--synth-fraction 0.5]   (share of synthesised samples in the epoch, as train's flag)
 """
 
 from __future__ import annotations
@@ -119,6 +123,27 @@ def augmentation_time(config: AugmentConfig, repeats: int = 8) -> float:
     return statistics.median(times)
 
 
+def synthesis_time(repeats: int = 8) -> float:
+    """Median seconds per synthetic sample (default SynthConfig and AugmentConfig) on one thread."""
+    from SAFNetSpineLib.training.synth_config import SynthConfig
+    from SAFNetSpineLib.training.synth_image import Synthesizer
+    from SAFNetSpineLib.training.synth_maps import GENERATION_LABELS
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    synth = Synthesizer(AugmentConfig(), SynthConfig())
+    generator = torch.Generator().manual_seed(0)
+    generation = torch.randint(0, GENERATION_LABELS, GRID, generator=generator)
+    label = torch.randint(0, NUM_CLASSES, GRID, generator=generator)
+    times = []
+    for seed in range(repeats):
+        start = time.perf_counter()
+        synth(generation, label, seed)
+        times.append(time.perf_counter() - start)
+    torch.set_num_threads(threads)
+    return statistics.median(times)
+
+
 def network_only_epoch(width: int, batch: int, precision: str, prepared, weights=(0.0, 0.0)) -> tuple[float, float]:
     """(wall, CPU) seconds for the epoch's steps on pre-made (un-augmented) batches, after one warm-up step."""
     stepper = Stepper(width, precision, seed=1, weights=weights)
@@ -159,18 +184,19 @@ def epoch_ratio(args, precision: str) -> None:
 
         config = TrainConfig(width=args.epoch_width, batch_size=args.batch, epochs=args.epochs, device="cpu",
                              precision=precision, num_workers=args.workers, preprocess=preprocess,
-                             dice_loss_weight=args.dice_loss_weight, below_lumbar_weight=args.below_lumbar_weight)
+                             dice_loss_weight=args.dice_loss_weight, below_lumbar_weight=args.below_lumbar_weight,
+                             synth_fraction=args.synth_fraction)
         train(config, cases, [], work / "run", progress=progress, cache_dir=work / "cache")
         network.append(network_only_epoch(args.epoch_width, args.batch, precision, prepared, weights))
     steps = -(-args.cases // args.batch)
     print(f"epoch ratio at width {args.epoch_width}, batch {args.batch}, {args.cases} phantom cases "
-          f"({steps} steps), {precision}, loader workers {args.workers}:")
+          f"({steps} steps), {precision}, loader workers {args.workers}, synthesised share {args.synth_fraction}:")
     for name, index in (("wall", 0), ("CPU", 1)):
         epochs = [b[index] - a[index] for a, b in zip(ends[:-1], ends[1:], strict=True)]
         net, epoch = statistics.mean(n[index] for n in network), statistics.mean(epochs)
         print(f"  {name:4s} network-only (pre-made batches): {net:7.2f} s  "
               f"(before {network[0][index]:.2f}, after {network[1][index]:.2f})")
-        print(f"  {name:4s} full epoch, default augmentation: {epoch:7.2f} s  (epochs 2..{args.epochs}: "
+        print(f"  {name:4s} full epoch (augmented + synthesised): {epoch:7.2f} s  (epochs 2..{args.epochs}: "
               f"{', '.join(f'{e:.2f}' for e in epochs)})")
         print(f"  {name:4s} ratio epoch / network-only:       {epoch / net:7.2f}  (target <= 1.5)")
     print("  (CPU = this process's CPU seconds, all threads: steadier than wall time on a shared machine)")
@@ -192,6 +218,8 @@ def main() -> None:
                         help="soft Dice weight of the loss, in the steps and the epoch alike (bundled recipe: 1.0)")
     parser.add_argument("--below-lumbar-weight", type=float, default=0.0,
                         help="set-valued below-L5 weight of the loss, in the steps and the epoch alike")
+    parser.add_argument("--synth-fraction", type=float, default=0.0,
+                        help="share of the epoch's samples synthesised from generation maps (train's flag)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -202,6 +230,7 @@ def main() -> None:
                          ("every transform", AugmentConfig(**{n: 1.0 for n in AugmentConfig.__dataclass_fields__
                                                               if n.endswith("_prob")}))):
         print(f"augmentation ({name}): {augmentation_time(config):.3f} s per case on 1 thread (median)")
+    print(f"synthesis from a generation map: {synthesis_time():.3f} s per case on 1 thread (median)")
     if args.widths:
         print(f"step on ({args.batch}, 1, {GRID[0]}, {GRID[1]}, {GRID[2]}), channels_last_3d, training_loss "
               f"(CE + {args.dice_loss_weight} Dice + {args.below_lumbar_weight} below-L5) + backward + Adam; best (median) of {args.repeats} after 1 warm-up")

@@ -1,0 +1,187 @@
+"""Synthesis from generation label maps: maps, alignment, seeding, independent label intensities, mixing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from block_maps import blocks
+
+from SAFNetSpineLib.cli import build_parser
+from SAFNetSpineLib.cli.train import config_from_args
+from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.labels import NUM_CLASSES
+from SAFNetSpineLib.training import TrainConfig, train
+from SAFNetSpineLib.training.augment_config import AugmentConfig
+from SAFNetSpineLib.training.augmentation import build_augmentation
+from SAFNetSpineLib.training.cache import PreprocessedCase
+from SAFNetSpineLib.training.dataset import TrainingCases
+from SAFNetSpineLib.training.synth_config import SynthConfig
+from SAFNetSpineLib.training.synth_image import Synthesizer
+from SAFNetSpineLib.training.synth_maps import CLUSTER_BASE, generation_map, generation_maps, kmeans_1d
+
+ALL_SPATIAL = AugmentConfig.off().replace(rotate_prob=1.0, scale_prob=1.0, fov_prob=1.0, elastic_prob=1.0,
+                                          elastic_magnitude=(2.0, 4.0), bend_prob=1.0, slip_prob=1.0)
+#: No within-label spread, no blur, no resolution change, no scanner chain: a piecewise-constant image.
+FLAT = SynthConfig(std_range=(0.0, 0.0), partial_volume_sigma=(0.0, 0.0), slice_mm=(1.0, 1.0),
+                   inplane_mm=(0.5, 0.5), gamma_prob=0.0, bias_prob=0.0, ringing_prob=0.0, noise_prob=0.0,
+                   tissue_share_prob=0.0)
+
+
+def _block_case():
+    """A generation map (expert blocks + 3 clusters of a 3-plateau background) and its expert labels."""
+    image, label = blocks(depth=6)
+    background = np.zeros_like(image)
+    background[:, :, 12:] = 5.0
+    background[:, :5] = 9.0
+    image = np.where(label == 0, background, image)
+    annotated = np.zeros(NUM_CLASSES, bool)
+    annotated[[0, 2, 3, 12]] = True
+    return generation_map(image, label, annotated, None, 3), label
+
+
+def test_generation_map_keeps_experts_adds_unannotated_predictions_and_clusters_the_rest():
+    image, label = blocks(depth=4)
+    annotated = np.zeros(NUM_CLASSES, bool)
+    annotated[[0, 3, 2]] = True  # the disc (12) is not annotated in this case
+    prediction = np.zeros_like(label)
+    prediction[:, 10:22, 8:24] = 4  # a wrong name over an annotated body: must not win
+    prediction[:, 26:34, 8:24] = 12  # the unannotated disc
+    prediction[:, 55:60, 8:24] = 1  # a sacrum on background
+    result = generation_map(image, label, annotated, prediction, 4)
+    assert result.dtype == np.uint8 and result.shape == label.shape
+    assert (result[label == 3] == 3).all() and (result[label == 2] == 2).all()
+    assert (result[:, 26:34, 8:24] == 12).all() and (result[:, 55:60, 8:24] == 1).all()
+    rest = (label == 0) & (prediction == 0)
+    assert (result[rest] >= CLUSTER_BASE).all() and (result[rest] < CLUSTER_BASE + 4).all()
+    without = generation_map(image, label, annotated, None, 4)
+    assert (without[:, 26:34, 8:24] >= CLUSTER_BASE).all()  # no prediction: the disc is just a cluster
+    with pytest.raises(ValueError):
+        generation_map(image, label, annotated, None, 13)
+
+
+def test_kmeans_separates_plateaus():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(m, 0.05, 500) for m in (0.0, 1.0, 3.0)])
+    centres = kmeans_1d(values, 3)
+    assert np.allclose(centres, [0.0, 1.0, 3.0], atol=0.05)
+    _, label = _block_case()
+    generation, _ = _block_case()
+    background = generation[label == 0]
+    assert len(np.unique(background)) == 3  # the three plateaus, one cluster each
+
+
+def test_label_map_and_image_stay_aligned():
+    generation, label = _block_case()
+    synth = Synthesizer(ALL_SPATIAL, FLAT)
+    moved_any = False
+    for seed in range(6):
+        image, moved = synth(torch.from_numpy(generation.astype(np.int64)), torch.from_numpy(label.astype(np.int64)),
+                             seed)
+        assert image.shape == label.shape and moved.dtype == torch.int64
+        assert set(torch.unique(moved).tolist()) <= {0, 2, 3, 12}
+        moved_any |= not torch.equal(moved, torch.from_numpy(label.astype(np.int64)))
+        values = {}
+        for structure in (2, 3, 12):
+            inside = image[moved == structure]
+            if inside.numel() > 20:
+                # every voxel the moved label calls this structure has this structure's intensity
+                assert float(inside.max() - inside.min()) < 1e-4
+                values[structure] = float(inside.mean())
+        assert len(values) >= 2 and len({round(v, 3) for v in values.values()}) == len(values)
+    assert moved_any
+
+
+def test_same_seed_same_sample_other_seed_other_sample():
+    generation, label = _block_case()
+    synth = Synthesizer(AugmentConfig(), SynthConfig())
+    g, lab = torch.from_numpy(generation.astype(np.int64)), torch.from_numpy(label.astype(np.int64))
+    a, b, c = synth(g, lab, 11), synth(g, lab, 11), synth(g, lab, 12)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+    assert torch.isfinite(a[0]).all() and abs(float(a[0].mean())) < 1e-3
+
+
+def test_intensities_are_drawn_independently_per_label():
+    generation, label = _block_case()
+    synth = Synthesizer(AugmentConfig.off(), FLAT)
+    g, lab = torch.from_numpy(generation.astype(np.int64)), torch.from_numpy(label.astype(np.int64))
+    means = []
+    for seed in range(200):
+        image, moved = synth(g, lab, seed)
+        means.append([float(image[moved == s].mean()) for s in (2, 3, 12)])
+    means = np.array(means)
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        brighter = float(np.mean(means[:, i] > means[:, j]))
+        assert 0.3 < brighter < 0.7  # either tissue is brighter about half the time
+        assert abs(np.corrcoef(means[:, i], means[:, j])[0, 1]) < 0.35
+
+
+def test_synthetic_samples_keep_the_expert_labels_as_target_and_mix_at_the_share(tmp_path):
+    generation, label = _block_case()
+    image, _ = blocks(depth=6)
+    annotated = np.zeros(NUM_CLASSES, bool)
+    annotated[[0, 2, 3, 12]] = True
+    cases = [PreprocessedCase(f"c{i}", image, label, annotated) for i in range(40)]
+    dataset = TrainingCases(cases, build_augmentation(AugmentConfig()), seed=3,
+                            synthesizer=Synthesizer(AugmentConfig(), SynthConfig()),
+                            generation_maps=[generation] * 40, synth_fraction=0.5)
+    dataset.set_epoch(1)
+    flags = [dataset.is_synthetic(i) for i in range(40)]
+    assert 8 <= sum(flags) <= 32
+    sample = dataset[flags.index(True)]
+    assert set(torch.unique(sample["label"]).tolist()) <= {0, 2, 3, 12}  # never a generation label
+    assert torch.equal(sample["annotated"], torch.from_numpy(annotated))
+    off = TrainingCases(cases, build_augmentation(AugmentConfig()), seed=3)
+    off.set_epoch(1)
+    real = flags.index(False)
+    assert torch.equal(off[real]["image"], dataset[real]["image"])  # real samples draw as without synthesis
+    with pytest.raises(ValueError):
+        TrainingCases(cases, None, synthesizer=Synthesizer(AugmentConfig(), SynthConfig()), generation_maps=[],
+                      synth_fraction=0.5)
+
+
+def test_generation_maps_are_cached(small_phantoms, tmp_path):
+    from SAFNetSpineLib.data.cases import load_case_folder
+    from SAFNetSpineLib.training.cache import preprocess_cases
+
+    cases = load_case_folder(small_phantoms)[:2]
+    preprocess = {"target_shape": [8, 64, 32], "ap_crop_fraction": 0.5}
+    data = preprocess_cases(cases, preprocess, tmp_path)
+    first = generation_maps(cases, data, preprocess, 6, "bundled", tmp_path)  # other grid: no prediction
+    files = sorted(tmp_path.glob("*.gen-k6-none-a*.npy"))
+    assert len(files) == 2
+    for path in files:  # changed entries are what the second call reads
+        np.save(path, np.full_like(first[0], 7))
+    second = generation_maps(cases, data, preprocess, 6, "bundled", tmp_path)
+    assert all({int(v) for v in np.unique(m)} == {7} for m in second)
+    assert not any({int(v) for v in np.unique(m)} == {7} for m in first)
+
+
+def test_flags_reach_the_config_and_bad_values_are_refused():
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--synth-fraction", "0.4",
+                                      "--synth-clusters", "10", "--synth-prediction", "", "--synth-option",
+                                      "slice_mm=[2, 6]", "--sacrum-review", "review.json"])
+    config = config_from_args(args)
+    assert (config.synth_fraction, config.synth_clusters, config.synth_prediction) == (0.4, 10, "")
+    assert config.sacrum_review == "review.json"
+    assert config.synth_config().slice_mm == (2.0, 6.0)
+    for bad in ({"synth_fraction": 1.5}, {"synth_clusters": 0}, {"synthesis": {"slice_mm": [8, 1]}},
+                {"synthesis": {"colour": 1}}):
+        with pytest.raises(SpineInputError):
+            TrainConfig(**bad)
+
+
+def test_training_with_synthesis_runs_and_resumes(small_phantoms, tmp_path):
+    from SAFNetSpineLib.data.cases import load_case_folder
+
+    cases = load_case_folder(small_phantoms)
+    config = TrainConfig(width=8, epochs=1, batch_size=2, device="cpu", precision="fp32", synth_fraction=0.5,
+                         preprocess={"target_shape": [8, 64, 32], "ap_crop_fraction": 0.5})
+    result = train(config, cases[:4], cases[4:], tmp_path / "run")
+    assert result.epochs_run == 1 and result.weights_dir is not None
+    assert sorted((tmp_path / "run" / "cache").glob("*.gen-k8-none-a*.npy"))
+    resumed = train(config.replace(epochs=2), cases[:4], cases[4:], tmp_path / "run", resume=True)
+    assert resumed.epochs_run == 2
+    with pytest.raises(SpineInputError, match="synth_fraction"):
+        train(config.replace(epochs=3, synth_fraction=0.2), cases[:4], cases[4:], tmp_path / "run", resume=True)

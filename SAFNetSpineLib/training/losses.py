@@ -120,10 +120,6 @@ def marginal_soft_dice_loss(
     return _soft_dice(_log_softmax(logits), target, annotated, smooth)
 
 
-#: Label ids the set-valued term needs: the sacrum, L5 and the L5/S disc.
-_SACRUM, _L5, _L5_S = SACRUM_ID, L5_ID, L5_S_ID
-
-
 def below_lumbar_region(target: torch.Tensor, annotated: torch.Tensor, depth_levels: float = 2.0,
                         margin: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Where the real cases say "this is no lumbar vertebra": just below the lowest lumbar level.
@@ -149,9 +145,9 @@ def below_lumbar_region(target: torch.Tensor, annotated: torch.Tensor, depth_lev
     region = torch.zeros_like(target, dtype=torch.bool)
     allowed = torch.zeros(batch, num_classes, dtype=torch.bool, device=target.device)
     allowed[:, 0] = True
-    allowed[:, _SACRUM] = True
+    allowed[:, SACRUM_ID] = True
     for b in range(batch):
-        lowest = _L5_S if bool(annotated[b, _L5_S]) else _L5 if bool(annotated[b, _L5]) else None
+        lowest = L5_S_ID if bool(annotated[b, L5_S_ID]) else L5_ID if bool(annotated[b, L5_ID]) else None
         if lowest is None:
             continue
         where = torch.nonzero(target[b] == lowest)
@@ -163,8 +159,8 @@ def below_lumbar_region(target: torch.Tensor, annotated: torch.Tensor, depth_lev
         d1, w1 = int(high[0]) + margin + 1, int(high[2]) + margin + 1
         top = int(high[1]) + 1  # first voxel below the level (H grows inferiorly)
         region[b, d0:d1, top:top + int(round(depth_levels * height)), w0:w1] = True
-        if lowest == _L5:
-            allowed[b, _L5_S] = True
+        if lowest == L5_ID:
+            allowed[b, L5_S_ID] = True
     return region, allowed
 
 

@@ -44,10 +44,6 @@ class PatientGroups:
         """Distinct patient keys in order of first appearance."""
         return list(dict.fromkeys(self.patient_of.values()))
 
-    def cases_of(self, patient: str) -> list[str]:
-        """Case ids of one patient, in the store's order."""
-        return [case_id for case_id, key in self.patient_of.items() if key == patient]
-
     def describe(self) -> str:
         """One sentence: patients, cases, and whether (and for how many cases) the grouping was guessed."""
         text = f"{len(self.patients)} patient(s) in {len(self.patient_of)} case(s)"

@@ -120,12 +120,6 @@ def debris_floor(pieces: list, speck_voxels: float, label_of=lambda p: p.label_i
     return max(fragment_floor(largest_by_label(real, label_of)), speck_voxels)
 
 
-def split_debris(pieces: list, speck_voxels: float, label_of=lambda p: p.label_id) -> tuple[list, list]:
-    """(kept, debris) of pieces of one kind (see :func:`debris_floor`)."""
-    floor = debris_floor(pieces, speck_voxels, label_of)
-    return [p for p in pieces if p.size >= floor], [p for p in pieces if p.size < floor]
-
-
 def _superior_mm(volume: Volume, voxels: np.ndarray) -> np.ndarray:
     """Superior (LPS z) coordinate in mm of voxel indices (N, 3), relative to the origin."""
     step = np.asarray(volume.direction)[2] * np.asarray(volume.spacing)

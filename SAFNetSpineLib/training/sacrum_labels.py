@@ -145,7 +145,7 @@ def read_review(path: str | Path) -> dict:
     """
     path = Path(path)
     try:
-        review = json.loads(path.read_text())
+        review = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise SpineInputError(path, f"unreadable sacrum review ({error})") from None
     if not isinstance(review, dict) or not isinstance(review.get("accepted"), list):

@@ -53,6 +53,8 @@ class PhantomOptions:
             real development set), the posterior elements staying visible in the image.
         anatomy: "classic" (the cartoon the training phantoms use) or "lumbar" (a
             plausible spine whose measurements are known, see :func:`phantom_truth`).
+        fov_centre_z_mm: Height (LPS z, mm) of the field of view's centre over the phantom's
+            centre, for the "lumbar" anatomy (negative: towards the feet).
     """
 
     slices: tuple[int, int] = (12, 18)
@@ -63,6 +65,7 @@ class PhantomOptions:
     random_orientation: bool = True
     label_posterior_elements: bool = True
     anatomy: str = "classic"
+    fov_centre_z_mm: float = 0.0
 
 
 #: The anatomies :class:`PhantomOptions` offers.
@@ -72,12 +75,13 @@ ANATOMIES = ("classic", "lumbar")
 _LUMBAR_TOP_Z_MM = 165.0
 _LUMBAR_WALL_Y_MM = 22.0
 #: The bundled sample volume, ``Resources/SampleData/SAFNetSpinePhantom.nii.gz``: make_phantom(SAMPLE_SEED,
-#: SAMPLE_OPTIONS), stored as int16 (:func:`write_sample`). A lumbar field of view: 300 mm from the middle
-#: of T10 to below the sacrum, 15 sagittal slices of 4 mm, 1 mm pixels.
+#: SAMPLE_OPTIONS), stored as int16 (:func:`write_sample`). A field of view like the real T2 development scans'
+#: (381 mm): 370 mm from just under the top of T9 to below the tip of the sacrum (the whole sacrum in view),
+#: 15 sagittal slices of 4 mm, 1 mm pixels.
 SAMPLE_SEED = 2026
 SAMPLE_OPTIONS = PhantomOptions(slices=(15, 15), slice_spacing_mm=(4.0, 4.0), inplane_spacing_mm=(1.0, 1.0),
-                                fov_mm=(300.0, 280.0), oblique_deg=5.0, random_orientation=False,
-                                label_posterior_elements=False, anatomy="lumbar")
+                                fov_mm=(370.0, 280.0), oblique_deg=5.0, random_orientation=False,
+                                label_posterior_elements=False, anatomy="lumbar", fov_centre_z_mm=-22.0)
 
 
 def _grid(rng: np.random.Generator, opts: PhantomOptions) -> tuple[tuple[int, int, int], np.ndarray, np.ndarray]:
@@ -281,6 +285,7 @@ def _draw(seed: int, opts: PhantomOptions) -> tuple:
     build: SpineBuild | None = None
     if opts.anatomy == "lumbar":
         points -= 0.5 * (points.min(axis=0) + points.max(axis=0))  # the field of view is centred on the spine
+        points[:, 2] += opts.fov_centre_z_mm
         build = build_spine(rng)
         place_spine(build, _LUMBAR_TOP_Z_MM, _LUMBAR_WALL_Y_MM)
     return rng, shape, spacing, direction, origin, points, build

@@ -1,7 +1,8 @@
 """Labels and a T2-like image of a built spine (:mod:`.phantom_spine`) at any points.
 
 Intensities are in about [0, 1], a fast-spin-echo T2 look: CSF 0.95, fat 0.8, disc nucleus
-0.8, marrow 0.45 with texture, muscle 0.22, annulus and cortex dark, air black. Texture is
+0.8, marrow 0.45 with texture, muscle 0.22, annulus (0.17, about 0.4 of marrow as in the real T2
+development scans) and cortex dark, air black. Texture is
 a sum of random plane waves evaluated at each point, so it is the same on every grid.
 """
 
@@ -14,6 +15,12 @@ from SAFNetSpineLib.labels import structure
 
 #: Nearest-object search radius (mm) in the sagittal plane: points further from a body's centre are skipped.
 _REACH_MM = 75.0
+#: The dural sac ends at S2: this far (mm, along the canal) below S1's superior endplate.
+_SAC_END_BELOW_S1_MM = 35.0
+#: Thickness and half-width (mm) of the vestigial disc drawn at a sacral segment junction: it lies between the
+#: small segment bodies only; the alae beside them are solid fused bone.
+_JUNCTION_MM = 1.6
+_JUNCTION_HALF_WIDTH_MM = 16.0
 
 
 def _waves(points: np.ndarray, rng: np.random.Generator, wavelength_mm: tuple[float, float], n: int = 48):
@@ -79,7 +86,7 @@ def render_spine(points: np.ndarray, build: SpineBuild, label_posterior: bool = 
     canal &= u > _along_of(build, build.sacrum[0].origin) - 60.0
     for body in build.bodies.values():
         _posterior_elements(body, build, x, y, z, ~canal, labels, posterior, intensity, fine)
-    for seg in build.sacrum[:3]:
+    for seg in build.sacrum[: len(build.sacrum) * 4 // 5]:  # S1 to about S4, where the sacral hiatus opens
         _sacral_arch(seg, build, x, y, z, ~canal, labels, posterior, intensity, fine)
     for body in [*build.bodies.values(), *build.sacrum[::-1]]:
         _body(body, x, y, z, labels, posterior, intensity, fine)
@@ -121,17 +128,19 @@ def _soft_tissue(build: SpineBuild, x, d, u, fine, coarse) -> np.ndarray:
     aorta = ((d - (wall - 14.0)) ** 2 + (x - 14.0) ** 2 < 100.0) & (u > bifurcation) & (u < diaphragm + 60.0)
     cava = ((d - (wall - 15.0)) ** 2 + (x + 17.0) ** 2 < 110.0) & (u > bifurcation) & (u < diaphragm)
     out = np.where(aorta, np.float32(0.05), np.where(cava, np.float32(0.3) + 0.03 * fine, out))
-    # The canal: epidural fat behind a CSF-filled sac; cord down to the conus, nerve roots below.
+    # The canal: epidural fat behind a CSF-filled sac that ends at S2; cord down to the conus, nerve roots
+    # below; fat and roots fill the sacral canal under the sac.
     canal = ((d / (0.5 * cd)) ** 2 + (x / (0.5 * cw)) ** 2 <= 1.0) & (u > sacral - 60.0)  # ends at S4
     sac = ((d + 1.0) / (0.5 * cd - 1.5)) ** 2 + (x / (0.5 * cw - 1.5)) ** 2 <= 1.0
-    out = np.where(canal, np.where(u > sacral - 8.0, np.float32(0.7), np.float32(0.45)) + 0.04 * fine, out)
-    out = np.where(sac & (u > sacral - 8.0), np.float32(0.95) + 0.02 * fine, out)
+    sac &= u > sacral - _SAC_END_BELOW_S1_MM
+    out = np.where(canal, np.where(u > sacral - 8.0, np.float32(0.7), np.float32(0.6)) + 0.04 * fine, out)
+    out = np.where(sac, np.float32(0.95) + 0.02 * fine, out)
     taper = np.clip((u - conus) / 20.0, 0.0, 1.0)
     cord = ((d + 1.5) / (4.2 * taper + 1e-3)) ** 2 + (x / (5.0 * taper + 1e-3)) ** 2 <= 1.0
     out = np.where(cord & (taper > 0.05), np.float32(0.42), out)
     roots = np.zeros(d.shape, bool)
     for dy, dx in ((2.5, -3.0), (2.5, 3.0), (4.0, -6.0), (4.0, 6.0), (1.0, -5.5), (1.0, 5.5)):
-        roots |= ((d - dy) ** 2 + (x - dx) ** 2 < 0.8) & (u < conus) & (u > sacral - 8.0)
+        roots |= ((d - dy) ** 2 + (x - dx) ** 2 < 0.8) & (u < conus)
     return np.where(roots & sac, np.float32(0.45), out)
 
 
@@ -157,8 +166,11 @@ def _body(body: Body, x, y, z, labels, posterior, intensity, fine) -> None:
     marrow = np.float32(0.45) * (1 + 0.12 * fine[idx])
     value = np.where(edge < 0.8, np.float32(0.12), marrow)
     mid = -0.5 * body.h_post if body.hangs else 0.5 * body.h_post
-    vein = (t > 0.8) & (t < 6.0) & (np.abs(s - mid) < 1.2 + 0.3 * (6.0 - t)) & (np.abs(x[idx]) < 3.0)
+    vein = (t > 0.8) & (t < 6.0) & (np.abs(s - mid) < 1.2 + 0.3 * (6.0 - t)) & (np.abs(x[idx]) < 3.0) & ~fused
     value = np.where(vein & (edge >= 0.8), np.float32(0.7), value)
+    if body.junction:  # the vestigial disc between two fused sacral segments: a thin darker line
+        line = (s > -_JUNCTION_MM) & (s <= 0.0) & (edge >= 0.8) & (np.abs(x[idx]) < _JUNCTION_HALF_WIDTH_MM)
+        value = np.where(line, np.float32(0.28) + 0.03 * fine[idx], value)
     hit = idx[inside]
     labels[hit] = body.label
     posterior[hit] = False
@@ -178,7 +190,7 @@ def _disc(disc, x, y, z, labels, posterior, intensity, fine) -> None:
     height = np.maximum((sb - floor) + (roof - sa), 1e-3)
     f = (sb - floor) / height
     core = np.clip(1.0 - r2 / 0.5, 0.0, 1.0) * np.clip(1.0 - np.abs(f - 0.5) / 0.35, 0.0, 1.0)
-    value = np.float32(0.42) + np.float32(0.42) * np.sqrt(core).astype(np.float32) + 0.03 * fine[idx]
+    value = np.float32(0.17) + np.float32(0.67) * np.sqrt(core).astype(np.float32) + 0.03 * fine[idx]
     hit = idx[inside]
     labels[hit] = disc.label
     posterior[hit] = False

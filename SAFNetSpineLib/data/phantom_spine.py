@@ -19,11 +19,12 @@ on any grid.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from SAFNetSpineLib.labels import SUPERIOR_TO_INFERIOR_IDS, structure
+from SAFNetSpineLib.measurements.definitions import ENDPLATE_COLUMNS, ENDPLATE_FIT_RANGE, HEIGHT_POSITIONS
 
 #: Spine ids from the sacrum up: S, L5/S, L5, L4/L5, ..., T9/T10, T9.
 _UPWARD = SUPERIOR_TO_INFERIOR_IDS[::-1]
@@ -42,15 +43,18 @@ _LORDOSIS_SHARE = {"L5/S": 0.30, "L4/L5": 0.24, "L3/L4": 0.16, "L2/L3": 0.10, "L
 #: Thoracic wedges (degrees, negative = kyphotic) for discs and bodies above L1.
 _THORACIC_WEDGE = {"T12/L1": 0.0, "T11/T12": -2.0, "T10/T11": -2.0, "T9/T10": -2.0,
                    "T12": -2.0, "T11": -3.0, "T10": -3.0, "T9": -3.0}
-#: Sacrum: S1 (posterior height, depth, width in mm), then the fused rest as short slices whose depth and
-#: width shrink linearly to the tip while each turns the axis anteriorly (the sacral kyphosis).
-_S1 = (24.0, 38.0, 56.0)
-_SACRAL_SLICES = 10
+#: Sacrum: S1 (posterior height, depth, width in mm; the width takes in the alae, about 100 mm in adults),
+#: then the fused rest as short slices whose depth and
+#: width shrink linearly to the tip while each turns the axis anteriorly (the sacral kyphosis). The slices
+#: share one smooth anterior surface with S1 (the pelvic surface has no steps); their posterior surface,
+#: the front of the sacral canal, comes forward as they thin.
+_S1 = (24.0, 38.0, 96.0)
+_SACRAL_SLICES = 30  # thin, so that their steps and turns stay under a voxel
 _SACRAL_REST_MM = 72.0
 _SACRAL_TIP = (14.0, 20.0)  # depth, width at the tip
-_SACRAL_TURN_DEG = 45.0  # over the slices below S1
-#: Where heights are read, as a fraction of the AP depth from the posterior margin (the measurements' choice).
-_HEIGHT_AT = {"anterior": 0.9, "middle": 0.5, "posterior": 0.1}
+_SACRAL_TURN_DEG = 45.0  # over the lower two thirds of the slices below S1: S1-S2 are straight, S3-S5 curve
+#: Segment junctions S1/S2 ... S4/S5, mm below S1 along the sacrum: each is drawn as a vestigial disc.
+_SACRAL_JUNCTIONS_MM = (0.0, 22.0, 42.0, 58.0)
 
 
 def _normal(phi: float) -> np.ndarray:
@@ -82,6 +86,7 @@ class Body:
         cup_inf: Depth of the inferior endplate's concavity at its centre, mm.
         cup_sup: Depth of the superior endplate's concavity, mm.
         hangs: True for sacral segments: the body lies below the origin (s in [-h, 0]).
+        junction: A fused sacral slice whose top is the junction of two sacral segments (S1/S2 ...).
     """
 
     label: int
@@ -94,6 +99,7 @@ class Body:
     cup_inf: float = 1.5
     cup_sup: float = 1.5
     hangs: bool = False
+    junction: bool = False
 
     @property
     def wedge(self) -> float:
@@ -178,21 +184,27 @@ class SpineBuild:
     fat_mm: float
     sacral_slope_deg: float
     texture_seed: int
-    extras: dict = field(default_factory=dict)
 
     def truth(self) -> dict:
         """What the measurements of this spine's label map should find (mm, degrees).
 
-        Heights are read like :mod:`SAFNetSpineLib.measurements` reads them, at 10/50/90 %
-        of the AP depth from the posterior margin in the mid-sagittal plane; angles are Cobb
-        angles between endplate rim lines, positive when lordotic. No slip and no fracture
-        is built in.
+        Heights are read as :mod:`SAFNetSpineLib.measurements.definitions` defines them, in the
+        mid-sagittal plane: a body's anterior and posterior heights between its endplate lines
+        (fitted to the concave endplates over ``ENDPLATE_FIT_RANGE`` of the depth) at its walls,
+        its middle height and a disc's three heights between the outlines at
+        ``HEIGHT_POSITIONS`` of the depth; angles are Cobb angles between endplate rim lines,
+        positive when lordotic. No slip and no fracture is built in.
         """
         vertebrae = {}
         for body in self.bodies.values():
-            t = {k: f * body.depth for k, f in _HEIGHT_AT.items()}
-            lo_hi = {k: body.surfaces(np.array(v), np.array(0.0)) for k, v in t.items()}
-            heights = {f"{k}_height_mm": round(float(hi - lo), 2) for k, (lo, hi) in lo_hi.items()}
+            fit_t = np.linspace(*ENDPLATE_FIT_RANGE, ENDPLATE_COLUMNS) * body.depth
+            lines = [np.polyfit(fit_t, surface, 1) for surface in body.surfaces(fit_t, np.zeros_like(fit_t))]
+            walls = {"anterior": body.depth, "posterior": 0.0}
+            low, high = body.surfaces(np.array(HEIGHT_POSITIONS["middle"] * body.depth), np.array(0.0))
+            heights = {f"{k}_height_mm": round(float(np.polyval(lines[1], t) - np.polyval(lines[0], t)), 2)
+                       for k, t in walls.items()}
+            heights["middle_height_mm"] = round(float(high - low), 2)
+            heights = {f"{k}_height_mm": heights[f"{k}_height_mm"] for k in HEIGHT_POSITIONS}  # report order
             ratio_ap = heights["anterior_height_mm"] / heights["posterior_height_mm"]
             ratio_mp = heights["middle_height_mm"] / heights["posterior_height_mm"]
             vertebrae[structure(body.label).short_name] = {
@@ -204,7 +216,7 @@ class SpineBuild:
         for disc in self.discs.values():
             name = structure(disc.label).short_name
             heights = {}
-            for k, f in _HEIGHT_AT.items():
+            for k, f in HEIGHT_POSITIONS.items():
                 cup = 1.0 - ((f - 0.5) / 0.5) ** 2
                 base = disc.h_post + (disc.h_ant - disc.h_post) * f
                 heights[f"{k}_height_mm"] = round(float(base + cup * (disc.below.cup_sup + disc.above.cup_inf)), 2)
@@ -244,17 +256,23 @@ def build_spine(rng: np.random.Generator) -> SpineBuild:
     lordosis = np.radians(rng.uniform(42.0, 58.0))
     slope = np.radians(np.degrees(lordosis) - rng.uniform(8.0, 14.0))
     width_scale = rng.uniform(0.95, 1.05)
-    # Sacral segments hang below S1's superior endplate, turning anteriorly as they go down.
-    sacrum, origin, phi = [], np.zeros(2), slope
+    # Sacral segments hang below S1's superior endplate, turning anteriorly as they go down, along one
+    # anterior surface: each slice starts where the one above ends anteriorly.
+    sacrum, phi = [], slope
     sizes = [_S1] + [(_SACRAL_REST_MM / _SACRAL_SLICES,
-                      _S1[1] * 0.8 + (_SACRAL_TIP[0] - _S1[1] * 0.8) * k / (_SACRAL_SLICES - 1),
+                      _S1[1] + (_SACRAL_TIP[0] - _S1[1]) * (k + 1) / _SACRAL_SLICES,
                       _S1[2] + (_SACRAL_TIP[1] - _S1[2]) * k / (_SACRAL_SLICES - 1)) for k in range(_SACRAL_SLICES)]
+    front = sizes[0][1] * scale * _anterior(phi)  # S1's anterior-superior corner (the promontory)
+    step = _SACRAL_REST_MM / _SACRAL_SLICES
+    junctions = {round(j / step) for j in _SACRAL_JUNCTIONS_MM}
     for k, (height, depth, width) in enumerate(sizes):
-        sacrum.append(Body(_id("S"), origin.copy(), phi, depth * scale, width * width_scale, height * scale,
-                           height * scale, cup_inf=0.0, cup_sup=1.5 if k == 0 else 0.0, hangs=True))
-        origin = origin - height * scale * _normal(phi)
-        if k > 0:
-            phi = phi - np.radians(_SACRAL_TURN_DEG / _SACRAL_SLICES)
+        origin = front - depth * scale * _anterior(phi)
+        sacrum.append(Body(_id("S"), origin, phi, depth * scale, width * width_scale, height * scale,
+                           height * scale, cup_inf=0.0, cup_sup=1.5 if k == 0 else 0.0, hangs=True,
+                           junction=k - 1 in junctions))
+        front = front - height * scale * _normal(phi)
+        if k > _SACRAL_SLICES // 3:
+            phi = phi - np.radians(_SACRAL_TURN_DEG / (_SACRAL_SLICES - _SACRAL_SLICES // 3))
     bodies, discs = {}, {}
     below, corner, phi = sacrum[0], np.zeros(2), slope  # S1's posterior-superior corner and its tilt
     upward = list(_UPWARD[1:])
@@ -288,7 +306,7 @@ def build_spine(rng: np.random.Generator) -> SpineBuild:
 def _canal_line(build: SpineBuild) -> np.ndarray:
     """Canal centre line: behind each body's posterior wall at mid-height, extended straight at both ends."""
     points = []
-    for seg in build.sacrum[:3][::-1]:
+    for seg in build.sacrum[::3][::-1]:  # along the whole sacral curve
         mid = seg.origin - 0.5 * seg.h_post * _normal(seg.phi)
         points.append(mid - (0.5 * build.canal_depth) * _anterior(seg.phi) * 0.8)
     for body_id in _UPWARD[2::2]:

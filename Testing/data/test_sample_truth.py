@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from SAFNetSpineLib.bundled import sample_path, sample_truth_path
 from SAFNetSpineLib.data.phantom import (
@@ -22,7 +23,7 @@ from SAFNetSpineLib.data.phantom import (
     phantom_truth,
 )
 from SAFNetSpineLib.io import read_volume
-from SAFNetSpineLib.labels import FOREGROUND_IDS, structure
+from SAFNetSpineLib.labels import FOREGROUND_IDS, SACRUM_ID, structure
 from SAFNetSpineLib.measurements import measure_spine, summary_line
 
 #: Agreement of the measured label map with the construction: heights read on a 1 mm grid with
@@ -46,6 +47,7 @@ def measured(sample):
 
 def test_the_stored_sample_and_its_truth_are_what_the_generator_makes(sample):
     image, _, truth = sample
+    assert sample_path().stat().st_size < 3_000_000  # small enough for the repository and the wheel
     stored = read_volume(sample_path())
     assert stored.same_grid(image)
     np.testing.assert_allclose(stored.array, np.round(image.array), atol=0.5)
@@ -62,12 +64,40 @@ def test_the_sample_is_built_like_an_adult_lumbar_spine(sample):
     assert truth["built_in_findings"] == [] and not any(truth["listhesis_mm"].values())
     lumbar = {name: body for name, body in truth["vertebrae"].items() if name.startswith("L")}
     assert all(22.0 <= b["posterior_height_mm"] <= 30.0 and 30.0 <= b["ap_depth_mm"] <= 40.0 for b in lumbar.values())
-    # Concave endplates: every body is thinner in the middle than the mean of its walls' heights.
-    assert all(b["middle_height_mm"] < (b["anterior_height_mm"] + b["posterior_height_mm"]) / 2 - 1.5
+    # Concave endplates: every body is thinner in the middle than between its endplate lines (which are fitted
+    # over the concave plates, so they sit inside the rims: flat plates would give no difference).
+    assert all(b["middle_height_mm"] < (b["anterior_height_mm"] + b["posterior_height_mm"]) / 2 - 0.5
                for b in truth["vertebrae"].values())
     discs = truth["discs"]
     assert all(7.0 <= discs[n]["middle_height_mm"] <= 16.0 for n in ("L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S"))
     assert all(g["genant_grade"] == 0 for g in truth["vertebrae"].values())
+
+
+def test_the_whole_sacrum_is_in_view_with_a_smooth_anterior_surface(sample):
+    _, labels, _ = sample
+    sacrum = labels.array == SACRUM_ID
+    # Not cut by the image's lower edge (axis 1 runs from superior to inferior), as in the real scans.
+    assert not sacrum[:, -3:, :].any()
+    # One bone with no step on its pelvic surface: in the mid-sagittal slice, the anterior margin moves
+    # by at most 3 mm from one row to the next along the sacrum's length (rows = 1 mm).
+    mid = sacrum[sacrum.shape[0] // 2]
+    rows = np.flatnonzero(mid.any(axis=1))
+    front = np.array([np.flatnonzero(mid[r])[0] for r in rows])
+    assert len(rows) > 60 and np.abs(np.diff(front)).max() <= 3
+
+
+def test_discs_have_a_dark_annulus_like_real_t2(sample):
+    """Real T2 development discs (ivd_ cases): outer ring about 0.3-0.4 of the marrow above, nucleus brighter."""
+    image, labels, _ = sample
+    a, lab = image.array, labels.array
+    mid = lab.shape[0] // 2
+    ratios = []
+    for disc in (12, 13, 14, 15):  # L4/L5 ... L1/L2
+        inside = lab[mid] == disc
+        ring = inside & ~ndimage.binary_erosion(inside, iterations=2)
+        body = lab[mid] == disc - 9  # the vertebra above the disc
+        ratios.append(np.median(a[mid][ring]) / np.median(a[mid][ndimage.binary_erosion(body, iterations=3)]))
+    assert max(ratios) < 0.65, ratios
 
 
 def test_the_sample_looks_like_t2_with_no_bright_bars_at_its_edges(sample):
@@ -122,22 +152,60 @@ def test_the_classic_anatomy_records_no_truth():
         phantom_truth(0, PhantomOptions())
 
 
-#: The bundled weights on the sample (measured 2026-12-06): lumbar bodies L1-L5 Dice 0.72-0.87 (mean 0.84),
-#: every lumbar level named right; the sacrum only 0.27 (S1 is never labelled in the real training data).
+#: The bundled weights on the sample must find the lumbar bodies (Dice against the construction).
 SAMPLE_LUMBAR_BODY_DICE_FLOOR = 0.75
+#: How far the demo's L1-S1 lordosis may be from the construction: about the spread between readers
+#: measuring one radiograph (a few degrees), not the 14 degrees an S1 endplate traced on the wrong bone gives.
+DEMO_LORDOSIS_TOLERANCE_DEG = 6.0
 
 
-def test_the_bundled_weights_find_and_name_the_lumbar_bodies_of_the_sample(sample):
+#: Bundled weights known to fail the demo checks below on this sample: sha256 of model.safetensors -> what
+#: they do. The checks still run on them (a strict xfail: if they pass, the entry must go); any other weights,
+#: such as the next bundled ones, must pass them outright.
+KNOWN_DEMO_FAILURES = {
+    "c5690f55aef0e9885ca1c4f23273bb73391360591dee6a1dfa3d75daa5c70059":
+        "the weights bundled 2026-12-02 (trained without any sacrum label) do not recognise the sacrum and label "
+        "S1 as a lumbar body, so every name is shifted and slips and a Genant grade are flagged that were not built",
+}
+
+
+@pytest.fixture
+def known_demo_failure(request):
+    """Marks the test a strict xfail when the bundled weights are listed in :data:`KNOWN_DEMO_FAILURES`."""
+    from SAFNetSpineLib.weights import default_weights_dir, read_manifest
+
+    why = KNOWN_DEMO_FAILURES.get(read_manifest(default_weights_dir()).sha256)
+    if why:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=why))
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """What ``make demo`` computes: the bundled weights on the stored sample (CPU, default settings), measured."""
+    import SAFNetSpineLib as sp
+
+    result = sp.segment(sample_path(), device="cpu")
+    return result, sp.measure(result.labels)
+
+
+@pytest.mark.usefixtures("known_demo_failure")
+def test_the_bundled_weights_find_and_name_the_lumbar_bodies_of_the_sample(sample, demo):
     from SAFNetSpineLib.evaluation.metrics import dice_per_structure
-    from SAFNetSpineLib.inference import Segmenter
-    from SAFNetSpineLib.weights import default_weights_dir
 
     _, labels, _ = sample
-    result = Segmenter([default_weights_dir()], device="cpu").segment(read_volume(sample_path()))
+    result, measured = demo
     lumbar = [2, 3, 4, 5, 6]
     dice = dice_per_structure(result.labels.array, labels.array, lumbar)
     assert np.mean(list(dice.values())) >= SAMPLE_LUMBAR_BODY_DICE_FLOOR, dice
-    measured = measure_spine(result.labels)
-    # No fracture is flagged on a lumbar body. (Known, not asserted: the network's S1 is poor, so L1-S1
-    # lordosis and the L5/S slip come out wrong; see the sample's README.)
     assert all(measured["vertebrae"][structure(i).short_name]["genant_grade"] == 0 for i in lumbar)
+
+
+@pytest.mark.usefixtures("known_demo_failure")
+def test_the_demo_flags_nothing_the_sample_was_not_built_with(sample, demo):
+    _, _, truth = sample
+    _, measured = demo
+    assert truth["built_in_findings"] == []
+    line = summary_line(measured)  # the line `make demo` prints under the table
+    assert line.startswith("No body with Genant grade"), line
+    lordosis = measured["angles_deg"]["lumbar_lordosis_L1_S1"]
+    assert abs(lordosis - truth["angles_deg"]["lumbar_lordosis_L1_S1"]) <= DEMO_LORDOSIS_TOLERANCE_DEG, line

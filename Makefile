@@ -23,8 +23,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q Testing
 
+# ruff, then vulture's dead-code check (configured in pyproject.toml [tool.vulture]).
 lint: $(STAMP)
 	$(PY) -m ruff check SAFNetSpineLib SAFNetSpine Testing
+	$(PY) -m vulture
 
 screenshot: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) Testing/slicer/render_panel_screenshot.py --icons

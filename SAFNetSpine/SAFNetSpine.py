@@ -166,13 +166,13 @@ class SAFNetSpineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
 
-    def onSceneStartClose(self, caller, event):
+    def onSceneStartClose(self, _caller, _event):
         # Their results belong to nodes about to go; the finish step also refuses nodes no longer in the scene.
         for role in ("segment", "measure"):
             self.jobs.cancel(role)
         self.setParameterNode(None)
 
-    def onSceneEndClose(self, caller, event):
+    def onSceneEndClose(self, _caller, _event):
         if self.parent.isEntered:
             self.initializeParameterNode()
 
@@ -196,7 +196,7 @@ class SAFNetSpineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # --- state shown in the panel
 
-    def updateButtons(self, caller=None, event=None):
+    def updateButtons(self, _caller=None, _event=None):
         node = self._parameterNode
         volume = node.inputVolume if node else None
         segmentation = node.outputSegmentation if node else None
@@ -317,8 +317,8 @@ class SAFNetSpineLogic(ScriptedLoadableModuleLogic):
 
     def saveCorrectedCase(self, volumeNode, segmentationNode, export, note=""):
         """Add the volume and the exported labels to the case store as a new case; returns its id."""
-        from SAFNetSpineLib.finetune.case_store import CaseStore  # numpy + SimpleITK only
-        from SAFNetSpineLib.finetune.patients import pseudonym
+        from SAFNetSpineLib.stores.case_store import CaseStore  # numpy + SimpleITK only
+        from SAFNetSpineLib.stores.patients import pseudonym
 
         source = segmentationNode.GetAttribute(MODEL_VERSION_ATTRIBUTE) or "manual"
         shNode = slicer.mrmlScene.GetSubjectHierarchyNode()  # the patient keeps sibling series in one fold

@@ -40,7 +40,7 @@ def resolve_weights(weights: list[str | Path] | None = None, models: str | Path 
     if weights:
         return [Path(w) for w in weights]
     if models is not None:
-        from SAFNetSpineLib.finetune import ModelStore
+        from SAFNetSpineLib.stores import ModelStore
 
         if not Path(models).is_dir():
             raise SpineInputError(models, "models folder not found (see `models list --models DIR`)")

@@ -44,9 +44,10 @@ class Structure:
         return tuple(c / 255.0 for c in self.color)  # type: ignore[return-value]
 
 
+#: Coding scheme of every terminology code here: SNOMED CT.
 SNOMED_SCHEME = "SCT"
 #: Terminology category of every structure: "Anatomical Structure".
-SNOMED_CATEGORY = ("SCT", "123037004", "Anatomical Structure")
+SNOMED_CATEGORY = (SNOMED_SCHEME, "123037004", "Anatomical Structure")
 
 # (id, short, full, kind, colour, SNOMED code, SNOMED meaning)
 _TABLE: tuple[tuple, ...] = (

@@ -29,8 +29,9 @@ Cleanup = Callable[[], None]
 
 
 @dataclass
-class _Slot:
-    job: ChildJob
+class _Handlers:
+    """What the caller of :meth:`JobBoard.start` gave for a job, besides its command line."""
+
     on_done: DoneCallback
     on_item: ItemCallback | None
     context: Any = None
@@ -38,12 +39,15 @@ class _Slot:
 
 
 @dataclass
+class _Slot:
+    job: ChildJob
+    handlers: _Handlers
+
+
+@dataclass
 class _Request:
     args: list[str]
-    on_done: DoneCallback
-    on_item: ItemCallback | None
-    context: Any = None
-    cleanup: Cleanup | None = None
+    handlers: _Handlers
 
 
 @dataclass
@@ -69,13 +73,16 @@ class JobBoard:
         Raises:
             OSError: if the process cannot be started (the program is missing).
         """
+        return self._start(role, args, _Handlers(on_done, on_item, context, cleanup), queue)
+
+    def _start(self, role: str, args: Sequence[str], handlers: _Handlers, queue: bool) -> ChildJob | None:
         if role in self._slots:
             if queue:
                 self._drop_queued(role)
-                self._queued[role] = _Request(list(args), on_done, on_item, context, cleanup)
+                self._queued[role] = _Request(list(args), handlers)
             return None
         job = self.start_job(args)
-        self._slots[role] = _Slot(job, on_done, on_item, context, cleanup)
+        self._slots[role] = _Slot(job, handlers)
         return job
 
     def busy(self, role: str) -> bool:
@@ -106,11 +113,6 @@ class JobBoard:
         slot.job.cancel(grace_s=grace_s)
         return True
 
-    def cancel_all(self, grace_s: float = 2.0) -> None:
-        """Ask every job to stop; their ``on_done`` runs from :meth:`poll` as usual."""
-        for role in list(self._slots):
-            self.cancel(role, grace_s)
-
     def stop_all(self, grace_s: float = 2.0) -> None:
         """Stop everything before returning (Slicer is closing or the module reloads): no process, no file left.
 
@@ -129,29 +131,29 @@ class JobBoard:
             try:
                 slot.job.finish_cancel(deadline - time.monotonic())
             finally:
-                if slot.cleanup is not None:
-                    slot.cleanup()
+                if slot.handlers.cleanup is not None:
+                    slot.handlers.cleanup()
 
     def _drop_queued(self, role: str) -> None:
         request = self._queued.pop(role, None)
-        if request is not None and request.cleanup is not None:
-            request.cleanup()
+        if request is not None and request.handlers.cleanup is not None:
+            request.handlers.cleanup()
 
     def poll(self) -> bool:
         """Hand out new output, finish ended jobs, start queued ones; True while anything is left."""
         for role, slot in list(self._slots.items()):
+            handlers = slot.handlers
             for item in slot.job.poll():
-                if slot.on_item is not None:
-                    slot.on_item(slot.job, item)
+                if handlers.on_item is not None:
+                    handlers.on_item(slot.job, item)
             if slot.job.finished:
                 del self._slots[role]
                 try:
-                    slot.on_done(slot.job, slot.context)
+                    handlers.on_done(slot.job, handlers.context)
                 finally:
-                    if slot.cleanup is not None:
-                        slot.cleanup()
+                    if handlers.cleanup is not None:
+                        handlers.cleanup()
                     request = self._queued.pop(role, None)
                     if request is not None:
-                        self.start(role, request.args, request.on_done, request.on_item, request.context,
-                                   cleanup=request.cleanup)
+                        self._start(role, request.args, request.handlers, queue=False)
         return self.active

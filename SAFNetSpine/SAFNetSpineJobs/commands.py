@@ -132,16 +132,6 @@ def measure_command(python: str, labelmap: Path, out_dir: Path, image: Path | No
     return _library(python, *args)
 
 
-def relabel_command(python: str, labelmap: Path, out_dir: Path, hint: tuple[str, tuple[float, float, float]] | None
-                    ) -> list[str]:
-    """``relabel LABELMAP -o OUT [--level-hint NAME=R,A,S] --format nii.gz``."""
-    args = ["relabel", str(labelmap), "-o", str(out_dir), "--format", "nii.gz"]
-    if hint is not None:
-        name, (r, a, s) = hint
-        args += ["--level-hint", f"{name}={r:.3f},{a:.3f},{s:.3f}"]
-    return _library(python, *args)
-
-
 def models_list_command(python: str, folders: WorkFolders) -> list[str]:
     """``models list --models M --json``."""
     return _library(python, "models", "list", "--models", str(folders.models), "--json")

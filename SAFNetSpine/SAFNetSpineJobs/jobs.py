@@ -25,7 +25,6 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -216,8 +215,3 @@ def python_child_environment(library_root: str, base: Mapping[str, str] | None =
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
     return env
-
-
-def current_python() -> str:
-    """This interpreter (the tests' stand-in for PythonSlicer)."""
-    return sys.executable

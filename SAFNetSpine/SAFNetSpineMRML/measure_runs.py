@@ -9,7 +9,6 @@ are the library's; nothing is measured here.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from SAFNetSpineJobs import commands
 
+from .measurement_nodes import read_measurements
 from .segmentation_nodes import labels_from_segmentation
 from .volume_nodes import node_in_scene, write_volume_node
 
@@ -78,8 +78,7 @@ def finish_measurement(run: MeasurementRun) -> tuple[dict, list[dict], str]:
     """(measurements JSON, table rows keyed by the library's ``ROW_COLUMNS``, one-line summary) of a finished run."""
     from SAFNetSpineLib.measurements.report import measurement_rows, summary_line
 
-    with open(run.folder / "out" / f"{MEASURE_NAME}_measurements.json", encoding="utf-8") as handle:
-        measurements = json.load(handle)
+    measurements = read_measurements(run.folder / "out" / f"{MEASURE_NAME}_measurements.json")
     return measurements, measurement_rows(measurements), summary_line(measurements)
 
 

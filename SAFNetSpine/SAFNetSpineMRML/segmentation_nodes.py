@@ -19,7 +19,14 @@ import slicer
 import vtk
 
 from SAFNetSpineLib.errors import SpineInputError
-from SAFNetSpineLib.labels import NUM_CLASSES, SNOMED_CATEGORY, STRUCTURES, Structure, structure_by_name
+from SAFNetSpineLib.labels import (
+    NUM_CLASSES,
+    SNOMED_CATEGORY,
+    SNOMED_SCHEME,
+    STRUCTURES,
+    Structure,
+    structure_by_name,
+)
 from SAFNetSpineLib.volume import Volume
 
 from .volume_nodes import align_to_grid, ijk_to_ras, labelmap_node_from_volume, remove_node
@@ -51,7 +58,7 @@ def spine_color_table(scene):
         r, g, b = s.color_float
         table.SetColor(s.label_id, s.short_name, r, g, b, 0.0 if s.kind == "background" else 1.0)
         if s.snomed_code:
-            table.SetTerminology(s.label_id, *SNOMED_CATEGORY, "SCT", s.snomed_code, s.snomed_meaning)
+            table.SetTerminology(s.label_id, *SNOMED_CATEGORY, SNOMED_SCHEME, s.snomed_code, s.snomed_meaning)
     table.SetAttribute(COLOR_TABLE_ATTRIBUTE, _fingerprint())
     return table
 
@@ -163,14 +170,11 @@ class LabelExport:
         labels: uint8 label map on the reference volume's grid, shape (I, J, K).
         reviewed_ids: Table ids of the segments present (the structures the user reviewed).
         unknown_segments: Names of segments that match no structure (left out).
-        segment_ids_by_structure: {table id: segment ids mapped to it}; more than one
-            means the user split a structure into several segments (they are merged).
     """
 
     labels: Volume
     reviewed_ids: tuple[int, ...]
     unknown_segments: tuple[str, ...]
-    segment_ids_by_structure: dict[int, tuple[str, ...]]
 
 
 def _node_ids(scene, class_name: str) -> set[str]:
@@ -233,5 +237,4 @@ def labels_from_segmentation(scene, segmentation_node, reference_node) -> LabelE
         labels=labels,
         reviewed_ids=tuple(sorted(mapped)),
         unknown_segments=tuple(unknown),
-        segment_ids_by_structure={k: tuple(v) for k, v in mapped.items()},
     )

@@ -51,7 +51,7 @@ class LevelsSection:
         self._pointNode = self._observer = None
         return node
 
-    def onPointPlaced(self, caller=None, event=None):
+    def onPointPlaced(self, _caller=None, _event=None):
         point = [0.0, 0.0, 0.0]
         self._pointNode.GetNthControlPointPositionWorld(0, point)
         pointNode = self._releasePointNode()

@@ -48,7 +48,7 @@ class StoresSection:
         self.onChanged()
 
     def updateCount(self, finetuning):
-        from SAFNetSpineLib.finetune.patients import count_patients  # no torch
+        from SAFNetSpineLib.stores.patients import count_patients  # no torch
 
         self.caseCount = count_stored_cases(self.logic.folders.cases)
         self.ui.storeCountLabel.text = _("{count} case(s) of {patients} patient(s) in {folder}").format(

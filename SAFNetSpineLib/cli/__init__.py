@@ -76,34 +76,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = _install_sigterm()
     try:
         return int(args.func(args) or 0)
-    except SpineInputError as error:
+    except (SpineInputError, MemoryError, KeyboardInterrupt, Terminated) as error:
         if args.debug:
             raise
+        message, code = _failure(error)
         end_open_lines()  # never glue the error to a progress bar
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except MemoryError:  # the input checks estimate memory from the header; this is the fallback
-        if args.debug:
-            raise
-        end_open_lines()
-        print("error: out of memory; close other programs or give a smaller (cropped) image", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        if args.debug:
-            raise
-        end_open_lines()
-        print("error: cancelled", file=sys.stderr)
-        return 130
-    except Terminated:
-        if args.debug:
-            raise
-        end_open_lines()
-        print("error: terminated (SIGTERM); files already written are complete, the one in progress was not "
-              "written", file=sys.stderr)
-        return 143
+        print(f"error: {message}", file=sys.stderr)
+        return code
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _failure(error: BaseException) -> tuple[str, int]:
+    """The one line (after ``error:``) and the exit code of an error that ends a command."""
+    if isinstance(error, SpineInputError):
+        return str(error), 2
+    if isinstance(error, MemoryError):  # the input checks estimate memory from the header; this is the fallback
+        return "out of memory; close other programs or give a smaller (cropped) image", 2
+    if isinstance(error, KeyboardInterrupt):
+        return "cancelled", 130
+    return "terminated (SIGTERM); files already written are complete, the one in progress was not written", 143
 
 
 def _install_sigterm():

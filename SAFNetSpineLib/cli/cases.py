@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 
 from SAFNetSpineLib.errors import SpineInputError
-from SAFNetSpineLib.finetune.case_files import EXTERNAL_SOURCE, add_case_files
-from SAFNetSpineLib.finetune.case_store import CaseStore
-from SAFNetSpineLib.finetune.patients import group_by_patient
 from SAFNetSpineLib.labels import structure
+from SAFNetSpineLib.stores.case_files import EXTERNAL_SOURCE, add_case_files
+from SAFNetSpineLib.stores.case_store import CaseStore
+from SAFNetSpineLib.stores.patients import group_by_patient
 
 
 def add_parser(subparsers) -> None:

@@ -101,7 +101,8 @@ def attribute_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def add_config_flags(group, cls: type, skip: Collection[str] = (), pairs: Collection[str] = ()) -> None:
+def add_config_flags(group, cls: type, skip: Collection[str] = (), pairs: Collection[str] = (),
+                     defaults: object | None = None) -> None:
     """A long flag per field of dataclass ``cls`` (except ``skip``); all default to None (= not given).
 
     Args:
@@ -109,13 +110,14 @@ def add_config_flags(group, cls: type, skip: Collection[str] = (), pairs: Collec
         cls: The config dataclass.
         skip: Fields that get no generated flag (the caller adds its own, or none).
         pairs: Fields holding a (low, high) pair of floats: ``--flag LO HI``.
+        defaults: An instance of ``cls`` whose values the help shows as defaults (default: the class's).
     """
     docs = attribute_docs(cls)
     for item in dataclasses.fields(cls):
         if item.name in skip:
             continue
         flag = "--" + item.name.replace("_", "-")
-        default = item.default
+        default = item.default if defaults is None else getattr(defaults, item.name)
         doc = docs.get(item.name, "").rstrip(".")
         help_text = (f"{doc} (default {default})" if doc else f"default {default}").replace("%", "%%")
         if item.name in pairs:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from SAFNetSpineLib.cli.cases import terminal_text
-from SAFNetSpineLib.finetune import ModelStore
+from SAFNetSpineLib.stores import ModelStore
 
 
 def add_parser(subparsers) -> None:
@@ -38,6 +38,8 @@ def run_list(args: argparse.Namespace) -> int:
         print(f"removed {path}: left by a fine-tune or activation that was killed", file=sys.stderr)
     for path in left:
         print(f"warning: {path}: left by a killed run, or a run still in progress", file=sys.stderr)
+    for problem in store.disagreements():  # the version list against active.json (e.g. after a hand edit)
+        print(f"warning: {store.models_dir}: {problem}", file=sys.stderr)
     versions = store.versions()
     active = store.active_name()
     if args.json:

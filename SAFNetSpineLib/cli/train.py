@@ -1,8 +1,9 @@
 """``train``: train a network on case folders.
 
 Every field of :class:`~SAFNetSpineLib.training.TrainConfig` has a long flag
-(``--lr``, ``--plateau-patience``, ``--contrast-gamma LO HI`` ...); unset flags keep the
-paper's defaults. Under ``torchrun`` the same command trains on several GPUs/processes.
+(``--lr``, ``--plateau-patience`` ...), and so has every field of its augmentation
+(:class:`~SAFNetSpineLib.training.augment_config.AugmentConfig`: ``--rotate-prob``,
+``--gamma-range LO HI`` ...); unset flags keep the paper's defaults. Under ``torchrun`` the same command trains on several GPUs/processes.
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ from SAFNetSpineLib.data.cases import load_case_folders, read_case_ids
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.preprocessing.config import PreprocessConfig
 from SAFNetSpineLib.progress import Progress
+from SAFNetSpineLib.training.augment_config import RANGE_FIELDS, AugmentConfig
 from SAFNetSpineLib.training.config import TrainConfig
 
-_PAIR_FIELDS = ("contrast_gamma", "elastic_spacing", "elastic_magnitude")
-_SPECIAL_FIELDS = ("model_options", "preprocess", "case_repeats", "augmentation", "synthesis")
+SPECIAL_FIELDS = ("model_options", "preprocess", "case_repeats", "augmentation", "synthesis")
 
 
 def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
-    """A flag per TrainConfig field, plus --model-option, --repeat, --target-shape, --ap-crop-fraction."""
+    """A flag per TrainConfig and AugmentConfig field, plus --model-option, --repeat, --target-shape,
+    --ap-crop-fraction."""
     group = parser.add_argument_group("training recipe (defaults: the SAFNet paper's)")
-    add_config_flags(group, TrainConfig, skip=_SPECIAL_FIELDS, pairs=_PAIR_FIELDS)
+    add_config_flags(group, TrainConfig, skip=SPECIAL_FIELDS)
+    add_config_flags(parser.add_argument_group("augmentation"), AugmentConfig, pairs=RANGE_FIELDS)
     group.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                        help="extra build_model argument, VALUE read as JSON (e.g. use_aspp=false); repeatable")
     group.add_argument("--augment-option", action="append", default=[], metavar="KEY=VALUE",
@@ -74,7 +77,7 @@ def add_parser(subparsers) -> None:
     train.set_defaults(func=run)
 
 
-def _key_values(texts: list[str], flag: str, json_only: bool) -> dict:
+def key_values(texts: list[str], flag: str, json_only: bool) -> dict:
     """{KEY: value} from ``KEY=VALUE`` flags; VALUE is read as JSON, else (unless ``json_only``) kept as text."""
     values = {}
     for text in texts:
@@ -92,14 +95,15 @@ def _key_values(texts: list[str], flag: str, json_only: bool) -> dict:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """A TrainConfig with the defaults replaced by every flag that was given."""
-    changes = config_changes(args, TrainConfig, skip=_SPECIAL_FIELDS, pairs=_PAIR_FIELDS)
-    options = _key_values(args.model_option, "--model-option", json_only=False)
+    changes = config_changes(args, TrainConfig, skip=SPECIAL_FIELDS)
+    options = key_values(args.model_option, "--model-option", json_only=False)
     if options:
         changes["model_options"] = options
-    augmentation = _key_values(args.augment_option, "--augment-option", json_only=True)
+    augmentation = {**key_values(args.augment_option, "--augment-option", json_only=True),
+                    **config_changes(args, AugmentConfig, pairs=RANGE_FIELDS)}
     if augmentation:
         changes["augmentation"] = augmentation
-    synthesis = _key_values(args.synth_option, "--synth-option", json_only=True)
+    synthesis = key_values(args.synth_option, "--synth-option", json_only=True)
     if synthesis:
         changes["synthesis"] = synthesis
     repeats = {}
@@ -116,7 +120,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.ap_crop_fraction is not None:
         preprocess["ap_crop_fraction"] = args.ap_crop_fraction
     if preprocess:
-        changes["preprocess"] = PreprocessConfig.from_dict(preprocess).to_dict()
+        changes["preprocess"] = PreprocessConfig.from_dict(preprocess)
     return TrainConfig(**changes)
 
 

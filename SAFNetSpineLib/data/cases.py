@@ -117,7 +117,7 @@ def read_case_ids(values: Sequence[str]) -> list[str]:
     """
     if len(values) == 1 and Path(values[0]).is_file():
         path = Path(values[0])
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         try:
             data = json.loads(text)
         except json.JSONDecodeError:

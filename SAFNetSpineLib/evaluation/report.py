@@ -75,7 +75,7 @@ def _write_csv(rows: Sequence[dict], path: Path) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row.get(k), float) else row.get(k)) for k in COLUMNS})
-    write_atomically(path, lambda temp: temp.write_text(buffer.getvalue()))
+    write_atomically(path, lambda temp: temp.write_text(buffer.getvalue(), encoding="utf-8"))
 
 
 def _boxplot(rows: Sequence[dict], path: Path) -> None:
@@ -157,5 +157,5 @@ def write_report(rows: Sequence[dict], out_dir: str | Path, title: str = "Cross-
     lines += ["", f"![Dice per structure]({BOXPLOT_FILE})", ""]
     path = out / REPORT_FILE
     text = "\n".join(lines)
-    write_atomically(path, lambda temp: temp.write_text(text))
+    write_atomically(path, lambda temp: temp.write_text(text, encoding="utf-8"))
     return path

@@ -1,11 +1,13 @@
 """Cross-validation over a small case store: every stored case scored by a version that did not train on it.
 
 Used by :func:`SAFNetSpineLib.finetune.finetune` when the store is small (up to 30 cases):
-the *patients* (:mod:`.patients`) are dealt into ``k`` folds, so the series of one patient
+the *patients* (:mod:`SAFNetSpineLib.stores.patients`) are dealt into ``k`` folds, so the series of one patient
 never straddle folds (a version scored on a case never trained on a sibling series of the
 same spine); for each fold a version is fine-tuned on the other folds and scores the fold's
 cases, while the parent scores every case too. The paired Dice, averaged per patient, go to
 :mod:`.promotion`; the version finally published is trained on all cases with the same recipe.
+The folds run through the one cross-validation driver that ``cv`` uses too
+(:mod:`SAFNetSpineLib.training.crossval`).
 
 Also the schedule rule: how long to train for a store of ``n`` cases.
 """
@@ -13,13 +15,18 @@ Also the schedule rule: how long to train for a store of ``n`` cases.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from SAFNetSpineLib.finetune.validation_split import hash_bucket
+from SAFNetSpineLib.data.splits import hash_bucket
+from SAFNetSpineLib.training.crossval import Fold, ProgressFn, deal_folds, run_folds
+
+if TYPE_CHECKING:
+    from SAFNetSpineLib.training.loop import TrainResult
 
 #: Optimiser steps per stored patient, and the bounds, of the automatic schedule. A store of
 #: 5 patients gets 125 steps (60 epochs of 2 batches at batch 2): the recipe that changed
@@ -39,7 +46,7 @@ class CaseScore:
     Attributes:
         case_id: The stored case.
         fold: Its fold (0-based); -1 for a held-out validation case.
-        patient: Its patient key (:class:`~.patients.PatientGroups`).
+        patient: Its patient key (:class:`~SAFNetSpineLib.stores.patients.PatientGroups`).
         before: Mean Dice of the parent over the case's reviewed structures.
         after: Same for the fine-tuned version.
     """
@@ -117,7 +124,7 @@ def per_case_rows(weights_dir: Path, cases: list, device: str, cache_dir: Path |
     """(N, C) Dice of a weights folder per case and class in network space, NaN where undefined.
 
     Only each case's reviewed (annotated) structures have a value; see
-    :func:`SAFNetSpineLib.training.dataset.dice_scores`.
+    :func:`SAFNetSpineLib.training.dataset.validation_dice`.
     """
     import contextlib
 
@@ -147,41 +154,53 @@ def score_by_folds(
     cases: list,
     parent_folder: Path,
     folds: int,
-    train_fold,
+    train_fold: Callable[[Fold, ProgressFn | None], TrainResult],
     device: str,
     cache_dir: Path | None,
-    check_cancel=lambda: None,
+    check_cancel: Callable[[], None] = lambda: None,
     patient_of: dict[str, str] | None = None,
+    progress: ProgressFn | None = None,
+    parts: int | None = None,
 ) -> tuple[list[CaseScore], np.ndarray, np.ndarray]:
     """Score every case with the parent and with a version fine-tuned on the other folds.
+
+    The folds run through the one cross-validation driver,
+    :func:`SAFNetSpineLib.training.crossval.run_folds`.
 
     Args:
         cases: :class:`~SAFNetSpineLib.data.cases.Case` entries of the store.
         parent_folder: The starting weights.
         folds: Number of folds (see :func:`auto_folds`).
-        train_fold: ``train_fold(train_cases, fold, folds) -> weights folder`` fine-tunes
-            from the parent on ``train_cases`` (the caller's recipe, work folder, progress).
+        train_fold: ``train_fold(fold, relay) -> TrainResult`` fine-tunes from the parent on
+            ``fold.train`` (the caller's recipe, work folder and cancel event).
         device: Torch device string for scoring.
         cache_dir: Preprocessed-case cache.
         check_cancel: Called between steps; raises to stop.
         patient_of: {case id: patient key}; a patient's cases share a fold (None: each case alone).
+        progress: The run's progress callable, or None.
+        parts: Parts of the run's progress bar (default ``folds``; the caller trains more).
 
     Returns:
         (one CaseScore per case in the order of ``cases``, (N, C) Dice rows of the parent,
         (N, C) Dice rows of the fold versions), rows as :func:`per_case_rows`.
     """
     patient_of = patient_of or {case.case_id: case.case_id for case in cases}
-    fold_of = assign_folds([case.case_id for case in cases], folds, patient_of)
     ids = [case.case_id for case in cases]
+    fold_of = assign_folds(ids, folds, patient_of)
     before = per_case_rows(parent_folder, cases, device, cache_dir)
+
+    def train(fold: Fold, relay: ProgressFn | None) -> TrainResult:
+        check_cancel()
+        return train_fold(fold, relay)
+
+    def score(fold: Fold, result: TrainResult, relay: ProgressFn | None) -> np.ndarray:
+        check_cancel()
+        return per_case_rows(Path(result.weights_dir), fold.held_out, device, cache_dir)
+
+    run = run_folds(deal_folds(cases, fold_of, folds), train, score, progress, parts=parts)
     after = np.full_like(before, np.nan)
-    for fold in range(folds):
-        check_cancel()
-        held_out = [i for i, case_id in enumerate(ids) if fold_of[case_id] == fold]
-        training = [case for case in cases if fold_of[case.case_id] != fold]
-        weights = train_fold(training, fold, folds)
-        check_cancel()
-        after[held_out] = per_case_rows(weights, [cases[i] for i in held_out], device, cache_dir)
+    for fold, rows in run.results.items():
+        after[[i for i, case_id in enumerate(ids) if fold_of[case_id] == fold]] = rows
     scores = [CaseScore(case_id, fold_of[case_id], b, a, patient_of[case_id])
               for case_id, b, a in zip(ids, case_means(before), case_means(after), strict=True)]
     return scores, before, after

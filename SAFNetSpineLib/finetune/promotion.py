@@ -17,7 +17,7 @@ per-patient differences ``d_i = after_i - before_i``:
 * ``wins`` / ``losses`` / ``ties`` (|d| <= 0.001 counts as a tie).
 
 The version is promoted (:func:`decide`, a typed :class:`Decision`) when there are at least
-:data:`~.patients.MIN_PATIENTS` patients, ``improvement >= 0`` and ``confidence >=
+:data:`~SAFNetSpineLib.stores.patients.MIN_PATIENTS` patients, ``improvement >= min_gain`` and ``confidence >=
 min_confidence``. Five patients who all improve give confidence 1.0; four who gain 0.10 and
 one who loses 0.09 still promote; a single patient's gain or loss never decides alone.
 """
@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from SAFNetSpineLib.finetune.patients import MIN_PATIENTS
+from SAFNetSpineLib.stores.patients import MIN_PATIENTS
 
 #: |after - before| at or below this is a tie (Dice round-off between two runs of one model).
 TIE = 1e-3
@@ -147,6 +147,7 @@ class Verdict(enum.Enum):
     PROMOTED = "promoted"
     DICE_DROPPED = "dice-dropped"
     LOW_CONFIDENCE = "low-confidence"
+    SMALL_GAIN = "small-gain"
     TOO_FEW_PATIENTS = "too-few-patients"
 
 
@@ -175,13 +176,16 @@ class Decision:
         return f"{self.figures}; {self.conclusion}" if self.figures else self.conclusion
 
 
-def decide(evidence: PairedEvidence, min_confidence: float, min_patients: int = MIN_PATIENTS) -> Decision:
+def decide(evidence: PairedEvidence, min_confidence: float, min_patients: int = MIN_PATIENTS, *,
+           min_gain: float = 0.0) -> Decision:
     """The promotion decision from the paired per-patient evidence.
 
     Args:
         evidence: From :func:`paired_evidence`.
         min_confidence: Bootstrap confidence needed to promote (0..1).
         min_patients: Fewest patients that can say anything about a new patient.
+        min_gain: Smallest mean per-patient Dice change that promotes: a smaller gain, however
+            consistent over the stored patients, says too little about the next one.
     """
     figures = (
         f"mean Dice change {evidence.improvement:+.4f} over {evidence.patients} patient(s) "
@@ -194,6 +198,8 @@ def decide(evidence: PairedEvidence, min_confidence: float, min_patients: int = 
         return too_few_patients(evidence.patients, min_patients, figures)
     if evidence.improvement < 0:
         return Decision(Verdict.DICE_DROPPED, figures, f"Dice dropped on patients the version did not train on: {KEPT}")
+    if evidence.improvement < min_gain:
+        return Decision(Verdict.SMALL_GAIN, figures, f"mean gain below {min_gain:.3f}: {KEPT}")
     if evidence.confidence < min_confidence:
         return Decision(Verdict.LOW_CONFIDENCE, figures, f"confidence below {min_confidence:.2f}: {KEPT}")
     return Decision(Verdict.PROMOTED, figures, f"confidence >= {min_confidence:.2f}: promoted to active")

@@ -17,6 +17,7 @@ from SAFNetSpineLib.io.validation import check_size, check_writable_dir
 from SAFNetSpineLib.labels import (
     NUM_CLASSES,
     SNOMED_CATEGORY,
+    SNOMED_SCHEME,
     STRUCTURES,
     Structure,
     structure,
@@ -48,7 +49,7 @@ def segment_for(label_id: int, shape: tuple[int, int, int]) -> dict:
         segment["terminology"] = {
             "contextName": TERMINOLOGY_CONTEXT,
             "category": list(SNOMED_CATEGORY),
-            "type": ["SCT", s.snomed_code, s.snomed_meaning],
+            "type": [SNOMED_SCHEME, s.snomed_code, s.snomed_meaning],
             "anatomicContextName": ANATOMIC_CONTEXT,
         }
     return segment
@@ -99,7 +100,7 @@ def _structure_of(segment: dict) -> Structure | None:
     if found is not None:
         return found
     code = (segment.get("terminology") or {}).get("type") or []
-    if len(code) >= 2 and code[0] == "SCT":
+    if len(code) >= 2 and code[0] == SNOMED_SCHEME:
         for s in STRUCTURES:
             if s.snomed_code == code[1]:
                 return s

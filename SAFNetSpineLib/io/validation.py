@@ -198,7 +198,7 @@ def available_memory_bytes() -> int | None:
 
 def _read_text(path: str) -> str:
     try:
-        return Path(path).read_text()
+        return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return ""
 

@@ -127,14 +127,6 @@ MAX_BODY_OVERLAP_MM = 5.0
 #: Slips below this (mm) are within measurement error: reported, graded 0, not flagged.
 SLIP_FLAG_MM = 3.0
 
-#: Fields of a measured vertebral body, in report order.
-VERTEBRA_FIELDS = ("anterior_height_mm", "middle_height_mm", "posterior_height_mm", "ap_depth_mm", "volume_ml",
-                   "height_ratio_anterior_posterior", "height_ratio_middle_posterior", "genant_grade")
-#: Fields of a measured disc.
-DISC_FIELDS = ("anterior_height_mm", "middle_height_mm", "posterior_height_mm", "ap_depth_mm", "volume_ml")
-#: Fields of a listhesis entry.
-LISTHESIS_FIELDS = ("slip_mm", "slip_percent", "direction", "meyerding_grade")
-
 #: Decimal places of each kind of value in the JSON and the CSV (both round the same way).
 DECIMALS = {"mm": 2, "deg": 2, "ml": 3, "ratio": 3, "percent": 1}
 

@@ -115,7 +115,6 @@ class Section:
         s0: In-plane superior coordinate (mm) of row 0.
         step: Pixel size (mm).
         lateral: Lateral position (mm) of the plane in the frame.
-        area_mm2: Area of the section's outline (values >= 0.5).
         cut: Pixels inside the outline at or beyond the grid's faces, shape (n_s, n_a),
             bool: where the image edge cuts the structure (the outline there is the edge,
             not the structure's surface).
@@ -127,7 +126,6 @@ class Section:
     s0: float
     step: float
     lateral: float
-    area_mm2: float
     cut: np.ndarray
     edges: tuple[str, ...] = ()
 
@@ -225,7 +223,7 @@ def structure_section(labels: Volume, label_id: int, frame: SpineFrame, keep: st
         chosen = int(np.argmax(areas))
     values = np.where(parts == chosen + 1, values, 0.0)
     cut, edges = _cut_by_the_grid(labels, frame, plane, lateral, values >= 0.5)
-    return Section(values, float(a0), float(s0), step, lateral, float(areas[chosen]), cut, edges)
+    return Section(values, float(a0), float(s0), step, lateral, cut, edges)
 
 
 def _cut_by_the_grid(labels: Volume, frame: SpineFrame, plane: np.ndarray, lateral: float,

@@ -4,8 +4,8 @@
 ``NAME_measurements.json`` holds (field by field in docs/INTERFACES.md); the
 definitions are in :mod:`.definitions`. It runs one function per part of the
 document: the survey of the label map (:mod:`.survey`), the bodies
-(:func:`_measure_vertebrae`, :func:`_vertebra_entry`), the discs, the segmental angles
-and slips and the lordosis (:mod:`.angles`).
+(:func:`_measure_vertebrae`, :func:`_vertebra_entry`), the discs (:func:`_measure_discs`,
+:func:`_disc_entry`), the segmental angles and slips and the lordosis (:mod:`.angles`).
 """
 
 from __future__ import annotations
@@ -111,6 +111,16 @@ def _measure_vertebrae(survey: LabelSurvey) -> tuple[dict[int, Shape], dict[str,
     return shapes, not_measured
 
 
+def _endplate_landmarks(shape: Shape, frame: SpineFrame) -> dict:
+    """LPS points (mm) of a body's height segments and endplates (posterior, anterior corner)."""
+    landmarks = {f"{k}_height": landmark_points(frame, shape.lateral, *seg) for k, seg in shape.height_segments.items()}
+    for side, plate in (("superior", shape.superior), ("inferior", shape.inferior)):
+        if plate is not None:
+            landmarks[f"{side}_endplate"] = landmark_points(frame, shape.lateral, plate.posterior_corner,
+                                                            plate.anterior_corner)
+    return landmarks
+
+
 def _vertebra_entry(shape: Shape | None, volume_ml: float, frame: SpineFrame) -> dict:
     """One body's entry: heights, ratios and grade when measured, endplate tilt and landmarks."""
     entry: dict = {"volume_ml": rounded("volume_ml", volume_ml)}
@@ -120,10 +130,7 @@ def _vertebra_entry(shape: Shape | None, volume_ml: float, frame: SpineFrame) ->
         h = shape.heights_mm
         ratio_ap, ratio_mp = h["anterior"] / h["posterior"], h["middle"] / h["posterior"]
         entry = {
-            "anterior_height_mm": rounded("_mm", h["anterior"]),
-            "middle_height_mm": rounded("_mm", h["middle"]),
-            "posterior_height_mm": rounded("_mm", h["posterior"]),
-            "ap_depth_mm": rounded("_mm", shape.ap_depth_mm),
+            **_heights_entry(shape),
             **entry,
             "height_ratio_anterior_posterior": rounded("height_ratio", ratio_ap),
             "height_ratio_middle_posterior": rounded("height_ratio", ratio_mp),
@@ -131,52 +138,77 @@ def _vertebra_entry(shape: Shape | None, volume_ml: float, frame: SpineFrame) ->
         }
     if shape.superior is not None:
         entry["superior_endplate_tilt_deg"] = rounded("deg", tilt_deg(shape.superior.direction))
-    landmarks = {f"{k}_height": landmark_points(frame, shape.lateral, *seg) for k, seg in shape.height_segments.items()}
-    for side, plate in (("superior", shape.superior), ("inferior", shape.inferior)):
-        if plate is not None:
-            landmarks[f"{side}_endplate"] = landmark_points(frame, shape.lateral, plate.posterior_corner,
-                                                    plate.anterior_corner)
-    entry["landmarks_lps_mm"] = landmarks
+    entry["landmarks_lps_mm"] = _endplate_landmarks(shape, frame)
     return entry
 
 
+def _heights_entry(shape: Shape) -> dict:
+    """The three heights and the depth of a measured body or disc (mm)."""
+    h = shape.heights_mm
+    return {
+        "anterior_height_mm": rounded("_mm", h["anterior"]),
+        "middle_height_mm": rounded("_mm", h["middle"]),
+        "posterior_height_mm": rounded("_mm", h["posterior"]),
+        "ap_depth_mm": rounded("_mm", shape.ap_depth_mm),
+    }
+
+
+def _disc_up(survey: LabelSurvey, shapes: dict[int, Shape], upper: int, lower: int) -> np.ndarray:
+    """A first guess of a disc's superior direction (in-plane, unnormalised), shape (2,).
+
+    The sum of the facing endplates' normals when both are measured, else the line
+    between the neighbours' centroids, else the frame's superior axis.
+    """
+    top = shapes[upper].inferior if upper in shapes else None
+    bottom = shapes[lower].superior if lower in shapes else None
+    if top is not None and bottom is not None:
+        return top.normal + bottom.normal
+    if upper in survey.centroids and lower in survey.centroids:
+        return survey.centroids[upper] - survey.centroids[lower]
+    return np.array([0.0, 1.0])
+
+
+def _measure_disc(survey: LabelSurvey, shapes: dict[int, Shape], disc_id: int) -> Shape | str:
+    """One disc present in the label map: its shape, or why it is not measured."""
+    found = _section_or_reason(survey, disc_id, "largest")
+    if isinstance(found, str):
+        return found
+    if found.edges:
+        return _cut_reason(found)
+    return measure_body(found, _disc_up(survey, shapes, *disc_vertebrae(disc_id)), with_endplates=False)
+
+
+def _disc_entry(shape: Shape, volume_ml: float, frame: SpineFrame) -> dict:
+    """One disc's entry: heights, depth, volume and the heights' landmarks."""
+    return {
+        **_heights_entry(shape),
+        "volume_ml": rounded("volume_ml", volume_ml),
+        "landmarks_lps_mm": {f"{k}_height": landmark_points(frame, shape.lateral, *seg)
+                             for k, seg in shape.height_segments.items()},
+    }
+
+
 def _measure_discs(survey: LabelSurvey, shapes: dict[int, Shape], not_measured: dict[str, str]) -> dict:
-    """Every disc's heights, depth and volume; reasons go into ``not_measured``."""
+    """Every disc's entry; reasons go into ``not_measured`` (a missing disc only between two present bodies)."""
     discs = {}
     for disc_id in (i for i in SUPERIOR_TO_INFERIOR_IDS if i in DISC_IDS):
         name = survey.name(disc_id)
-        upper, lower = disc_vertebrae(disc_id)
         if disc_id not in survey.present:
-            if upper in survey.present and lower in survey.present:
+            if all(v in survey.present for v in disc_vertebrae(disc_id)):
                 not_measured[f"discs.{name}"] = "not in the label map"
             continue
-        found = _section_or_reason(survey, disc_id, "largest")
-        if not isinstance(found, str) and found.edges:
-            found = _cut_reason(found)
-        if not isinstance(found, str):
-            top = shapes[upper].inferior if upper in shapes else None
-            bottom = shapes[lower].superior if lower in shapes else None
-            if top is not None and bottom is not None:
-                guess = top.normal + bottom.normal
-            elif upper in survey.centroids and lower in survey.centroids:
-                guess = survey.centroids[upper] - survey.centroids[lower]
-            else:
-                guess = np.array([0.0, 1.0])
-            found = measure_body(found, guess, with_endplates=False)
+        found = _measure_disc(survey, shapes, disc_id)
         if isinstance(found, str):
             not_measured[f"discs.{name}"] = found
-            continue
-        h = found.heights_mm
-        discs[name] = {
-            "anterior_height_mm": rounded("_mm", h["anterior"]),
-            "middle_height_mm": rounded("_mm", h["middle"]),
-            "posterior_height_mm": rounded("_mm", h["posterior"]),
-            "ap_depth_mm": rounded("_mm", found.ap_depth_mm),
-            "volume_ml": rounded("volume_ml", survey.volumes[disc_id]),
-            "landmarks_lps_mm": {f"{k}_height": landmark_points(survey.frame, found.lateral, *seg)
-                                 for k, seg in found.height_segments.items()},
-        }
+        else:
+            discs[name] = _disc_entry(found, survey.volumes[disc_id], survey.frame)
     return discs
+
+
+def _frame_entry(frame: SpineFrame) -> dict:
+    """The measurement frame's three LPS unit vectors, rounded to 6 decimals."""
+    return {"lateral": frame.lateral.round(6).tolist(), "superior": frame.superior.round(6).tolist(),
+            "anterior": frame.anterior.round(6).tolist()}
 
 
 def measure_spine(labels: Volume) -> dict:
@@ -197,12 +229,10 @@ def measure_spine(labels: Volume) -> dict:
     discs = _measure_discs(survey, shapes, not_measured)
     segmental, listhesis = segmental_and_listhesis(survey, shapes, not_measured)
     angles, landmarks = lordosis(survey, shapes, not_measured)
-    frame = survey.frame
     return {
         "schema": SCHEMA,
         "units": {"length": "mm", "angle": "deg", "volume": "mL", "points": "LPS mm"},
-        "frame_lps": {"lateral": frame.lateral.round(6).tolist(), "superior": frame.superior.round(6).tolist(),
-                      "anterior": frame.anterior.round(6).tolist()},
+        "frame_lps": _frame_entry(survey.frame),
         "vertebrae": vertebrae,
         "discs": discs,
         "angles_deg": {**angles, "segmental": segmental},

@@ -58,6 +58,7 @@ class AggregatedCooccurrentFeatures(nn.Module):
         return self.fuse(torch.cat([features, context, self.global_context(x)], dim=1))
 
 
+@register_model("cfnet3d")
 class CFNet3D(nn.Module):
     """3D co-occurrent feature network with a coarse-to-fine decoder.
 
@@ -83,9 +84,3 @@ class CFNet3D(nn.Module):
         coarse = resize_to(self.acf(high), low.shape[2:])
         logits = self.classifier(self.refine(torch.cat([coarse, low], dim=1)))
         return resize_to(logits, x.shape[2:])
-
-
-@register_model("cfnet3d")
-def cfnet3d(width: int = 32, in_channels: int = 1, num_classes: int = NUM_CLASSES) -> CFNet3D:
-    """Registry factory for :class:`CFNet3D`."""
-    return CFNet3D(width, in_channels, num_classes)

@@ -18,6 +18,7 @@ from .blocks import ASPP, ConvNormAct, ResidualEncoder, resize_to
 from .registry import register_model
 
 
+@register_model("deeplabv3plus3d")
 class DeepLabV3Plus3D(nn.Module):
     """3D DeepLabv3+.
 
@@ -50,9 +51,3 @@ class DeepLabV3Plus3D(nn.Module):
         context = resize_to(self.aspp(high), low.shape[2:])
         logits = self.decoder(torch.cat([context, self.reduce_low(low)], dim=1))
         return resize_to(logits, x.shape[2:])
-
-
-@register_model("deeplabv3plus3d")
-def deeplabv3plus3d(width: int = 32, in_channels: int = 1, num_classes: int = NUM_CLASSES) -> DeepLabV3Plus3D:
-    """Registry factory for :class:`DeepLabV3Plus3D`."""
-    return DeepLabV3Plus3D(width, in_channels, num_classes)

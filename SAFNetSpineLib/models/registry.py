@@ -10,7 +10,10 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering a model factory under ``name``; a duplicate name is an error."""
+    """Decorator registering a model factory (a function, or the model class itself) under ``name``.
+
+    A duplicate name is an error.
+    """
 
     def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:

@@ -135,8 +135,9 @@ class DimensionSplicing(nn.Module):
         return torch.relu_(self.norm(mixed))  # (B, out_channels, D, H/4, W/4)
 
 
+@register_model("safnet")
 class SAFNet(nn.Module):
-    """Scene aware fusion network (see the module docstring for the architecture).
+    """Scene aware fusion network (see the module docstring for the architecture), registered as "safnet".
 
     Args:
         width: Channels C of every feature level (paper: 128); divisible by 8.
@@ -195,15 +196,3 @@ class SAFNet(nn.Module):
         if self.msf_low is not None and self.msf_mid is not None:
             low, mid = self.msf_low(low), self.msf_mid(mid)
         return resize_to(self.classifier(self.splice(low, mid, high)), x.shape[2:])  # (B, classes, D, H, W)
-
-@register_model("safnet")
-def safnet(
-    width: int = 128,
-    in_channels: int = 1,
-    num_classes: int = NUM_CLASSES,
-    use_aspp: bool = True,
-    use_attention: bool = True,
-    use_msf: bool = True,
-) -> SAFNet:
-    """Registry factory for :class:`SAFNet` (paper width 128, 1 channel, 20 classes)."""
-    return SAFNet(width, in_channels, num_classes, use_aspp, use_attention, use_msf)

@@ -19,6 +19,7 @@ _NORM = ("batch", {"affine": True})
 _ACT = ("relu", {"inplace": True})
 
 
+@register_model("unet3d")
 class UNet3D(nn.Module):
     """Four-level 3D U-Net with channels (w, 2w, 4w, 8w).
 
@@ -57,9 +58,3 @@ class UNet3D(nn.Module):
         for block in self.up:
             x = block(x, skips.pop())
         return self.head(x)
-
-
-@register_model("unet3d")
-def unet3d(width: int = 32, in_channels: int = 1, num_classes: int = NUM_CLASSES) -> UNet3D:
-    """Registry factory for :class:`UNet3D`."""
-    return UNet3D(width, in_channels, num_classes)

@@ -24,7 +24,6 @@ from SAFNetSpineLib.volume import Volume
 #: LPS unit vectors of the network axes, as columns: D -> patient right (-L),
 #: H -> inferior (-S), W -> posterior (+P).
 NETWORK_AXES_LPS = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]).T
-NETWORK_AXIS_NAMES = ("left-right", "superior-inferior", "anterior-posterior")
 
 
 def match_network_axes(direction: np.ndarray) -> tuple[tuple[int, int, int], tuple[int, int, int]]:

@@ -21,18 +21,6 @@ RANGE_FIELDS = (
     "scale_range", "fov_keep", "elastic_spacing", "elastic_magnitude", "bend_slices", "slip_voxels",
     "gamma_range", "thick_factor", "blur_sigma", "ringing_keep", "noise_sigma",
 )
-#: TrainConfig fields that predate AugmentConfig, and the AugmentConfig fields they set.
-LEGACY_FIELDS = {
-    "rotate_degrees": "rotate_degrees",
-    "rotate_prob": "rotate_prob",
-    "contrast_gamma": "gamma_range",
-    "contrast_prob": "gamma_prob",
-    "elastic_prob": "elastic_prob",
-    "elastic_spacing": "elastic_spacing",
-    "elastic_magnitude": "elastic_magnitude",
-}
-
-
 def config_from_dict(cls, data: dict[str, Any], what: str):
     """``cls(**data)`` for a config dataclass, refusing unknown keys and invalid values.
 

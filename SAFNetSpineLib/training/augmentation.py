@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from SAFNetSpineLib.training.augment_config import LEGACY_FIELDS, AugmentConfig
+from SAFNetSpineLib.training.augment_config import AugmentConfig
 from SAFNetSpineLib.training.augment_intensity import random_intensity
 from SAFNetSpineLib.training.augment_spatial import sampling_grid, warp
 
@@ -53,30 +53,16 @@ class SpineAugmentation:
         return random_intensity(image, self.config, gen), label
 
 
-def augment_config_of(config) -> AugmentConfig:
-    """The AugmentConfig of a TrainConfig (its legacy fields and its ``augmentation`` overrides).
-
-    Args:
-        config: A TrainConfig, or an AugmentConfig (returned as is).
-    """
-    if isinstance(config, AugmentConfig):
-        return config
-    values = dict(getattr(config, "augmentation", None) or {})
-    for old, new in LEGACY_FIELDS.items():
-        if hasattr(config, old):
-            values[new] = getattr(config, old)
-    return AugmentConfig.from_dict(values)
-
-
 def build_augmentation(config) -> SpineAugmentation | None:
     """The random augmentation of a config, or None when augmentation is off.
 
     Args:
-        config: A TrainConfig (``augment`` False turns everything off) or an AugmentConfig.
+        config: A TrainConfig (its ``augmentation``; ``augment`` False turns everything off) or
+            an AugmentConfig.
     """
-    if not getattr(config, "augment", True):
-        return None
-    return SpineAugmentation(augment_config_of(config))
+    if isinstance(config, AugmentConfig):
+        return SpineAugmentation(config)
+    return SpineAugmentation(config.augmentation) if config.augment else None
 
 
 def augment_pair(transform, image: np.ndarray, label: np.ndarray, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

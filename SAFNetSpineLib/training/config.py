@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.labels import NUM_CLASSES
 from SAFNetSpineLib.preprocessing.config import PreprocessConfig
+from SAFNetSpineLib.training.augment_config import AugmentConfig
 
-
-def _default_preprocess() -> dict:
-    return PreprocessConfig().to_dict()
+#: Fields of configs saved before 2026-12-06, and the AugmentConfig fields they were.
+SAVED_AUGMENTATION_FIELDS = {
+    "rotate_degrees": "rotate_degrees",
+    "rotate_prob": "rotate_prob",
+    "contrast_gamma": "gamma_range",
+    "contrast_prob": "gamma_prob",
+    "elastic_prob": "elastic_prob",
+    "elastic_spacing": "elastic_spacing",
+    "elastic_magnitude": "elastic_magnitude",
+}
 
 
 @dataclass(frozen=True)
@@ -20,35 +29,32 @@ class TrainConfig:
 
     Defaults follow the paper: Adam (lr 1e-3, weight decay 1e-4), ReduceLROnPlateau on
     validation Dice (mode max, patience 10, factor 0.5), 50 epochs, batch 8, random
-    rotation, contrast and elastic deformation, best-on-validation checkpoint.
+    augmentation (AugmentConfig), best-on-validation checkpoint.
 
     Attributes:
         model: Registry name of the network ("safnet", "unet3d", ...).
         width: Network width (SAFNet paper: 128).
         model_options: Further build_model keyword arguments (e.g. {"use_aspp": False}).
-        preprocess: PreprocessConfig.to_dict() (target shape, crop, ...).
+        preprocess: How a volume is mapped onto the network grid (:class:`PreprocessConfig`; a dict is converted).
         epochs: Number of epochs.
         batch_size: Cases per optimiser step (summed over all DDP processes).
         lr: Initial Adam learning rate.
-        weight_decay: Adam weight decay (L2).
+        weight_decay: Adam weight decay (L2 towards 0).
+        anchor_weight: L2-SP (Li et al. 2018): alpha of the penalty alpha/2 * ||w - w_init||^2 that
+            keeps the weights near the init weights (fine-tuning: the parent's competence where the
+            new cases say nothing). It replaces weight decay: with anchor_weight > 0, ``weight_decay``
+            is not applied. Needs init weights. 0 = off (training from scratch).
         plateau_patience: Epochs without validation Dice gain before the lr is reduced.
         plateau_factor: Factor applied to the lr on a plateau.
         min_lr: Lower bound of the lr.
         dice_loss_weight: Weight of an added marginal soft-Dice term (0 = paper: CE only).
         below_lumbar_weight: Weight of the set-valued term below the lowest annotated lumbar level
             (there a voxel is background, S or L5/S, never another level; 0 = off).
-        augment: Apply the random augmentations below to training cases.
-        rotate_degrees: Maximum in-plane (sagittal) rotation, degrees.
-        rotate_prob: Probability of a rotation.
-        contrast_gamma: (min, max) gamma of the random contrast change.
-        contrast_prob: Probability of a contrast change.
-        elastic_prob: Probability of an elastic deformation.
-        elastic_spacing: (H, W) distance between the deformation's control points, voxels.
-        elastic_magnitude: (min, max) random control point displacement (MONAI Rand2DElastic units;
-            (1, 2) moves voxels by about 1 voxel on average, 4-5 at most).
-        augmentation: Further augmentation settings, AugmentConfig field -> value (field of view,
-            scale, bend, slip, remapping, inversion, bias, thick slices, blur, ringing, noise; see
-            training/augment_config.py); fields not given keep AugmentConfig's defaults.
+        augment: Apply the random augmentation (``augmentation``) to training cases.
+        augmentation: What the random augmentation draws and how strongly (AugmentConfig: rotation,
+            scale, field of view, elastic, bend, slip, remapping, gamma, inversion, bias, thick
+            slices, blur, ringing, noise; see training/augment_config.py). A dict is taken as
+            AugmentConfig fields, the others keeping their defaults.
         precision: "auto" (bf16 autocast on CUDA where supported, else fp16; on CPUs with native
             bf16, bf16; fp32 elsewhere: see runtime.default_precision), "fp32", "bf16" or "fp16".
         device: "auto" (cuda, mps, cpu) or a torch device string.
@@ -80,25 +86,19 @@ class TrainConfig:
     model: str = "safnet"
     width: int = 128
     model_options: dict = field(default_factory=dict)
-    preprocess: dict = field(default_factory=_default_preprocess)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     epochs: int = 50
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    anchor_weight: float = 0.0
     plateau_patience: int = 10
     plateau_factor: float = 0.5
     min_lr: float = 1e-6
     dice_loss_weight: float = 0.0
     below_lumbar_weight: float = 0.0
     augment: bool = True
-    rotate_degrees: float = 15.0
-    rotate_prob: float = 0.5
-    contrast_gamma: tuple[float, float] = (0.7, 1.5)
-    contrast_prob: float = 0.5
-    elastic_prob: float = 0.3
-    elastic_spacing: tuple[float, float] = (32.0, 32.0)
-    elastic_magnitude: tuple[float, float] = (1.0, 2.0)
-    augmentation: dict = field(default_factory=dict)
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     precision: str = "auto"
     device: str = "auto"
     memory_format: str = "auto"
@@ -114,15 +114,28 @@ class TrainConfig:
     average_from: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.augmentation, dict):
+            object.__setattr__(self, "augmentation", AugmentConfig.from_dict(self.augmentation))
+        if isinstance(self.preprocess, dict):
+            try:
+                object.__setattr__(self, "preprocess", PreprocessConfig.from_dict(self.preprocess))
+            except (TypeError, ValueError) as error:
+                raise SpineInputError("training config", f"preprocess: {error}") from None
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.width >= 1, "width must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
+            (math.isfinite(self.lr), "lr must be a finite number"),
+            (math.isfinite(self.dice_loss_weight) and self.dice_loss_weight >= 0,
+             "dice_loss_weight must be a number >= 0"),
+            (math.isfinite(self.below_lumbar_weight) and self.below_lumbar_weight >= 0,
+             "below_lumbar_weight must be a number >= 0"),
             (0 < self.plateau_factor < 1, "plateau_factor must be in (0, 1)"),
             (self.val_every >= 1, "val_every must be >= 1"),
             (0.0 <= self.synth_fraction <= 1.0, "synth_fraction must be in [0, 1]"),
             (1 <= self.synth_clusters <= 12, "synth_clusters must be 1..12"),
+            (math.isfinite(self.anchor_weight) and self.anchor_weight >= 0, "anchor_weight must be a number >= 0"),
             (self.average_from >= 0, "average_from must be >= 0 (0 = no weight averaging)"),
             (self.precision in ("auto", "fp32", "bf16", "fp16"), "precision must be auto, fp32, bf16 or fp16"),
             (self.memory_format in ("auto", "channels_last", "contiguous"),
@@ -133,7 +146,6 @@ class TrainConfig:
         for ok, problem in checks:
             if not ok:
                 raise SpineInputError("training config", problem)
-        self._check_augmentation()
         self.synth_config()
 
     def synth_config(self):
@@ -141,18 +153,6 @@ class TrainConfig:
         from SAFNetSpineLib.training.synth_config import SynthConfig
 
         return SynthConfig.from_dict(dict(self.synthesis))
-
-    def _check_augmentation(self) -> None:
-        """Refuse unknown or invalid ``augmentation`` entries (and ones that have their own field)."""
-        from SAFNetSpineLib.training.augment_config import LEGACY_FIELDS, AugmentConfig
-
-        own = sorted(set(self.augmentation) & set(LEGACY_FIELDS.values()))
-        if own:
-            names = ", ".join(f"{k} (use {[o for o, n in LEGACY_FIELDS.items() if n == k][0]})" for k in own)
-            raise SpineInputError("training config", f"augmentation sets {names}, which have their own field")
-        values = dict(self.augmentation)
-        values.update({new: getattr(self, old) for old, new in LEGACY_FIELDS.items()})
-        AugmentConfig.from_dict(values)
 
     @property
     def model_config(self) -> dict:
@@ -164,23 +164,25 @@ class TrainConfig:
         matches = [prefix for prefix in self.case_repeats if case_id.startswith(prefix)]
         return int(self.case_repeats[max(matches, key=len)]) if matches else 1
 
-    def preprocess_config(self) -> PreprocessConfig:
-        """The PreprocessConfig object."""
-        return PreprocessConfig.from_dict(self.preprocess)
-
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("contrast_gamma", "elastic_spacing", "elastic_magnitude"):
-            data[key] = list(data[key])
+        data["augmentation"] = self.augmentation.to_dict()
+        data["preprocess"] = self.preprocess.to_dict()
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are ignored and missing ones take the defaults.
+
+        Also reads configs saved before ``augmentation`` held every augmentation setting (up to
+        2026-12-06), whose rotation, contrast and elastic settings were fields of their own
+        (:data:`SAVED_AUGMENTATION_FIELDS`) beside a partial ``augmentation`` dict.
+        """
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        for key in ("contrast_gamma", "elastic_spacing", "elastic_magnitude"):
-            if key in values:
-                values[key] = tuple(float(v) for v in values[key])
+        old = {new: data[saved] for saved, new in SAVED_AUGMENTATION_FIELDS.items() if saved in data}
+        if old:
+            values["augmentation"] = {**dict(values.get("augmentation") or {}), **old}
         return cls(**values)
 
     def replace(self, **changes) -> TrainConfig:

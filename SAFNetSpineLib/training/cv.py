@@ -3,7 +3,8 @@
 ``OUT/splits.json`` is written once (seeded) and reused, so a re-run or a run split over
 several machines (``only_folds``) tests exactly the same cases. Each fold trains in
 ``OUT/fold_K/`` (resumable), and its test scores are kept in ``OUT/fold_K/test_metrics.json``;
-a fold with that file is done and is not retrained.
+a fold with that file is done and is not retrained. The folds run through the one
+cross-validation driver that fine-tuning uses too (:mod:`SAFNetSpineLib.training.crossval`).
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from pathlib import Path
 
 from SAFNetSpineLib.atomic import write_json_atomic
 from SAFNetSpineLib.data.cases import Case
+from SAFNetSpineLib.data.splits import kfold_splits, load_or_write_splits
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.evaluation import evaluate_model
 from SAFNetSpineLib.evaluation.report import write_report
 from SAFNetSpineLib.runtime import resolve_device
 from SAFNetSpineLib.training.config import TrainConfig
+from SAFNetSpineLib.training.crossval import Fold, folds_from_splits, run_folds
 from SAFNetSpineLib.training.distributed import is_main_process
-from SAFNetSpineLib.training.loop import train
-from SAFNetSpineLib.training.splits import kfold_splits, load_or_write_splits
+from SAFNetSpineLib.training.loop import TrainResult, train
 from SAFNetSpineLib.weights import load_model
 
 SPLITS_FILE = "splits.json"
@@ -47,23 +49,13 @@ class CVSummary:
     cancelled: bool = False
 
 
-def _fold_progress(progress, fold: int, folds: int):
-    if progress is None:
-        return None
-
-    def report(stage: str, fraction: float, message: str = "", **extra) -> None:
-        progress("cv", ((fold - 1) + fraction) / folds, f"fold {fold}/{folds} {stage}: {message}", fold=fold, **extra)
-
-    return report
-
-
 def _finite(row: dict) -> dict:
     """JSON-safe row (NaN as null)."""
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
 
 
 def _read_rows(path: Path) -> list[dict]:
-    rows = json.loads(path.read_text())
+    rows = json.loads(path.read_text(encoding="utf-8"))
     return [{k: (float("nan") if v is None else v) for k, v in row.items()} for row in rows]
 
 
@@ -112,30 +104,30 @@ def cross_validate(
     bad = [k for k in wanted if not 1 <= k <= folds]
     if bad:
         raise SpineInputError(None, f"fold numbers {bad} are outside 1..{folds}")
-    by_id = {c.case_id: c for c in cases}
     cache = Path(cache_dir) if cache_dir else out / "cache"
-    cancelled = False
     # Under torchrun every process trains; only rank 0 scores and writes.
     is_main = is_main_process()
-    for fold in wanted:
-        fold_dir = out / f"fold_{fold}"
-        if (fold_dir / FOLD_METRICS_FILE).is_file():
-            continue
-        split = splits[fold - 1]
-        report = _fold_progress(progress, fold, folds)
-        result = train(config, [by_id[c] for c in split["train"]], [by_id[c] for c in split["val"]], fold_dir,
-                       progress=report, cancel=cancel, resume=True, cache_dir=cache, version=f"cv-fold-{fold}",
-                       trained_on=f"cross-validation fold {fold}/{folds}: {len(split['train'])} training cases")
-        if result.cancelled:
-            cancelled = True
-            break
+
+    def fold_dir(fold: Fold) -> Path:
+        return out / f"fold_{fold.number}"
+
+    def train_fold(fold: Fold, relay) -> TrainResult:
+        return train(config, fold.train, fold.val, fold_dir(fold), progress=relay, cancel=cancel,
+                     resume=True, cache_dir=cache, version=f"cv-fold-{fold.number}",
+                     trained_on=f"cross-validation {fold.label}: {len(fold.train)} training cases")
+
+    def score(fold: Fold, result: TrainResult, relay) -> None:
         if not is_main:
-            continue
+            return
         model, manifest = load_model(result.weights_dir, "cpu")
-        device = resolve_device(config.device)
-        rows = evaluate_model(model, manifest, [by_id[c] for c in split["test"]], device, surface=surface,
-                              progress=report)
-        write_json_atomic([_finite({"fold": fold, **r}) for r in rows], fold_dir / FOLD_METRICS_FILE)
+        rows = evaluate_model(model, manifest, fold.held_out, resolve_device(config.device), surface=surface,
+                              progress=relay)
+        write_json_atomic([_finite({"fold": fold.number, **r}) for r in rows], fold_dir(fold) / FOLD_METRICS_FILE)
+
+    # A fold with its test scores is done and is not retrained.
+    to_run = [fold for fold in folds_from_splits(cases, splits)
+              if fold.number in wanted and not (fold_dir(fold) / FOLD_METRICS_FILE).is_file()]
+    cancelled = run_folds(to_run, train_fold, score, progress, stage="cv").cancelled
     rows, done = [], []
     for fold in range(1, folds + 1):
         path = out / f"fold_{fold}" / FOLD_METRICS_FILE

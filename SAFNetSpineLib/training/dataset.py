@@ -1,4 +1,4 @@
-"""Torch dataset over preprocessed cases, and validation Dice in network space."""
+"""Torch dataset over preprocessed cases, and validation Dice in network space (Dice from evaluation/)."""
 
 from __future__ import annotations
 
@@ -69,30 +69,6 @@ class TrainingCases(Dataset):
         return {"image": image, "label": label, "annotated": torch.from_numpy(case.annotated.copy())}
 
 
-def dice_scores(prediction: torch.Tensor, target: torch.Tensor, annotated: np.ndarray) -> np.ndarray:
-    """Dice per class of one case, NaN for unannotated classes and classes absent from both.
-
-    Args:
-        prediction: (D, H, W) predicted ids.
-        target: (D, H, W) reference ids.
-        annotated: (C,) bool annotated classes (index 0 = background, ignored).
-
-    Returns:
-        (C,) float64; entry 0 is NaN.
-    """
-    num_classes = len(annotated)
-    pred_counts = torch.bincount(prediction.flatten(), minlength=num_classes)[:num_classes].double()
-    true_counts = torch.bincount(target.flatten(), minlength=num_classes)[:num_classes].double()
-    agree = prediction == target
-    inter = torch.bincount(target[agree].flatten(), minlength=num_classes)[:num_classes].double()
-    denominator = pred_counts + true_counts
-    dice = torch.where(denominator > 0, 2 * inter / denominator.clamp(min=1), torch.full_like(denominator, np.nan))
-    result = dice.cpu().numpy()
-    result[0] = np.nan
-    result[~np.asarray(annotated, dtype=bool)] = np.nan
-    return result
-
-
 @torch.no_grad()
 def validation_dice(model: torch.nn.Module, cases: Sequence[PreprocessedCase], device: torch.device,
                     autocast) -> np.ndarray:
@@ -105,8 +81,13 @@ def validation_dice(model: torch.nn.Module, cases: Sequence[PreprocessedCase], d
         autocast: Zero-argument callable returning the autocast context to run under.
 
     Returns:
-        (N, C) Dice array with NaN where undefined (see :func:`dice_scores`).
+        (N, C) Dice array (C = NUM_CLASSES), from
+        :func:`~SAFNetSpineLib.evaluation.metrics.dice_per_structure`: NaN for the
+        background, for classes the case does not annotate and for classes in neither map.
     """
+    from SAFNetSpineLib.evaluation.metrics import dice_per_structure
+    from SAFNetSpineLib.labels import NUM_CLASSES
+
     was_training = model.training
     model.eval()
     rows = []
@@ -114,10 +95,10 @@ def validation_dice(model: torch.nn.Module, cases: Sequence[PreprocessedCase], d
         image = torch.from_numpy(case.image[None, None]).to(device)
         with autocast():
             logits = model(image)
-        prediction = logits[0].float().argmax(0)
-        target = torch.from_numpy(case.label.astype(np.int64)).to(device)
-        rows.append(dice_scores(prediction, target, case.annotated))
+        prediction = logits[0].float().argmax(0).cpu().numpy()
+        row = np.full(NUM_CLASSES, np.nan)
+        for label_id, value in dice_per_structure(prediction, case.label, np.flatnonzero(case.annotated)).items():
+            row[label_id] = value
+        rows.append(row)
     model.train(was_training)
-    from SAFNetSpineLib.labels import NUM_CLASSES
-
     return np.array(rows, dtype=np.float64).reshape(len(rows), NUM_CLASSES)

@@ -75,14 +75,6 @@ class DistributedContext:
             return flag
         return bool(self.all_reduce_sum(torch.tensor([1.0 if flag else 0.0])).item() > 0)
 
-    def broadcast_float(self, value: float) -> float:
-        """Rank 0's value on every process."""
-        if not self.distributed:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.broadcast(tensor, src=0)
-        return float(tensor.item())
-
     def close(self) -> None:
         """Destroy the process group this context created, while the interpreter is fully alive.
 

@@ -30,13 +30,14 @@ from SAFNetSpineLib.data.cases import Case
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.labels import NUM_CLASSES, STRUCTURES
 from SAFNetSpineLib.models import build_model
+from SAFNetSpineLib.training.anchor import anchor_penalty
 from SAFNetSpineLib.training.averaging import WeightAverage
 from SAFNetSpineLib.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from SAFNetSpineLib.training.config import TrainConfig
 from SAFNetSpineLib.training.dataset import validation_dice
 from SAFNetSpineLib.training.distributed import DistributedContext, setup_distributed
 from SAFNetSpineLib.training.losses import training_loss
-from SAFNetSpineLib.training.run_state import TrainingRun, set_up_run
+from SAFNetSpineLib.training.run_state import RunRequest, TrainingRun, set_up_run
 from SAFNetSpineLib.weights import read_manifest, save_weights
 
 BEST_WEIGHTS_DIR = "best"
@@ -54,7 +55,6 @@ class TrainResult:
         best_epoch: Epoch (1-based) of the best weights, 0 if none were written.
         epochs_run: Epochs completed in total (including those before a resume).
         weights_dir: The best weights folder (save_weights format), or None.
-        checkpoint: The resumable checkpoint file, or None if no epoch completed.
         history: One dict per completed epoch (epoch, loss, val_dice, lr, seconds).
         cancelled: True if the run stopped early through the cancel hook.
         config: The config that was used (after taking the architecture from init weights).
@@ -67,7 +67,6 @@ class TrainResult:
     best_epoch: int
     epochs_run: int
     weights_dir: Path | None
-    checkpoint: Path | None
     history: list[dict] = field(default_factory=list)
     cancelled: bool = False
     config: TrainConfig | None = None
@@ -116,7 +115,7 @@ def _parameter_fingerprints(ctx: DistributedContext, module: torch.nn.Module) ->
 
 
 def _append_log(path: Path, record: dict) -> None:
-    with open(path, "a") as stream:
+    with open(path, "a", encoding="utf-8") as stream:
         stream.write(json.dumps(record) + "\n")
 
 
@@ -172,10 +171,11 @@ def train(
         if (out_dir / CHECKPOINT_FILE).exists() and not resume:
             raise SpineInputError(out_dir, "already holds a training checkpoint; resume it or choose another folder")
         ctx.barrier()  # every rank has looked before rank 0 writes anything
-        run = set_up_run(ctx, config, list(train_cases), list(val_cases), out_dir,
-                         init_weights=Path(init_weights) if init_weights is not None else None, progress=progress,
-                         cancel=cancel, resume=resume, cache_dir=Path(cache_dir) if cache_dir else out_dir / "cache",
-                         version=version, trained_on=trained_on, parent_version=parent_version)
+        request = RunRequest(config=config, train_cases=list(train_cases), val_cases=list(val_cases),
+                             out_dir=out_dir, cache_dir=Path(cache_dir) if cache_dir else out_dir / "cache",
+                             init_weights=Path(init_weights) if init_weights is not None else None,
+                             parent_version=parent_version, resume=resume, version=version, trained_on=trained_on)
+        run = set_up_run(ctx, request, progress, cancel)
         result = run_epochs(run)
         # The run (its DDP wrapper holds the process group) must be gone before the group is
         # destroyed, and every rank past its last collective: see DistributedContext.close.
@@ -190,7 +190,7 @@ def run_epochs(run: TrainingRun) -> TrainResult:
     """Step 1b: the epochs from the run's state to ``config.epochs``, then :func:`finish`."""
     cancelled = False
     run.model.train()
-    for epoch in range(int(run.state["epoch"]) + 1, run.config.epochs + 1):
+    for epoch in range(run.state.epoch + 1, run.config.epochs + 1):
         started = time.perf_counter()
         train_loss = run_epoch(run, epoch)
         if train_loss is None:
@@ -220,8 +220,11 @@ def run_epoch(run: TrainingRun, epoch: int) -> float | None:
         with run.autocast():
             logits = run.model(image)
         loss = training_loss(logits, label, annotated, config.dice_loss_weight, config.below_lumbar_weight)
+        # L2-SP towards the init weights (fp32, outside autocast); the logged loss stays the data term.
+        objective = loss if run.anchor is None else loss + anchor_penalty(run.module, run.anchor,
+                                                                          config.anchor_weight)
         run.optimizer.zero_grad(set_to_none=True)
-        run.scaler.scale(loss).backward()
+        run.scaler.scale(objective).backward()
         run.scaler.step(run.optimizer)
         run.scaler.update()
         loss_sum += torch.tensor([float(loss.detach()) * len(image), len(image)], dtype=torch.float64)
@@ -254,7 +257,7 @@ def validate_and_save(run: TrainingRun, epoch: int, train_loss: float, started: 
     if run.val_data and (epoch % config.val_every == 0 or epoch == config.epochs):
         val_dice = _validate(run, record)
         run.scheduler.step(val_dice)
-        improved = val_dice > state["best_val_dice"]
+        improved = val_dice > state.best_val_dice
     elif not run.val_data:
         run.scheduler.step(-train_loss)
         improved = True
@@ -262,11 +265,11 @@ def validate_and_save(run: TrainingRun, epoch: int, train_loss: float, started: 
         run.average.update(run.module)
         record["averaged_epochs"] = run.average.count
     record["seconds"] = round(time.perf_counter() - started, 2)
-    state["history"].append(record)
-    state["epoch"] = epoch
+    state.history.append(record)
+    state.epoch = epoch
     if improved:
-        state["best_val_dice"] = record.get("val_dice", float("nan"))
-        state["best_epoch"] = epoch
+        state.best_val_dice = record.get("val_dice", float("nan"))
+        state.best_epoch = epoch
     if ctx.is_main:
         if improved:
             metrics = {"epoch": epoch, "train_loss": train_loss}
@@ -275,12 +278,12 @@ def validate_and_save(run: TrainingRun, epoch: int, train_loss: float, started: 
                                val_cases=run.val_ids)
             save_weights(run.module, run.out_dir / BEST_WEIGHTS_DIR, run.manifest(metrics))
         average = run.average
-        save_checkpoint(run.out_dir, run.model, run.optimizer, run.scheduler, _json_state(state), run.scaler,
+        save_checkpoint(run.out_dir, run.model, run.optimizer, run.scheduler, state.to_checkpoint(config), run.scaler,
                         extra_tensors=average.to_tensors() if average is not None and average.count else None)
         _append_log(run.out_dir / LOG_FILE, record)
     message = f"epoch {epoch}/{config.epochs} loss {train_loss:.4f}"
     if "val_dice" in record:
-        message += f" val Dice {record['val_dice']:.4f} (best {state['best_val_dice']:.4f} @ {state['best_epoch']})"
+        message += f" val Dice {record['val_dice']:.4f} (best {state.best_val_dice:.4f} @ {state.best_epoch})"
     run.report("train", epoch / config.epochs, message, epoch=epoch, loss=train_loss, val_dice=record.get("val_dice"))
 
 
@@ -293,14 +296,13 @@ def finish(run: TrainingRun, cancelled: bool) -> TrainResult:
         averaged_dir, averaged_dice = _save_average(average, run.config, run.train_data, run.val_data, out_dir,
                                                     ctx.device, run.autocast, run.manifest({}))
         run.report("train", 1.0, f"averaged weights of {average.count} epochs: val Dice {averaged_dice:.4f}")
-    best = float(state["best_val_dice"])
+    best = state.best_val_dice
     result = TrainResult(
         best_val_dice=best if math.isfinite(best) else float("nan"),
-        best_epoch=int(state["best_epoch"]),
-        epochs_run=int(state["epoch"]),
-        weights_dir=(out_dir / BEST_WEIGHTS_DIR) if state["best_epoch"] else None,
-        checkpoint=(out_dir / CHECKPOINT_FILE) if state["epoch"] else None,
-        history=list(state["history"]),
+        best_epoch=state.best_epoch,
+        epochs_run=state.epoch,
+        weights_dir=(out_dir / BEST_WEIGHTS_DIR) if state.best_epoch else None,
+        history=list(state.history),
         cancelled=cancelled,
         config=run.config,
         averaged_weights_dir=averaged_dir,
@@ -329,8 +331,3 @@ def _save_average(average: WeightAverage, config: TrainConfig, train_data, val_d
         metrics.update(val_dice=val_dice, val_cases=[c.case_id for c in val_data])
     manifest.metrics = metrics
     return save_weights(averaged, out_dir / AVERAGED_WEIGHTS_DIR, manifest), val_dice
-
-
-def _json_state(state: dict) -> dict:
-    best = state["best_val_dice"]
-    return {**state, "best_val_dice": best if math.isfinite(best) else float("-inf")}

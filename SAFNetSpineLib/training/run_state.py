@@ -2,8 +2,9 @@
 
 The training loop (:mod:`.loop`) is three named steps over one ``TrainingRun``:
 :func:`set_up_run` (cache, model, optimiser, data, resume), ``run_epoch`` and
-``validate_and_save``. ``TrainingRun.state`` is the JSON part of the checkpoint
-(epoch, best_val_dice, best_epoch, history, config), so a resume restores it as is.
+``validate_and_save``. ``TrainingRun.state`` (:class:`RunProgress`) is the JSON part of the
+checkpoint (epoch, best_val_dice, best_epoch, history; the config beside them), so a resume
+restores it as is.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,6 +31,7 @@ from SAFNetSpineLib.runtime import (
     needs_loss_scaling,
     resolve_precision,
 )
+from SAFNetSpineLib.training.anchor import capture_anchor
 from SAFNetSpineLib.training.augmentation import build_augmentation
 from SAFNetSpineLib.training.averaging import WeightAverage
 from SAFNetSpineLib.training.cache import PreprocessedCase, preprocess_cases
@@ -48,13 +50,70 @@ RESUMABLE_CHANGES = frozenset({"epochs", "num_workers", "device", "val_every", "
 
 
 @dataclass
+class RunProgress:
+    """Where a run is: the JSON part of its checkpoint (besides the config).
+
+    Attributes:
+        epoch: Epochs completed (0 before the first).
+        best_val_dice: Best mean validation Dice so far (-inf before any; NaN for a run
+            without validation cases, where the latest epoch counts as best).
+        best_epoch: Epoch (1-based) of the best weights, 0 before any.
+        history: One record per completed epoch (see ``train_log.jsonl``).
+    """
+
+    epoch: int = 0
+    best_val_dice: float = float("-inf")
+    best_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    def to_checkpoint(self, config: TrainConfig) -> dict:
+        """The checkpoint's JSON state (a NaN best Dice is saved as -inf, which JSON can hold)."""
+        best = self.best_val_dice if math.isfinite(self.best_val_dice) else float("-inf")
+        return {**asdict(self), "best_val_dice": best, "config": config.to_dict()}
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict) -> RunProgress:
+        """From :meth:`to_checkpoint`'s form (extra keys, such as the config, ignored)."""
+        return cls(int(saved["epoch"]), float(saved["best_val_dice"]), int(saved["best_epoch"]),
+                   list(saved["history"]))
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a training run was asked to do (:func:`~.loop.train`'s arguments, resolved).
+
+    Attributes:
+        config: The recipe (architecture already taken from init weights).
+        train_cases: Cases to learn from.
+        val_cases: Held-out validation cases (may be empty).
+        out_dir: Run folder.
+        cache_dir: Preprocessed-case cache.
+        init_weights: Weights folder to start from, or None.
+        parent_version: Version of the init weights, or None.
+        resume: Continue the checkpoint in ``out_dir`` if there is one.
+        version: Version name of the weights written.
+        trained_on: Manifest text on the training data (None: case counts).
+    """
+
+    config: TrainConfig
+    train_cases: list[Case]
+    val_cases: list[Case]
+    out_dir: Path
+    cache_dir: Path
+    init_weights: Path | None = None
+    parent_version: str | None = None
+    resume: bool = False
+    version: str = "safnet-trained"
+    trained_on: str | None = None
+
+
+@dataclass
 class TrainingRun:
     """Everything the steps of one run share.
 
     Attributes:
         ctx: This process's place in the (possibly single-process) run.
-        config: The recipe (architecture already taken from init weights).
-        out_dir: Run folder.
+        request: What the run was asked to do (config, cases, folders, names).
         model: The network as trained (DistributedDataParallel-wrapped under torchrun).
         module: The plain network inside ``model`` (saved, validated, averaged).
         optimizer: Adam.
@@ -68,18 +127,15 @@ class TrainingRun:
         dataset: Augmented training cases (repeats included).
         loader: Batches of ``dataset``.
         average: Running weight average (main process with ``average_from`` only), or None.
-        state: JSON part of the checkpoint: epoch, best_val_dice, best_epoch, history, config.
+        anchor: fp32 copies of the init weights' parameters, the L2-SP anchor
+            (``config.anchor_weight`` > 0 only), or None.
+        state: Where the run is (the JSON part of the checkpoint).
         report: Progress callable (a no-op off the main process).
         cancel: Cancel hook (see :func:`SAFNetSpineLib.cancel.is_cancelled`).
-        val_ids: Validation case ids (written into the best weights' metrics).
-        trained_on: Manifest text on the training data.
-        version: Version name of the weights written.
-        parent_version: Version of the init weights, or None.
     """
 
     ctx: DistributedContext
-    config: TrainConfig
-    out_dir: Path
+    request: RunRequest
     model: torch.nn.Module
     module: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -93,19 +149,34 @@ class TrainingRun:
     dataset: TrainingCases
     loader: DataLoader
     average: WeightAverage | None
-    state: dict
+    anchor: list[torch.Tensor] | None
+    state: RunProgress
     report: Callable
     cancel: object
-    val_ids: list[str]
-    trained_on: str
-    version: str
-    parent_version: str | None
+
+    @property
+    def config(self) -> TrainConfig:
+        """The recipe."""
+        return self.request.config
+
+    @property
+    def out_dir(self) -> Path:
+        """The run folder."""
+        return self.request.out_dir
+
+    @property
+    def val_ids(self) -> list[str]:
+        """Validation case ids (written into the best weights' metrics)."""
+        return [case.case_id for case in self.request.val_cases]
 
     def manifest(self, metrics: dict) -> ModelManifest:
         """The manifest of a weights folder this run writes."""
-        return ModelManifest(architecture=self.config.model, model_config=self.config.model_config,
-                             preprocess=dict(self.config.preprocess), trained_on=self.trained_on,
-                             version=self.version, metrics=metrics, parent_version=self.parent_version)
+        request, config = self.request, self.request.config
+        trained_on = request.trained_on or (f"{len(request.train_cases)} training cases, "
+                                            f"{len(request.val_cases)} validation cases")
+        return ModelManifest(architecture=config.model, model_config=config.model_config,
+                             preprocess=config.preprocess.to_dict(), trained_on=trained_on,
+                             version=request.version, metrics=metrics, parent_version=request.parent_version)
 
 
 def check_resume_config(saved: dict, config: TrainConfig, out_dir: Path) -> None:
@@ -136,24 +207,29 @@ def _network(ctx: DistributedContext, config: TrainConfig, init_weights: Path | 
     return model, module
 
 
-def set_up_run(ctx: DistributedContext, config: TrainConfig, train_cases: list[Case], val_cases: list[Case],
-               out_dir: Path, *, init_weights: Path | None, progress, cancel, resume: bool, cache_dir: Path,
-               version: str, trained_on: str | None, parent_version: str | None) -> TrainingRun:
+def set_up_run(ctx: DistributedContext, request: RunRequest, progress, cancel) -> TrainingRun:
     """Step 1: write the config, fill the cache, build model, optimiser and data; restore a checkpoint."""
+    config, out_dir, cache_dir, init_weights = request.config, request.out_dir, request.cache_dir, request.init_weights
+    train_cases, val_cases = list(request.train_cases), list(request.val_cases)
     report = progress if (progress is not None and ctx.is_main) else (lambda *a, **k: None)
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(config.to_dict(), out_dir / CONFIG_FILE)
     # Each process fills its share of the cache, then all read every case from it.
     every = train_cases + val_cases
-    preprocess_cases(every[ctx.rank::ctx.world_size], config.preprocess, cache_dir, report)
+    preprocess_cases(every[ctx.rank::ctx.world_size], config.preprocess.to_dict(), cache_dir, report)
     ctx.barrier()
-    train_data = preprocess_cases(train_cases, config.preprocess, cache_dir)
-    val_data = preprocess_cases(val_cases, config.preprocess, cache_dir)
+    train_data = preprocess_cases(train_cases, config.preprocess.to_dict(), cache_dir)
+    val_data = preprocess_cases(val_cases, config.preprocess.to_dict(), cache_dir)
 
     layout = memory_format(ctx.device, config.memory_format)
+    if config.anchor_weight and init_weights is None:
+        raise SpineInputError(out_dir, "anchor_weight keeps the weights near the init weights: give init weights")
     model, module = _network(ctx, config, init_weights, layout)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    anchor = capture_anchor(module) if config.anchor_weight else None  # the parent's, before any step or resume
+    # L2-SP (anchor_weight) replaces weight decay towards 0.
+    weight_decay = 0.0 if config.anchor_weight else config.weight_decay
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.min_lr
     )
@@ -161,21 +237,20 @@ def set_up_run(ctx: DistributedContext, config: TrainConfig, train_cases: list[C
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=needs_loss_scaling(precision))
 
     average = WeightAverage(module) if config.average_from and ctx.is_main else None  # only the main process saves
-    state = {"epoch": 0, "best_val_dice": float("-inf"), "best_epoch": 0, "history": []}
-    if resume and (out_dir / CHECKPOINT_FILE).exists():
+    state = RunProgress()
+    if request.resume and (out_dir / CHECKPOINT_FILE).exists():
         extra: dict[str, torch.Tensor] = {}
         saved = restore_checkpoint(out_dir, model, optimizer, scheduler, scaler, extra_tensors=extra)
         check_resume_config(saved["config"], config, out_dir)
-        state = {k: saved[k] for k in state}
+        state = RunProgress.from_checkpoint(saved)
         if average is not None:
             average.load_tensors(extra)
-    state["config"] = config.to_dict()
 
     transform = build_augmentation(config)
     synthesise = transform is not None and config.synth_fraction > 0
     every_map = None
     if synthesise or config.sacrum_review:
-        every_map = generation_maps(train_cases, train_data, config.preprocess, config.synth_clusters,
+        every_map = generation_maps(train_cases, train_data, config.preprocess.to_dict(), config.synth_clusters,
                                     config.synth_prediction, cache_dir, report)
     if config.sacrum_review:
         train_data = with_team_sacrum(train_data, every_map, config.sacrum_review)
@@ -194,10 +269,8 @@ def set_up_run(ctx: DistributedContext, config: TrainConfig, train_cases: list[C
     loader = DataLoader(dataset, batch_size=max(1, math.ceil(config.batch_size / ctx.world_size)), sampler=sampler,
                         num_workers=workers, pin_memory=ctx.device.type == "cuda")
     return TrainingRun(
-        ctx=ctx, config=config, out_dir=out_dir, model=model, module=module, optimizer=optimizer,
+        ctx=ctx, request=request, model=model, module=module, optimizer=optimizer,
         scheduler=scheduler, scaler=scaler, autocast=autocast_factory(ctx.device, precision), layout=layout,
         train_data=train_data, val_data=val_data, sampler=sampler, dataset=dataset, loader=loader,
-        average=average, state=state, report=report, cancel=cancel, val_ids=[c.case_id for c in val_cases],
-        trained_on=trained_on or f"{len(train_cases)} training cases, {len(val_cases)} validation cases",
-        version=version, parent_version=parent_version,
+        average=average, anchor=anchor, state=state, report=report, cancel=cancel,
     )

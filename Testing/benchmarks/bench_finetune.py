@@ -31,10 +31,11 @@ from pathlib import Path
 import torch
 
 from SAFNetSpineLib.data.phantom import make_phantom
-from SAFNetSpineLib.finetune import CaseStore, finetune
+from SAFNetSpineLib.finetune import finetune
 from SAFNetSpineLib.labels import FOREGROUND_IDS
 from SAFNetSpineLib.models import build_model
 from SAFNetSpineLib.preprocessing import PreprocessConfig
+from SAFNetSpineLib.stores import CaseStore
 from SAFNetSpineLib.weights import (
     MANIFEST_FILE,
     ModelManifest,

@@ -36,8 +36,8 @@ sys.path.insert(0, str(REPO))
 
 from SAFNetSpineLib.cli import main as cli  # noqa: E402
 from SAFNetSpineLib.data.phantom import make_phantom  # noqa: E402
-from SAFNetSpineLib.finetune import CaseStore, ModelStore  # noqa: E402
 from SAFNetSpineLib.io import write_volume  # noqa: E402
+from SAFNetSpineLib.stores import CaseStore, ModelStore  # noqa: E402
 
 
 def run_cli(*args: str) -> str:

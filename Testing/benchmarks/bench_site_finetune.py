@@ -12,14 +12,18 @@ same spine, on the same grid) as that patient's second series. It then runs the 
 * ``guessed``: no patient ids, so the product guesses from the image grids (series of one
   exam share one; so do all cases of a resampled data set, which are then one "exam").
 
-For each it reports the cross-validated evidence and the decision, and scores the
-published version and the parent on patients that were never stored (``bench_loso``'s
-figures: body Dice with names ignored, Dice per structure, levels named wrong).
+For each (and for each L2-SP ``--anchor-weights`` value: how strongly fine-tuning is held
+near the parent's weights) it reports the cross-validated evidence and the decision, and
+scores the published version and the parent on patients that were never stored, which
+the parent also never trained on (``bench_loso``'s figures: body Dice with names ignored,
+Dice per structure, levels named wrong); the parent's score minus the version's is what
+fine-tuning forgot.
 
 Usage (defaults: the bundled weights, cases they never trained on)::
 
     .venv/bin/python Testing/benchmarks/bench_site_finetune.py --work /tmp/site-bench \\
-        [--patients myo_05 myo_15 myo_25] [--unseen myo_35 myo_45 chu_09 chu_16 ivd_25] [--steps 40] [--folds 0]
+        [--patients myo_05 myo_15 myo_25] [--unseen myo_35 myo_45 chu_09 chu_16 ivd_25] [--steps 40] [--folds 0] \\
+        [--anchor-weights 0 0.1]
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_loso import DATA, score_cases, summary_line  # noqa: E402
 
 from SAFNetSpineLib.data.cases import load_case, load_case_folder  # noqa: E402
-from SAFNetSpineLib.finetune import CaseStore, FinetuneConfig, finetune  # noqa: E402
+from SAFNetSpineLib.finetune import FinetuneConfig, finetune  # noqa: E402
+from SAFNetSpineLib.stores import CaseStore  # noqa: E402
 from SAFNetSpineLib.weights import default_weights_dir  # noqa: E402
 
 #: The bundled weights' held-out validation cases (model.json "trained_on"): never trained on.
@@ -78,6 +83,8 @@ def main() -> None:
     parser.add_argument("--skip-parent", action="store_true", help="do not score the parent (already known)")
     parser.add_argument("--steps", type=int, default=40, help="optimiser steps per training (0: the product's)")
     parser.add_argument("--folds", type=int, default=0, help="cross-validation folds (0: the product's, 3)")
+    parser.add_argument("--anchor-weights", nargs="+", type=float, default=[FinetuneConfig().train.anchor_weight],
+                        metavar="ALPHA", help="L2-SP weights towards the parent to compare (default: the product's)")
     parser.add_argument("--work", type=Path, required=True, help="scratch folder (emptied first)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -86,7 +93,8 @@ def main() -> None:
 
     by_id = {c.case_id: c for c in load_case_folder(args.data)}
     shutil.rmtree(args.work, ignore_errors=True)
-    config = FinetuneConfig(steps=args.steps, folds=args.folds, device="cpu")
+    config = FinetuneConfig().replace(steps=args.steps, folds=args.folds, device="cpu")
+    runs = [(grouping, alpha) for grouping in args.groupings for alpha in args.anchor_weights]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; parent {args.weights}; "
           f"{len(args.patients)} stored patients x 2 series, {len(args.unseen)} unseen patients; steps {args.steps}",
           flush=True)
@@ -95,17 +103,18 @@ def main() -> None:
     if not args.skip_parent:
         figures["parent"] = score_cases(args.weights, unseen, "parent ")
         print(f"parent on unseen patients: {summary_line(figures['parent'])}", flush=True)
-    for grouping in args.groupings:
-        store = build_store(args.work / f"store-{grouping}", [by_id[i] for i in args.patients], grouping)
+    for grouping, alpha in runs:
+        name = f"{grouping}-anchor{alpha:g}"
+        store = build_store(args.work / f"store-{name}", [by_id[i] for i in args.patients], grouping)
         started = time.perf_counter()
-        result = finetune(store, args.weights, args.work / f"models-{grouping}", config, bundled_dir=args.weights)
+        result = finetune(store, args.weights, args.work / f"models-{name}", config, bundled_dir=args.weights,
+                          anchor_weight=alpha)
         seconds = time.perf_counter() - started
         evidence = result.evidence
-        print(f"[{grouping} grouping] {result.status} ({result.decision}) in {seconds:.0f} s: {result.reason}",
-              flush=True)
-        score = score_cases(result.folder, unseen, f"{grouping}-grouped version ")
-        print(f"[{grouping} grouping] on unseen patients: {summary_line(score)}", flush=True)
-        figures[grouping] = {
+        print(f"[{name}] {result.status} ({result.decision}) in {seconds:.0f} s: {result.reason}", flush=True)
+        score = score_cases(result.folder, unseen, f"{name} version ")
+        print(f"[{name}] on unseen patients: {summary_line(score)}", flush=True)
+        figures[name] = {"grouping": grouping, "anchor_weight": alpha,
             "status": result.status, "decision": result.decision, "patients": result.patients,
             "improvement": evidence.get("improvement"), "ci90": evidence.get("ci90"),
             "confidence": evidence.get("confidence"), "sign_test_p": evidence.get("sign_test_p"),

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from SAFNetSpineLib.cli import main
-from SAFNetSpineLib.finetune import CaseStore
-from SAFNetSpineLib.finetune.case_files import parse_reviewed_ids
 from SAFNetSpineLib.io import write_volume
+from SAFNetSpineLib.stores import CaseStore
+from SAFNetSpineLib.stores.case_files import parse_reviewed_ids
 from SAFNetSpineLib.volume import Volume
 
 

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from SAFNetSpineLib.cli import main
-from SAFNetSpineLib.finetune import CaseStore, ModelStore
 from SAFNetSpineLib.models import build_model
 from SAFNetSpineLib.preprocessing import PreprocessConfig
+from SAFNetSpineLib.stores import CaseStore, ModelStore
 from SAFNetSpineLib.volume import Volume
 from SAFNetSpineLib.weights import ModelManifest, save_weights
 
@@ -89,7 +89,7 @@ def test_finetune_then_list_activate_rollback(setup, capsys):
     summary = final["summary"]
     assert summary["version"] == "safnet-v1" and summary["parent"] == "tiny"
     evidence = summary["evidence"]  # the promotion rule (SAFNetSpineLib/finetune/promotion.py)
-    assert summary["promoted"] == (evidence["improvement"] >= 0
+    assert summary["promoted"] == (evidence["improvement"] >= summary["config"]["min_gain"]
                                    and summary["confidence"] >= summary["config"]["min_confidence"])
     assert summary["promotion"] == "cross-validation" and len(summary["per_case"]) == 3
     assert summary["status"] in ("promoted", "candidate")
@@ -97,10 +97,9 @@ def test_finetune_then_list_activate_rollback(setup, capsys):
     assert json.loads((models / "safnet-v1" / "finetune.json").read_text())["version"] == "safnet-v1"
 
     # A second version, then activate it and roll back through the CLI.
-    def write(folder: Path, name: str) -> None:
-        write_tiny_weights(folder, name, seed=1)
-
-    assert ModelStore(models).publish_version("safnet", write) == "safnet-v2"
+    with ModelStore(models).publishing("safnet") as version:
+        write_tiny_weights(version.folder, version.name, seed=1)
+    assert version.name == "safnet-v2"
     assert main(["models", "activate", "safnet-v1", "--models", str(models)]) == 0
     assert main(["models", "activate", "safnet-v2", "--models", str(models)]) == 0
     capsys.readouterr()

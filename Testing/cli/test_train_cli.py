@@ -15,6 +15,7 @@ import pytest
 from SAFNetSpineLib.cli import build_parser, main
 from SAFNetSpineLib.cli.train import config_from_args
 from SAFNetSpineLib.training import TrainConfig
+from SAFNetSpineLib.training.augment_config import AugmentConfig
 from SAFNetSpineLib.training.checkpoint import read_checkpoint
 
 TINY = ["--width", "8", "--batch-size", "2", "--target-shape", "8", "64", "32", "--no-augment"]
@@ -34,7 +35,7 @@ def test_every_recipe_flag_reaches_the_config():
         "train", "--data", "d", "--out", "o", "--model", "unet3d", "--width", "16", "--epochs", "7",
         "--batch-size", "3", "--lr", "0.005", "--weight-decay", "0", "--plateau-patience", "3",
         "--plateau-factor", "0.25", "--min-lr", "1e-5", "--dice-loss-weight", "0.5", "--no-augment",
-        "--rotate-degrees", "5", "--rotate-prob", "0.2", "--contrast-gamma", "0.8", "1.2", "--contrast-prob", "0.1",
+        "--rotate-degrees", "5", "--rotate-prob", "0.2", "--gamma-range", "0.8", "1.2", "--gamma-prob", "0.1",
         "--elastic-prob", "0", "--elastic-spacing", "16", "20", "--elastic-magnitude", "0.5", "1", "--precision",
         "fp32", "--device", "cpu", "--num-workers", "1", "--val-every", "2", "--seed", "9",
         "--model-option", "use_aspp=false", "--target-shape", "8", "64", "32", "--ap-crop-fraction", "0.6",
@@ -43,9 +44,10 @@ def test_every_recipe_flag_reaches_the_config():
     config = config_from_args(args)
     assert config == TrainConfig(
         model="unet3d", width=16, epochs=7, batch_size=3, lr=0.005, weight_decay=0.0, plateau_patience=3,
-        plateau_factor=0.25, min_lr=1e-5, dice_loss_weight=0.5, augment=False, rotate_degrees=5.0, rotate_prob=0.2,
-        contrast_gamma=(0.8, 1.2), contrast_prob=0.1, elastic_prob=0.0, elastic_spacing=(16.0, 20.0),
-        elastic_magnitude=(0.5, 1.0), precision="fp32", device="cpu", num_workers=1, val_every=2, seed=9,
+        plateau_factor=0.25, min_lr=1e-5, dice_loss_weight=0.5, augment=False,
+        augmentation=AugmentConfig(rotate_degrees=5.0, rotate_prob=0.2, gamma_range=(0.8, 1.2), gamma_prob=0.1,
+                                   elastic_prob=0.0, elastic_spacing=(16.0, 20.0), elastic_magnitude=(0.5, 1.0)),
+        precision="fp32", device="cpu", num_workers=1, val_every=2, seed=9,
         model_options={"use_aspp": False}, case_repeats={"chu_": 4, "ivd_": 6},
         preprocess={"target_shape": [8, 64, 32], "ap_crop_fraction": 0.6},
     )
@@ -78,7 +80,7 @@ def test_train_resume_and_refusals(phantoms, tmp_path, capsys):
     assert main(["evaluate", "--weights", str(out / "best"), "--data", str(phantoms), "--cases",
                  str(out / "split.json"), "--out", str(report), "--progress", "none", "--no-surface"]) == 0
     assert "levels named correctly" in capsys.readouterr().out
-    text = (report / "report.md").read_text()
+    text = (report / "report.md").read_text(encoding="utf-8")
     assert "phantom_0033" in text and "| vertebrae |" in text and "| discs |" in text
     assert len((report / "metrics.csv").read_text().splitlines()) == 1 + 19
     assert main(["evaluate", "--weights", str(out / "best"), "--data", str(phantoms), "--cases", "nobody",

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from SAFNetSpineLib.errors import SpineInputError, SpineOutputError
-from SAFNetSpineLib.finetune import CaseStore
-from SAFNetSpineLib.finetune import case_store as case_store_module
 from SAFNetSpineLib.io import read_volume
+from SAFNetSpineLib.stores import CaseStore
+from SAFNetSpineLib.stores import case_store as case_store_module
 from SAFNetSpineLib.volume import Volume
 
 
@@ -197,7 +197,7 @@ def test_adding_a_case_does_not_need_torch(tmp_path):
 
     script = (
         "import sys, numpy as np\n"
-        "from SAFNetSpineLib.finetune import CaseStore\n"
+        "from SAFNetSpineLib.stores import CaseStore\n"
         "from SAFNetSpineLib.volume import Volume\n"
         "image = Volume(np.arange(6 * 8 * 4, dtype=np.float32).reshape(6, 8, 4))\n"
         "label = Volume((np.arange(6 * 8 * 4) % 3).reshape(6, 8, 4).astype(np.uint8), is_label=True)\n"
@@ -258,7 +258,7 @@ def test_stray_empty_folder_in_cases_is_ignored(tmp_path):
 ADDER = """
 import sys
 import numpy as np
-from SAFNetSpineLib.finetune import CaseStore
+from SAFNetSpineLib.stores import CaseStore
 from SAFNetSpineLib.volume import Volume
 store, prefix = CaseStore(sys.argv[1]), sys.argv[2]
 for i in range(3):

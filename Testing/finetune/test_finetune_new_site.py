@@ -16,11 +16,12 @@ import pytest
 
 from SAFNetSpineLib.data.cases import Case
 from SAFNetSpineLib.data.phantom import PhantomOptions, make_phantom
-from SAFNetSpineLib.finetune import CaseStore, ModelStore, finetune
+from SAFNetSpineLib.finetune import finetune
 from SAFNetSpineLib.finetune.crossval import case_means, per_case_rows
 from SAFNetSpineLib.io import write_volume
 from SAFNetSpineLib.labels import FOREGROUND_IDS
 from SAFNetSpineLib.preprocessing import PreprocessConfig
+from SAFNetSpineLib.stores import CaseStore, ModelStore
 from SAFNetSpineLib.training import TrainConfig, train
 
 GRID = PreprocessConfig(target_shape=(8, 64, 32)).to_dict()

@@ -19,17 +19,19 @@ import pytest
 import torch
 from block_cases import block_case
 
-from SAFNetSpineLib.finetune import CaseStore, ModelStore, finetune
+from SAFNetSpineLib.finetune import finetune
 from SAFNetSpineLib.models import build_model
 from SAFNetSpineLib.preprocessing import PreprocessConfig
+from SAFNetSpineLib.stores import CaseStore, ModelStore
 from SAFNetSpineLib.weights import ModelManifest, save_weights
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {"width": 8, "in_channels": 1, "num_classes": 20}
 #: Settings under which a width-8 SAFNet learns the two blocks and is promoted (see test_finetune.py).
 #: One training: a holdout of half the patients (good-0, -2, -4 judge; 3 patients, enough to promote).
+#: anchor_weight 0: the tiny random parent knows nothing worth keeping (L2-SP would hold the blocks back).
 RUN = {"epochs": 5, "lr": 2e-2, "device": "cpu", "batch_size": 1, "augment": False, "promotion": "holdout",
-       "val_fraction": 0.5}
+       "val_fraction": 0.5, "anchor_weight": 0.0}
 
 
 def setup(tmp_path: Path) -> tuple[Path, Path, ModelStore]:
@@ -46,15 +48,13 @@ def setup(tmp_path: Path) -> tuple[Path, Path, ModelStore]:
 def test_active_model_changed_during_the_run_keeps_the_result_a_candidate(tmp_path):
     store, base, models = setup(tmp_path)
 
-    def other(folder: Path, name: str) -> None:
-        torch.manual_seed(5)
-        save_weights(build_model("safnet", **TINY), folder, ModelManifest(
-            "safnet", TINY, PreprocessConfig(target_shape=(8, 32, 16)).to_dict(), version=name))
-
     def progress(stage, fraction, message="", **extra):
         if stage == "finetune" and message == "writing the new version":
             # Another run (another process, in real life) promotes its own version now.
-            models.activate(models.publish_version("other", other))
+            with models.publishing("other", activate_if_active="base") as other:
+                torch.manual_seed(5)
+                save_weights(build_model("safnet", **TINY), other.folder, ModelManifest(
+                    "safnet", TINY, PreprocessConfig(target_shape=(8, 32, 16)).to_dict(), version=other.name))
 
     result = finetune(store, None, models.models_dir, bundled_dir=base, progress=progress, **RUN)
     assert result.dice_after > result.dice_before + 0.1  # on its own it would have been promoted

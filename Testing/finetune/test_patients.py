@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from SAFNetSpineLib.errors import SpineInputError
-from SAFNetSpineLib.finetune import CaseStore
 from SAFNetSpineLib.finetune.crossval import assign_folds
-from SAFNetSpineLib.finetune.patients import group_by_patient, pseudonym
+from SAFNetSpineLib.stores import CaseStore
+from SAFNetSpineLib.stores.patients import group_by_patient, pseudonym
 from SAFNetSpineLib.volume import Volume
 
 

@@ -71,3 +71,13 @@ def test_evidence_counts_patients_not_series():
     evidence = paired_evidence(before, after, cases=len(scores))
     assert evidence.patients == 2 and evidence.cases == 4 and evidence.wins == 2
     assert not decide(evidence, 0.8).promote
+
+
+def test_a_small_gain_however_consistent_does_not_promote():
+    # The benchmark's anchored versions: all 3 stored patients a little better, the next patients worse.
+    small = paired_evidence([0.88, 0.89, 0.88], [0.884, 0.8945, 0.8845])
+    assert small.wins == 3 and small.confidence == 1.0 and 0 < small.improvement < 0.01
+    assert decide(small, 0.8).promote  # without a minimum gain it would be promoted
+    kept = decide(small, 0.8, min_gain=0.01)
+    assert kept.verdict is Verdict.SMALL_GAIN and not kept.promote and "mean gain below 0.010" in kept.sentence
+    assert decide(paired_evidence([0.1, 0.1, 0.2], [0.3, 0.25, 0.3]), 0.8, min_gain=0.01).promote

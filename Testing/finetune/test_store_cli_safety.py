@@ -16,11 +16,11 @@ import torch
 from block_cases import block_case
 
 from SAFNetSpineLib.cli import main
-from SAFNetSpineLib.finetune import CaseStore, ModelStore
-from SAFNetSpineLib.finetune.patients import pseudonym
 from SAFNetSpineLib.io import write_volume
 from SAFNetSpineLib.models import build_model
 from SAFNetSpineLib.preprocessing import PreprocessConfig
+from SAFNetSpineLib.stores import CaseStore, ModelStore
+from SAFNetSpineLib.stores.patients import pseudonym
 from SAFNetSpineLib.volume import Volume
 from SAFNetSpineLib.weights import ModelManifest, save_weights
 

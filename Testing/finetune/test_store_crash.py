@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from SAFNetSpineLib.cli import main
-from SAFNetSpineLib.finetune import CaseStore, ModelStore
 from SAFNetSpineLib.io import write_volume
 from SAFNetSpineLib.models import build_model
 from SAFNetSpineLib.preprocessing import PreprocessConfig
+from SAFNetSpineLib.stores import CaseStore, ModelStore
 from SAFNetSpineLib.volume import Volume
 from SAFNetSpineLib.weights import ModelManifest, save_weights
 
@@ -41,22 +41,20 @@ PUBLISH = CRASH_AT_RENAME + """
 import shutil
 from pathlib import Path
 from SAFNetSpineLib.atomic import write_json_atomic
-from SAFNetSpineLib.finetune import ModelStore
+from SAFNetSpineLib.stores import ModelStore
 models, bundled, source = Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
 store = ModelStore(models, bundled_dir=bundled)
 
-def write(folder, name, decision):
+with store.publishing("safnet", activate_if_active=store.active_name()) as version:
     for file in ("model.safetensors", "model.json"):
-        shutil.copy(source / file, folder / file)
-    write_json_atomic({"status": "promoted" if decision.promoted else "candidate", "dice_before": 0.5,
-                       "dice_after": 0.6}, folder / "finetune.json")
-
-store.publish_and_promote("safnet", write, 0.6, store.active_name())
+        shutil.copy(source / file, version.folder / file)
+    write_json_atomic({"status": "promoted" if version.activates else "candidate", "dice_before": 0.5,
+                       "dice_after": 0.6}, version.folder / "finetune.json")
 """
 
 ADD = CRASH_AT_RENAME + """
 from pathlib import Path
-from SAFNetSpineLib.finetune.case_files import add_case_files
+from SAFNetSpineLib.stores.case_files import add_case_files
 add_case_files(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), "3", case_id="killed")
 """
 

@@ -16,7 +16,7 @@ from SAFNetSpineLib.labels import L1_ID, L5_ID, L5_S_ID, SACRUM_ID, neighbour
 from SAFNetSpineLib.volume import Volume
 
 S, L5, L1, L5S = SACRUM_ID, L5_ID, L1_ID, L5_S_ID
-L4, L3, L2, T12 = (neighbour(L5, 2 * n) for n in (1, 2, 3, 5))
+L4, L3, L2 = (neighbour(L5, 2 * n) for n in (1, 2, 3))
 L4L5, L3L4, L2L3, L1L2 = (neighbour(L5S, 2 * n) for n in (1, 2, 3, 4))
 
 #: Array axis k runs from superior (k = 0) to inferior, as in the real cases (LPS z = -k mm).

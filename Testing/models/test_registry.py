@@ -21,7 +21,8 @@ def test_every_model_of_the_papers_table_is_registered():
     assert list_models() == sorted(list_models())
 
 
-def test_duplicate_name_is_an_error(scratch_registry):
+@pytest.mark.usefixtures("scratch_registry")
+def test_duplicate_name_is_an_error():
     @register_model("scratch-net")
     def scratch_net() -> nn.Module:
         return nn.Identity()

@@ -16,8 +16,8 @@ import torch
 
 from SAFNetSpineLib.atomic import save_tensors_atomic, write_json_atomic
 from SAFNetSpineLib.errors import SpineInputError, SpineOutputError
-from SAFNetSpineLib.finetune import CaseStore
 from SAFNetSpineLib.io import read_volume, write_seg_nrrd, write_volume
+from SAFNetSpineLib.stores import CaseStore
 from SAFNetSpineLib.volume import Volume
 
 

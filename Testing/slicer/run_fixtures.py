@@ -24,7 +24,7 @@ def tiny_weights(folder: Path, version: str = "tiny") -> Path:
 def tiny_case_store(folder: Path, count: int = 3) -> Path:
     """A corrected-case store of ``count`` small, coarse synthetic spines (the library's phantom), all reviewed."""
     from SAFNetSpineLib.data.phantom import PhantomOptions, make_phantom
-    from SAFNetSpineLib.finetune.case_store import CaseStore
+    from SAFNetSpineLib.stores.case_store import CaseStore
 
     store = CaseStore(folder)
     coarse = PhantomOptions(slices=(8, 8), inplane_spacing_mm=(3.0, 3.0), slice_spacing_mm=(4.0, 4.0))

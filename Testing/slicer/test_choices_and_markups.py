@@ -45,7 +45,7 @@ def _panel(scene, settings):
     node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "SAFNetSpine")
     fields = ScriptedNodeFields(node)
     choices = KeptChoices(lambda key, default: settings.get(key, default), settings.__setitem__)
-    node.AddObserver(vtk.vtkCommand.ModifiedEvent, lambda caller, event: choices.save(fields))
+    node.AddObserver(vtk.vtkCommand.ModifiedEvent, lambda _caller, _event: choices.save(fields))
     return fields, choices
 
 

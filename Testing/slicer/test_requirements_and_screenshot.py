@@ -74,7 +74,7 @@ def test_saving_a_case_works_with_torch_and_monai_absent(tmp_path):
         sys.meta_path.insert(0, Block())
         sys.path[:0] = [{str(REPO)!r}, {str(MODULE_DIR)!r}]
         import numpy as np
-        from SAFNetSpineLib.finetune.case_store import CaseStore
+        from SAFNetSpineLib.stores.case_store import CaseStore
         from SAFNetSpineLib.volume import Volume
         image = Volume(np.random.default_rng(0).normal(size=(6, 8, 10)).astype(np.float32), (1, 1, 3), (0, 0, 0), np.eye(3))
         labels = image.with_array(np.full(image.shape, 3, np.uint8), is_label=True)

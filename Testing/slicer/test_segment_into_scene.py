@@ -132,8 +132,8 @@ def test_result_becomes_segments_on_the_input_geometry(segmented):
 
 
 def test_corrected_case_is_stored_exactly_and_never_overwritten(segmented, tmp_path):
-    from SAFNetSpineLib.finetune import CaseStore
     from SAFNetSpineLib.labels import STRUCTURES
+    from SAFNetSpineLib.stores import CaseStore
 
     scene, volume_node, _, _ = segmented
     image = volume_from_node(volume_node)

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.training import TrainConfig
 from SAFNetSpineLib.training.augment_config import AugmentConfig
-from SAFNetSpineLib.training.augmentation import augment_config_of, augment_pair, build_augmentation
+from SAFNetSpineLib.training.augmentation import augment_pair, build_augmentation
 from SAFNetSpineLib.training.cache import PreprocessedCase
 from SAFNetSpineLib.training.dataset import TrainingCases
 
@@ -62,7 +62,8 @@ def test_off_is_identity_and_train_config_maps_its_fields():
         same_image, same_label = augment_pair(transform, image, label, 0)
         assert np.array_equal(same_image[0].numpy(), image) and np.array_equal(same_label.numpy(), label)
     assert build_augmentation(TrainConfig(augment=False)) is None
-    mapped = augment_config_of(TrainConfig(rotate_prob=0.9, contrast_gamma=(0.8, 1.2), contrast_prob=0.4))
+    # A config saved before AugmentConfig held every setting: its own rotation and contrast fields.
+    mapped = TrainConfig.from_dict({"rotate_prob": 0.9, "contrast_gamma": [0.8, 1.2], "contrast_prob": 0.4}).augmentation
     assert mapped.rotate_prob == 0.9 and mapped.gamma_range == (0.8, 1.2) and mapped.gamma_prob == 0.4
     assert mapped.noise_prob == AugmentConfig().noise_prob
 
@@ -88,11 +89,10 @@ def test_train_config_takes_augmentation_overrides_from_the_command_line():
     args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--augment-option", "noise_prob=0.9",
                                       "--augment-option", "fov_keep=[0.5, 0.8]", "--precision", "fp32"])
     config = config_from_args(args)
-    assert config.precision == "fp32" and config.augmentation == {"noise_prob": 0.9, "fov_keep": [0.5, 0.8]}
-    assert augment_config_of(config).fov_keep == (0.5, 0.8)
+    assert config.precision == "fp32" and config.augmentation == AugmentConfig(noise_prob=0.9, fov_keep=(0.5, 0.8))
+    assert config.augmentation.fov_keep == (0.5, 0.8)
     assert TrainConfig.from_dict(config.to_dict()) == config
     for bad, message in ((["--augment-option", "noise_prob"], "expected KEY=VALUE"),
-                         (["--augment-option", "sharpen_prob=0.2"], "unknown keys"),
-                         (["--augment-option", "rotate_prob=0.2"], "own field")):
+                         (["--augment-option", "sharpen_prob=0.2"], "unknown keys")):
         with pytest.raises(SpineInputError, match=message):
             config_from_args(build_parser().parse_args(["train", "--data", "d", "--out", "o", *bad]))

@@ -32,7 +32,7 @@ def test_cross_validation_report_and_reuse(small_phantoms, tmp_path):
     assert len(rows) == 19 * len(cases)  # phantoms annotate all 19 structures
     assert {(r["fold"], r["case"]) for r in rows} == {(str(i + 1), c) for i, f in enumerate(splits) for c in f["test"]}
     assert all(r["dice"] == "nan" or 0.0 <= float(r["dice"]) <= 1.0 for r in rows)
-    report = summary.report.read_text()
+    report = summary.report.read_text(encoding="utf-8")
     assert "| 1 |" in report and "| 2 |" in report and "Dice (paper 17)" in report and "| 2 | L5 |" in report
     assert (out / "dice_boxplot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

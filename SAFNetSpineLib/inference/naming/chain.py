@@ -71,7 +71,6 @@ class ChainPiece:
         high: Highest extent along the curve, mm.
         evidence: Probability of every label id (NUM_CLASSES,), summing to 1 over the
             ids of the piece's kind.
-        merged_split: Part of a body piece that was split because it held several bodies.
     """
 
     kind: str
@@ -82,7 +81,6 @@ class ChainPiece:
     low: float = 0.0
     high: float = 0.0
     evidence: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    merged_split: bool = False
 
     @property
     def size(self) -> int:
@@ -166,7 +164,6 @@ class Geometry:
     def __init__(self, volume: Volume):
         self.matrix = np.asarray(volume.direction) * np.asarray(volume.spacing)[None, :]
         self.origin = np.asarray(volume.origin)
-        self.voxel_mm = float(np.min(volume.spacing))
         self.voxel_ml = float(volume.voxel_volume_ml)
         # The index axis closest to the patient's superior axis, and its index at the inferior edge of the view.
         self.superior_axis = int(np.argmax(np.abs(np.asarray(volume.direction)[2])))
@@ -370,8 +367,7 @@ def _split_merged(pieces, curve, geometry, body_h, disc_h, evidence=None):
             mine = which == n
             if not mine.any():
                 continue
-            part = ChainPiece(p.kind, p.voxels[mine], p.voxel_labels[mine], points[mine].mean(axis=0),
-                              merged_split=True)
+            part = ChainPiece(p.kind, p.voxels[mine], p.voxel_labels[mine], points[mine].mean(axis=0))
             place(part, points[mine], curve)
             out.append(part)
             merged[-1].append(part)

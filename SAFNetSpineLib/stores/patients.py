@@ -72,7 +72,7 @@ def group_by_patient(cases: Sequence) -> PatientGroups:
     """Group cases (objects with ``case_id``, ``patient_id`` and ``grid``) by patient; see the module.
 
     Args:
-        cases: :class:`~SAFNetSpineLib.finetune.case_store.StoredCase` entries, in the store's order;
+        cases: :class:`~SAFNetSpineLib.stores.case_store.StoredCase` entries, in the store's order;
             ``grid`` is None when the case records no origin and direction (then it is never merged).
 
     Returns:
@@ -120,7 +120,7 @@ def group_by_patient(cases: Sequence) -> PatientGroups:
 def count_patients(store_folder) -> int:
     """Distinct patients among the readable cases of a case store folder (0 when there is none); no torch."""
     from SAFNetSpineLib.errors import SpineInputError
-    from SAFNetSpineLib.finetune.case_store import CaseStore
+    from SAFNetSpineLib.stores.case_store import CaseStore
 
     try:
         cases, _ = CaseStore(store_folder).scan()

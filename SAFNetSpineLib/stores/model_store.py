@@ -15,17 +15,18 @@ Layout::
 :meth:`ModelStore.rollback` can step back one activation at a time. Version folders
 appear by an atomic folder rename and are never modified or deleted afterwards.
 
-Every change of ``active.json`` happens under :meth:`ModelStore.lock`, and a
-fine-tuning run promotes its result with :meth:`ModelStore.promote`, which re-checks
-under that lock which model is active *now*: a run that started from a model another
-run has since replaced is compared with the replacement, not with its starting point.
+Every change of ``active.json`` happens under :meth:`ModelStore.lock`. A fine-tuning run
+publishes its version with :meth:`ModelStore.publishing`, a compare-and-swap: the version
+becomes active only if the model it was measured against is still the active one when
+the lock is held; a run that started from a model another run has since replaced stays a
+candidate (its evidence says nothing about the replacement).
 Every file is read as untrusted data: a malformed ``finetune.json`` marks its version
 "invalid" without hiding the others, and ``active.json`` may only name a folder
 directly inside the models folder; ``models activate`` refuses a folder that links out of
 it or whose tensor file no longer matches its checksum.
 
-Publishing a promoted version is crash-consistent. Under the lock: (1) the version is
-written into ``.tmp-NAME-*``; (2) ``active.json`` records ``"pending": NAME`` (a rename);
+Publishing a promoted version is crash-consistent. Under the lock: (1) the caller writes the
+version into ``.tmp-NAME-*``; (2) ``active.json`` records ``"pending": NAME`` (a rename);
 (3) the folder is renamed to ``NAME``; (4) ``active.json`` names it active (a rename). A
 reader resolves a pending name whose folder exists as the active version, and ignores one
 whose folder does not, so ``models list`` and ``active.json`` agree after a kill at any
@@ -36,15 +37,14 @@ kill left (``.tmp-NAME-*``, ``.tmp-active.json.*``), :meth:`ModelStore.recover`.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,16 +57,14 @@ from SAFNetSpineLib.atomic import (
     write_json_atomic,
 )
 from SAFNetSpineLib.errors import SpineInputError, SpineOutputError
-from SAFNetSpineLib.finetune.versions import (  # noqa: F401  (SUMMARY_FILE, version_number: re-exported)
+from SAFNetSpineLib.json_files import read_json_object
+from SAFNetSpineLib.stores.versions import (
     SUMMARY_FILE,
-    SUMMARY_STATUSES,
     ModelVersion,
-    Promotion,
     natural_key,
     read_summary,
     version_number,
 )
-from SAFNetSpineLib.json_files import read_json_object
 
 ACTIVE_FILE = "active.json"
 #: Lock file in the models folder, held while ``active.json`` is read and rewritten.
@@ -75,6 +73,23 @@ LOCK_FILE = ".lock"
 WORK_OWNER_FILE = "owner.json"
 #: A version (folder) name: starts with a letter or digit, at most 100 characters.
 VERSION_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A version being published (:meth:`ModelStore.publishing`).
+
+    Attributes:
+        name: Its version name, ``<base>-vN``.
+        folder: Temporary folder to fill with the weights folder and its ``finetune.json``.
+        activates: True when it becomes the active model (the compare-and-swap succeeded).
+        active: The model active when the lock was taken (:meth:`ModelStore.active_name`).
+    """
+
+    name: str
+    folder: Path
+    activates: bool
+    active: str
 
 
 class ModelStore:
@@ -282,122 +297,55 @@ class ModelStore:
         elif pointer["pending"] is not None:
             self._write_pointer(pointer["active"], pointer["history"])
 
-    def compare_with_active(
-        self,
-        score: float,
-        started_from: str | None,
-        score_of_active: Callable[[str, Path], float] | None = None,
-        tolerance: float = 1e-9,
-    ) -> Promotion:
-        """Would a model scoring ``score`` be at least as good as the model active *now*? Call under :meth:`lock`.
+    @contextmanager
+    def publishing(self, base: str, activate_if_active: str | None = None) -> Iterator[Publication]:
+        """Publish the next ``<base>-vN``: the caller fills ``publication.folder`` inside the block.
 
-        The caller has already found its model at least as good as ``started_from``. If
-        that is still the active model, the answer is yes. Otherwise (another run
-        activated a model meanwhile, or the caller compared with other weights) the
-        active model is scored with ``score_of_active``, on the caller's validation
-        cases with the caller's code, and the answer is ``score >= its score - tolerance``.
+        Everything happens in one hold of the lock: the name is chosen and the active model is
+        compared first, so the version's own files can record whether it became active (the
+        folder is never changed after its rename). When the block ends normally the folder is
+        renamed into place and, if ``publication.activates``, made active (see the module for
+        the crash-consistent order). An exception in the block publishes nothing.
 
         Args:
-            score: The new model's validation score (e.g. mean Dice, higher is better).
-            started_from: Name of the version active when the run started
-                (:meth:`active_name` then), if ``score`` was compared with it; None when
-                the run compared with other weights, so the active model is always scored.
-            score_of_active: ``score_of_active(active name, active folder)``; None
-                answers no whenever the active model is not ``started_from``.
-            tolerance: Score difference that still counts as "not worse".
+            base: Version family name ("safnet").
+            activate_if_active: Activate the new version only if this model (a name as
+                :meth:`active_name` gives it) is still the active one: a compare-and-swap.
+                None publishes a candidate.
 
-        Returns:
-            The decision (``active`` is the model active now) and why.
-        """
-        current = self.active_name()
-        if current == started_from:
-            return Promotion(True, current, f"{current} is still the active model")
-        changed = "" if started_from is None else f", activated while this run trained from {started_from}"
-        if score_of_active is None:
-            if started_from is None:
-                return Promotion(False, current, f"it was compared with other weights than the active model "
-                                                 f"{current}; kept as candidate")
-            return Promotion(False, current, f"the active model is now {current}{changed}; kept as candidate")
-        try:
-            current_score = float(score_of_active(current, self.active()))
-        except SpineInputError as error:
-            return Promotion(False, current, f"the active model {current} could not be scored ({error}); "
-                                             "kept as candidate")
-        if math.isfinite(current_score) and score < current_score - tolerance:
-            return Promotion(False, current, f"the active model {current}{changed}, scores {current_score:.4f} "
-                                             f"> {score:.4f}; kept as candidate")
-        return Promotion(True, current, f"{score:.4f} >= {current_score:.4f} of the active model {current}{changed}")
+        Yields:
+            The :class:`Publication`.
 
-    def promote(
-        self,
-        name: str,
-        score: float,
-        started_from: str | None,
-        score_of_active: Callable[[str, Path], float] | None = None,
-        tolerance: float = 1e-9,
-    ) -> Promotion:
-        """Activate the published version ``name`` if :meth:`compare_with_active` says so, all under the lock.
-
-        Returns:
-            The decision; ``active`` is the model active after the call.
-        """
-        folder = self.folder_of(name)
-        with self.lock():
-            decision = self.compare_with_active(score, started_from, score_of_active, tolerance)
-            if decision.promoted:
-                self._point_to(folder, name)
-                return replace(decision, active=name)
-            return decision
-
-    def publish_and_promote(
-        self,
-        base: str,
-        write: Callable[[Path, str, Promotion], None],
-        score: float,
-        started_from: str | None,
-        score_of_active: Callable[[str, Path], float] | None = None,
-        eligible: bool = True,
-        tolerance: float = 1e-9,
-    ) -> tuple[str, Promotion]:
-        """Decide, publish the next ``<base>-vN`` and activate it if promoted, in one hold of the lock.
-
-        Deciding first lets the version's own files (``finetune.json``) record the final
-        status: the folder is never changed after its rename.
-
-        Args:
-            base: Version family name.
-            write: ``write(folder, name, decision)`` fills the temporary version folder.
-            score, started_from, score_of_active, tolerance: See :meth:`compare_with_active`.
-            eligible: False when the run already lost against its starting model; it is
-                then published as a candidate without scoring anything.
-
-        Returns:
-            (version name, decision).
+        Raises:
+            SpineOutputError: if a folder of that name appeared meanwhile (written without the lock).
         """
         with self.lock():
-            if eligible:
-                decision = self.compare_with_active(score, started_from, score_of_active, tolerance)
-            else:
-                decision = Promotion(False, self.active_name(), "kept as candidate")
-            before_rename = None
-            if decision.promoted:
-                pointer = self._read_pointer()
-
-                def before_rename(version: str) -> None:  # step 2: the intent, before the folder appears
-                    self._write_pointer(pointer["active"], pointer["history"], pending=version)
-
+            current = self.active_name()
+            activates = activate_if_active is not None and current == activate_if_active
+            name = self.next_version_name(base)
+            publication = Publication(name, self.make_temp_folder(name), activates, current)
+            pointer, intended = self._read_pointer(), False
             try:
-                name = self.publish_version(base, lambda folder, version: write(folder, version, decision),
-                                            before_rename)
+                yield publication
+                if activates:  # step 2: the intent, before the folder appears
+                    self._write_pointer(pointer["active"], pointer["history"], pending=name)
+                    intended = True
+                try:
+                    publish_folder(publication.folder, self.models_dir / name)
+                except FileExistsError:
+                    raise SpineOutputError(self.models_dir / name, "appeared while this version was being "
+                                                                   "published; run again") from None
+                intended = False  # the folder is in place: the pending name now reads as active
+                if activates:
+                    self._point_to(self.models_dir / name, name)
             except BaseException:
-                if decision.promoted:
+                if intended:  # undo it (the name may belong to a folder that is not this version)
                     with suppress(SpineInputError, OSError):
-                        self.recover()  # a pending name without its folder: undo the intent
+                        self._write_pointer(pointer["active"], pointer["history"])
                 raise
-            if decision.promoted:
-                self._point_to(self.models_dir / name, name)
-                decision = replace(decision, active=name)
-        return name, decision
+            finally:
+                if publication.folder.exists():
+                    shutil.rmtree(publication.folder, ignore_errors=True)
 
     def rollback(self) -> str:
         """Re-activate the previously active version; returns its name.
@@ -417,7 +365,7 @@ class ModelStore:
         return self.bundled_name if previous is None else previous
 
     def disagreements(self) -> list[str]:
-        """Where the version list and ``active.json`` disagree (empty when they agree).
+        """Where the version list and ``active.json`` disagree (empty when they agree); ``models list`` warns of each.
 
         The version flagged active must be the one ``active.json`` names, a version whose
         summary says "promoted" must be active or on the history, and none may be "missing"
@@ -544,34 +492,6 @@ class ModelStore:
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(folder)
         return removed
-
-    def publish_version(self, base: str, write: Callable[[Path, str], None],
-                        before_rename: Callable[[str], None] | None = None) -> str:
-        """Create the next free ``<base>-vN`` folder atomically; returns its name.
-
-        Args:
-            base: Version family name ("safnet").
-            write: ``write(folder, name)`` fills a temporary folder with the weights
-                folder of version ``name``; it is renamed into place only when complete.
-                If another process takes the name meanwhile, it is called again with the
-                next name.
-            before_rename: Called with the name just before the folder's rename.
-        """
-        for _ in range(100):
-            name = self.next_version_name(base)
-            temp = self.make_temp_folder(name)
-            try:
-                write(temp, name)
-                if before_rename is not None:
-                    before_rename(name)
-                publish_folder(temp, self.models_dir / name)
-                return name
-            except FileExistsError:
-                continue
-            finally:
-                if temp.exists():
-                    shutil.rmtree(temp, ignore_errors=True)
-        raise SpineInputError(self.models_dir, f"could not find a free version name for '{base}'")
 
 
 def _process_exists(pid: int) -> bool:

@@ -81,7 +81,7 @@ class StoredCase:
         patient_id: The patient (subject) the case belongs to; None when unknown (a store
             written before patients were recorded, or no id given).
         patient_source: Where the id came from ("given", "dicom", "slicer"; "" when unknown).
-        grid: :func:`~SAFNetSpineLib.finetune.patients.grid_key` of the image (None when the
+        grid: :func:`~SAFNetSpineLib.stores.patients.grid_key` of the image (None when the
             record lacks origin or direction); identical grids are guessed to be one exam.
     """
 
@@ -502,7 +502,7 @@ def read_stored_case(folder: Path) -> StoredCase:
     Raises:
         SpineInputError: if it is missing or malformed.
     """
-    from SAFNetSpineLib.finetune.patients import grid_key
+    from SAFNetSpineLib.stores.patients import grid_key
 
     path = folder / CASE_JSON
     try:

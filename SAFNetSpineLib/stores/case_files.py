@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from SAFNetSpineLib.errors import SpineInputError
-from SAFNetSpineLib.finetune.case_store import CaseStore
-from SAFNetSpineLib.finetune.patients import pseudonym
 from SAFNetSpineLib.labels import FOREGROUND_IDS, structure, structure_by_name
+from SAFNetSpineLib.stores.case_store import CaseStore
+from SAFNetSpineLib.stores.patients import pseudonym
 
 #: ``source_model_version`` of cases added from files, when the caller does not say.
 EXTERNAL_SOURCE = "external"

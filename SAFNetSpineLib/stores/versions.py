@@ -1,4 +1,4 @@
-"""What a models folder holds, as data: a version's description, its ``finetune.json``, a promotion outcome.
+"""What a models folder holds, as data: a version's description and its ``finetune.json``.
 
 Everything here is read from files a user may have edited or damaged, so each reader
 checks types and names the file in a one-line :class:`SpineInputError`.
@@ -72,21 +72,6 @@ def version_number(name: str, base: str) -> int | None:
     """N for a folder called ``<base>-vN``, else None."""
     match = re.fullmatch(re.escape(base) + r"-v(\d+)", name)
     return int(match.group(1)) if match else None
-
-
-@dataclass(frozen=True)
-class Promotion:
-    """Outcome of :meth:`ModelStore.promote`.
-
-    Attributes:
-        promoted: True if the version is now the active one.
-        active: Name of the active version after the call.
-        reason: Why, in one sentence (for ``finetune.json`` and the CLI).
-    """
-
-    promoted: bool
-    active: str
-    reason: str
 
 
 def read_summary(path: Path) -> dict:

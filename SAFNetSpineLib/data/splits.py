@@ -1,6 +1,6 @@
 """Case splits, all in one place: which cases train, which validate, which test.
 
-Two rules, for two kinds of case set:
+Two kinds of case set, each with its rules:
 
 * A fixed dataset (``train``, ``cv``): :func:`holdout_split` and :func:`kfold_splits`,
   seeded and stratified by case *group* (the case-id prefix: "myo", "chu", "ivd",
@@ -17,7 +17,9 @@ Two rules, for two kinds of case set:
     (:func:`hash_bucket`);
   - except that the second case (in the store's order, oldest first) is forced into
     whichever role the first case does not have, so that a store of two or more cases
-    always has at least one validation and one training case.
+    always has at least one validation and one training case;
+
+  and, for its cross-validation, :func:`assign_folds`: every patient's cases in one fold.
 """
 
 from __future__ import annotations
@@ -192,3 +194,29 @@ def split_cases(case_ids: Sequence[str], val_percent: int) -> tuple[list[str], l
         [c for c in case_ids if roles[c] == "train"],
         [c for c in case_ids if roles[c] == "validation"],
     )
+
+
+def assign_folds(case_ids: Sequence[str], folds: int, patient_of: dict[str, str] | None = None) -> dict[str, int]:
+    """{case id: fold}, every patient's cases in one fold (a deterministic GroupKFold).
+
+    Patients are taken largest first (ties by the hash bucket of the patient key, then the
+    key) and each goes to the fold holding the fewest cases so far (ties: the lowest fold).
+
+    Args:
+        case_ids: The cases.
+        folds: Number of folds, 2..number of patients.
+        patient_of: {case id: patient key}; None makes every case its own patient.
+    """
+    patient_of = patient_of or {case_id: case_id for case_id in case_ids}
+    members: dict[str, list[str]] = {}
+    for case_id in case_ids:
+        members.setdefault(patient_of[case_id], []).append(case_id)
+    if not 2 <= folds <= len(members):
+        raise ValueError(f"folds must be in 2..{len(members)} (the number of patients), got {folds}")
+    sizes = [0] * folds
+    fold_of: dict[str, int] = {}
+    for patient in sorted(members, key=lambda key: (-len(members[key]), hash_bucket(key), key)):
+        fold = min(range(folds), key=lambda f: (sizes[f], f))
+        sizes[fold] += len(members[patient])
+        fold_of.update({case_id: fold for case_id in members[patient]})
+    return fold_of

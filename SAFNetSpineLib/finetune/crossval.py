@@ -15,14 +15,14 @@ Also the schedule rule: how long to train for a store of ``n`` cases.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from SAFNetSpineLib.data.splits import hash_bucket
+from SAFNetSpineLib.data.splits import assign_folds
 from SAFNetSpineLib.training.crossval import Fold, ProgressFn, deal_folds, run_folds
 
 if TYPE_CHECKING:
@@ -73,32 +73,6 @@ def auto_folds(n_cases: int) -> int:
     if n_cases < 2:
         raise ValueError("cross-validation needs at least 2 cases")
     return min(n_cases, 3)
-
-
-def assign_folds(case_ids: Sequence[str], folds: int, patient_of: dict[str, str] | None = None) -> dict[str, int]:
-    """{case id: fold}, every patient's cases in one fold (a deterministic GroupKFold).
-
-    Patients are taken largest first (ties by the hash bucket of the patient key, then the
-    key) and each goes to the fold holding the fewest cases so far (ties: the lowest fold).
-
-    Args:
-        case_ids: The cases.
-        folds: Number of folds, 2..number of patients.
-        patient_of: {case id: patient key}; None makes every case its own patient.
-    """
-    patient_of = patient_of or {case_id: case_id for case_id in case_ids}
-    members: dict[str, list[str]] = {}
-    for case_id in case_ids:
-        members.setdefault(patient_of[case_id], []).append(case_id)
-    if not 2 <= folds <= len(members):
-        raise ValueError(f"folds must be in 2..{len(members)} (the number of patients), got {folds}")
-    sizes = [0] * folds
-    fold_of: dict[str, int] = {}
-    for patient in sorted(members, key=lambda key: (-len(members[key]), hash_bucket(key), key)):
-        fold = min(range(folds), key=lambda f: (sizes[f], f))
-        sizes[fold] += len(members[patient])
-        fold_of.update({case_id: fold for case_id in members[patient]})
-    return fold_of
 
 
 def auto_schedule(n_store: int, n_train: int, batch_size: int, epochs: int = 0, steps: int = 0) -> tuple[int, int]:

@@ -77,7 +77,7 @@ def deal_folds(cases: Sequence[Case], fold_of: Mapping[str, int], count: int) ->
 
     Args:
         cases: Every case, in the order the held-out lists keep.
-        fold_of: {case id: 0-based fold}, e.g. :func:`SAFNetSpineLib.finetune.crossval.assign_folds`.
+        fold_of: {case id: 0-based fold}, e.g. :func:`SAFNetSpineLib.data.splits.assign_folds`.
         count: Number of folds.
     """
     return [Fold(index, count, [c for c in cases if fold_of[c.case_id] != index], [],

@@ -212,19 +212,20 @@ def set_up_run(ctx: DistributedContext, request: RunRequest, progress, cancel) -
     config, out_dir, cache_dir, init_weights = request.config, request.out_dir, request.cache_dir, request.init_weights
     train_cases, val_cases = list(request.train_cases), list(request.val_cases)
     report = progress if (progress is not None and ctx.is_main) else (lambda *a, **k: None)
+    if config.anchor_weight and init_weights is None:  # refused before any work
+        raise SpineInputError(out_dir, "anchor_weight keeps the weights near the init weights: give init weights")
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(config.to_dict(), out_dir / CONFIG_FILE)
     # Each process fills its share of the cache, then all read every case from it.
+    grid = config.preprocess.to_dict()
     every = train_cases + val_cases
-    preprocess_cases(every[ctx.rank::ctx.world_size], config.preprocess.to_dict(), cache_dir, report)
+    preprocess_cases(every[ctx.rank::ctx.world_size], grid, cache_dir, report)
     ctx.barrier()
-    train_data = preprocess_cases(train_cases, config.preprocess.to_dict(), cache_dir)
-    val_data = preprocess_cases(val_cases, config.preprocess.to_dict(), cache_dir)
+    train_data = preprocess_cases(train_cases, grid, cache_dir)
+    val_data = preprocess_cases(val_cases, grid, cache_dir)
 
     layout = memory_format(ctx.device, config.memory_format)
-    if config.anchor_weight and init_weights is None:
-        raise SpineInputError(out_dir, "anchor_weight keeps the weights near the init weights: give init weights")
     model, module = _network(ctx, config, init_weights, layout)
     anchor = capture_anchor(module) if config.anchor_weight else None  # the parent's, before any step or resume
     # L2-SP (anchor_weight) replaces weight decay towards 0.
@@ -250,7 +251,7 @@ def set_up_run(ctx: DistributedContext, request: RunRequest, progress, cancel) -
     synthesise = transform is not None and config.synth_fraction > 0
     every_map = None
     if synthesise or config.sacrum_review:
-        every_map = generation_maps(train_cases, train_data, config.preprocess.to_dict(), config.synth_clusters,
+        every_map = generation_maps(train_cases, train_data, grid, config.synth_clusters,
                                     config.synth_prediction, cache_dir, report)
     if config.sacrum_review:
         train_data = with_team_sacrum(train_data, every_map, config.sacrum_review)

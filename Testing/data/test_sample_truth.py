@@ -23,7 +23,7 @@ from SAFNetSpineLib.data.phantom import (
     phantom_truth,
 )
 from SAFNetSpineLib.io import read_volume
-from SAFNetSpineLib.labels import FOREGROUND_IDS, SACRUM_ID, structure
+from SAFNetSpineLib.labels import FOREGROUND_IDS, SACRUM_ID, disc_vertebrae, structure, structure_by_name
 from SAFNetSpineLib.measurements import measure_spine, summary_line
 
 #: Agreement of the measured label map with the construction: heights read on a 1 mm grid with
@@ -92,10 +92,11 @@ def test_discs_have_a_dark_annulus_like_real_t2(sample):
     a, lab = image.array, labels.array
     mid = lab.shape[0] // 2
     ratios = []
-    for disc in (12, 13, 14, 15):  # L4/L5 ... L1/L2
+    for name in ("L4/L5", "L3/L4", "L2/L3", "L1/L2"):
+        disc = structure_by_name(name).label_id
         inside = lab[mid] == disc
         ring = inside & ~ndimage.binary_erosion(inside, iterations=2)
-        body = lab[mid] == disc - 9  # the vertebra above the disc
+        body = lab[mid] == disc_vertebrae(disc)[0]  # the vertebra above the disc
         ratios.append(np.median(a[mid][ring]) / np.median(a[mid][ndimage.binary_erosion(body, iterations=3)]))
     assert max(ratios) < 0.65, ratios
 

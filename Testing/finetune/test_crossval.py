@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from SAFNetSpineLib.finetune.crossval import assign_folds, auto_folds, auto_schedule
+from SAFNetSpineLib.data.splits import assign_folds
+from SAFNetSpineLib.finetune.crossval import auto_folds, auto_schedule
 
 
 def test_folds_cover_every_case_once_and_are_balanced():

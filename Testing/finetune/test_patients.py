@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from SAFNetSpineLib.data.splits import assign_folds
 from SAFNetSpineLib.errors import SpineInputError
-from SAFNetSpineLib.finetune.crossval import assign_folds
 from SAFNetSpineLib.stores import CaseStore
 from SAFNetSpineLib.stores.patients import group_by_patient, pseudonym
 from SAFNetSpineLib.volume import Volume

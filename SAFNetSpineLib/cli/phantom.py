@@ -17,6 +17,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the first phantom (0 or more); case i uses seed+i")
     parser.add_argument("--bodies-only", action="store_true",
                         help="label vertebral bodies only (posterior elements stay unlabelled, as in many real sets)")
+    parser.add_argument("--anatomy", choices=("classic", "lumbar"), default="classic",
+                        help="classic: the cartoon spine (default); lumbar: the plausible spine of the bundled "
+                             "sample, whole sacrum in view, lordosis 42-58 deg, a new draw per seed")
     parser.set_defaults(func=run)
 
 
@@ -30,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
         raise SpineInputError(None, f"--seed must be 0 or more (seeds are non-negative), got {args.seed}")
     check_writable_dir(args.output)
     out = write_phantom_dataset(args.output, args.n, args.seed,
-                                PhantomOptions(label_posterior_elements=not args.bodies_only))
+                                PhantomOptions(label_posterior_elements=not args.bodies_only,
+                                               anatomy=args.anatomy))
     print(f"wrote {args.n} phantoms to {out}")
     return 0

@@ -11,9 +11,12 @@ the same two rules:
 * a *fragment* is small next to the other pieces of its kind (under
   :data:`FRAGMENT_FRACTION` of the median, over labels, of each label's largest piece).
 
-:func:`clean_pieces` (``--cleanup levels``) removes both, and every sacrum piece but the
-largest one below the lowest vertebra. It never renames: names come from the count
-(:mod:`.naming`). What it earns over ``none`` on real cases is in
+:func:`clean_pieces` (``--cleanup levels``) removes both, every sacrum piece but one below
+the lowest vertebra (the one attached to it, where there is one), and discs and sacrum
+pieces detached far below the lowest vertebra or discs below the sacrum (bowel or pelvic
+tissue called "S" or "L5/S"), and fills holes enclosed by a vertebra in a sagittal slice
+(a vertebra is solid bone: a dark basivertebral vein or a lesion the network left out).
+It never renames: names come from the count (:mod:`.naming`). What it earns over ``none`` on real cases is in
 ``Testing/benchmarks/bench_cleanup.py``.
 """
 
@@ -40,6 +43,19 @@ KINDS: tuple[tuple[int, ...], ...] = (BODY_IDS, DISC_IDS)
 #: A sacrum piece smaller than a vertebra's fragment is still S1 when its centre lies this many heights of
 #: the lowest vertebra below that vertebra's centre (at least, at most).
 S1_DEPTH = (0.5, 2.0)
+#: The sacrum's top (the S1 endplate) lies one disc below the lowest vertebra: a sacrum piece whose top lies at
+#: most this many heights of the lowest vertebra below that vertebra's bottom is attached to the spine. On the
+#: development cases the sacrum's top lay 0.8 heights above to 0.06 below it.
+S1_ATTACHED_GAP = 0.5
+#: A sacrum piece whose top, or a disc whose top, lies more than this many heights of the lowest vertebra below
+#: that vertebra's bottom is detached from the spine: S1 or L5/S after a missed L5 lies about 1.1-1.6 heights
+#: below L4; the bowel and pelvic pieces a network calls "S" or "L5/S" on T2 scans 2.1-3.0 (chu_ cases,
+#: Testing/benchmarks/RESULTS.md "Clean-up modes").
+DETACHED_GAP = 1.9
+#: No mobile disc lies below the sacrum: L5/S lies on S1's endplate, so its top lies above the sacrum's top (on
+#: the development cases 0.1-0.2 heights above). A disc whose top lies more than this many heights of the lowest
+#: vertebra below the kept sacrum piece's top is not a disc of the spine.
+BELOW_SACRUM_GAP = 0.5
 
 
 @dataclass(eq=False)
@@ -120,14 +136,14 @@ def debris_floor(pieces: list, speck_voxels: float, label_of=lambda p: p.label_i
     return max(fragment_floor(largest_by_label(real, label_of)), speck_voxels)
 
 
-def _superior_mm(volume: Volume, voxels: np.ndarray) -> np.ndarray:
+def superior_mm(volume: Volume, voxels: np.ndarray) -> np.ndarray:
     """Superior (LPS z) coordinate in mm of voxel indices (N, 3), relative to the origin."""
     step = np.asarray(volume.direction)[2] * np.asarray(volume.spacing)
     return voxels @ step
 
 
 def clean_pieces(volume: Volume) -> Volume:
-    """``--cleanup levels``: remove specks, fragments and misplaced sacrum pieces; never rename.
+    """``--cleanup levels``: remove specks, fragments and misplaced sacrum and disc pieces; never rename.
 
     Args:
         volume: Label map (I, J, K) with label-table ids, any orientation and spacing.
@@ -148,24 +164,86 @@ def clean_pieces(volume: Volume) -> Volume:
         kept = [p for p in pieces if p.size >= floor]
         if ids is BODY_IDS and kept:
             body_floor = floor
-            heights = [_superior_mm(volume, p.voxels) for p in kept]
+            heights = [superior_mm(volume, p.voxels) for p in kept]
             lowest = min(heights, key=lambda z: float(z.mean()))
-    # The sacrum is one bone below every vertebra: keep its largest piece that is, unless that piece is
-    # no bigger than a vertebra's fragment (a speck far down the field of view) and not where S1 belongs
-    # either (just below the lowest vertebra: the top of the sacrum at the edge of the field of view).
     sacrum = find_pieces(labels, (SACRUM_ID,))
-    below = []
-    for piece in sacrum:
-        depth = float(lowest.mean() - _superior_mm(volume, piece.voxels).mean()) if lowest is not None else 1.0
-        height = float(np.ptp(lowest)) if lowest is not None else 0.0
-        where_s1 = S1_DEPTH[0] * height <= depth <= S1_DEPTH[1] * height
-        if depth > 0 and piece.size >= speck and (piece.size >= body_floor or where_s1):
-            below.append(piece)
-    keep = max(below, key=lambda p: p.size, default=None)
+    keep = _the_sacrum(volume, sacrum, lowest, speck, body_floor)
     for piece in sacrum:
         if piece is not keep:
             out[tuple(piece.voxels.T)] = 0
+    if lowest is not None:
+        for piece in find_pieces(labels, DISC_IDS):
+            if _disc_detached(volume, piece, lowest, keep):
+                out[tuple(piece.voxels.T)] = 0
+    fill_sagittal_holes(out, volume, VERTEBRA_IDS)
     return volume.with_array(out.astype(labels.dtype, copy=False))
+
+
+def fill_sagittal_holes(labels: np.ndarray, volume: Volume, label_ids: Iterable[int]) -> None:
+    """Give each label the background voxels it encloses in a sagittal slice (in place).
+
+    Args:
+        labels: Label map (I, J, K), changed in place; only background (0) voxels change.
+        volume: Its geometry: the sagittal slices are those across the index axis closest to
+            the patient's left-right axis.
+        label_ids: Labels whose holes are filled.
+    """
+    from scipy import ndimage
+
+    across = int(np.argmax(np.abs(np.asarray(volume.direction)[0])))
+    boxes = ndimage.find_objects(labels.astype(np.int64, copy=False))
+    for label_id in label_ids:
+        box = boxes[label_id - 1] if 0 < label_id <= len(boxes) else None
+        if box is None:
+            continue
+        window = labels[box]
+        for i in range(window.shape[across]):
+            index = tuple(i if axis == across else slice(None) for axis in range(3))
+            plane = window[index]
+            holes = ndimage.binary_fill_holes(plane == label_id) & (plane == 0)
+            plane[holes] = label_id
+
+
+def gap_below(volume: Volume, piece: Piece, lowest: np.ndarray) -> float:
+    """How far the piece's top lies below the lowest vertebra's bottom, in heights of that vertebra."""
+    top = float(superior_mm(volume, piece.voxels).max())
+    return (float(lowest.min()) - top) / max(float(np.ptp(lowest)), 1e-6)
+
+
+def _disc_detached(volume: Volume, disc: Piece, lowest: np.ndarray, sacrum: Piece | None) -> bool:
+    """Whether a disc's top lies far below the lowest vertebra (:data:`DETACHED_GAP`) or below the top of the
+    kept sacrum piece (:data:`BELOW_SACRUM_GAP`), in heights of the lowest vertebra."""
+    if gap_below(volume, disc, lowest) > DETACHED_GAP:
+        return True
+    if sacrum is None:
+        return False
+    top = float(superior_mm(volume, disc.voxels).max())
+    return (float(superior_mm(volume, sacrum.voxels).max()) - top) / max(float(np.ptp(lowest)), 1e-6) \
+        > BELOW_SACRUM_GAP
+
+
+def _the_sacrum(volume: Volume, sacrum: list[Piece], lowest: np.ndarray | None, speck: float,
+                body_floor: float) -> Piece | None:
+    """The one sacrum piece to keep: one bone below every vertebra, attached to the lowest one where it can be.
+
+    A candidate lies below the lowest vertebra, is not a speck, and is bigger than a vertebra's
+    fragment or lies where S1 belongs (:data:`S1_DEPTH`: the top of the sacrum at the edge of the
+    field of view). Of the candidates, the largest attached one (:data:`S1_ATTACHED_GAP`) is kept,
+    else the largest not detached (:data:`DETACHED_GAP`).
+    """
+    if lowest is None:
+        below = [p for p in sacrum if p.size >= speck and p.size >= body_floor]
+        return max(below, key=lambda p: p.size, default=None)
+    height = float(np.ptp(lowest))
+    candidates = []
+    for piece in sacrum:
+        depth = float(lowest.mean() - superior_mm(volume, piece.voxels).mean())
+        where_s1 = S1_DEPTH[0] * height <= depth <= S1_DEPTH[1] * height
+        if depth > 0 and piece.size >= speck and (piece.size >= body_floor or where_s1):
+            candidates.append((gap_below(volume, piece, lowest), piece))
+    attached = [p for gap, p in candidates if gap <= S1_ATTACHED_GAP]
+    near = [p for gap, p in candidates if gap <= DETACHED_GAP]
+    return max(attached or near, key=lambda p: p.size, default=None)
 
 
 def keep_largest_component(labels: np.ndarray) -> np.ndarray:

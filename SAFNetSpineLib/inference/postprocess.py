@@ -13,7 +13,7 @@ from SAFNetSpineLib.volume import Volume
 #: label), "none".
 CLEANUPS = ("levels", "largest", "none")
 DEFAULT_CLEANUP = CLEANUPS[0]
-CLEANUP_HELP = ("levels: specks, fragments and misplaced sacrum pieces removed (default); "
+CLEANUP_HELP = ("levels: specks, fragments, misplaced sacrum pieces and detached discs removed (default); "
                 "largest: largest component per label; none: the network's labels as they are")
 
 

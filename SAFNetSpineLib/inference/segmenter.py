@@ -4,9 +4,9 @@ Steps per volume: preprocess to the network grid (18 x 256 x 128, LR/SI/AP), run
 network (optionally also on the left-right mirrored input, and over an ensemble of
 weight folders, averaging softmax probabilities), map the probabilities back onto the
 input's exact grid (linear interpolation, then argmax), and clean up: by default specks,
-fragments and misplaced sacrum pieces are removed (see inference.pieces). Then the levels
-are named by counting along the spine, the one namer, with the network's probabilities as
-evidence, and the names judged (see inference.naming).
+fragments, misplaced sacrum pieces and discs detached below the spine are removed (see
+inference.pieces). Then the levels are named by counting along the spine, the one namer,
+with the network's probabilities as evidence, and the names judged (see inference.naming).
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ class Segmenter:
             "fp32", "bf16" or "fp16" (autocast).
         tta: Also run on the left-right mirrored input and average.
         cleanup: Post-processing, one of postprocess.CLEANUPS: "levels" (specks,
-            fragments and misplaced sacrum pieces removed; see inference.pieces), "largest"
+            fragments, misplaced sacrum pieces and detached discs removed; see inference.pieces), "largest"
             (largest component per label) or "none".
     """
 

@@ -99,6 +99,61 @@ def test_a_sacrum_speck_far_below_is_removed_like_any_fragment():
     np.testing.assert_array_equal(counted(volume(labels)).array, expected)
 
 
+def test_a_bigger_sacrum_far_below_loses_to_the_one_attached_to_l5_and_a_disc_there_goes():
+    """Found on chu_16 (T2): the network called bowel 2.3 L5 heights below L5 "S" (43,645 voxels) and "L5/S",
+    and the real top of S1 (13,775 voxels) "S" too; the bigger one was kept, and every name came out one off."""
+    labels = np.zeros((12, 24, 160), np.uint8)
+    labels[:, :, :100] = spine([L5, L4, L3, L2, L1], [L4L5, L3L4, L2L3, L1L2, 0])
+    labels[2:10, 4:16, 95:98] = L5S  # the real L5/S disc, just below L5
+    labels[3:9, 4:14, 99:104] = S  # the real top of S1 (240 voxels)
+    labels[2:10, 4:16, 120:122] = L5S  # "L5/S" 3.5 L5 heights below L5's bottom
+    labels[1:11, 2:20, 125:140] = S  # a bigger "S" below it (2700 voxels)
+    expected = labels.copy()
+    expected[:, :, 115:] = 0
+    cleaned = clean_pieces(volume(labels)).array
+    np.testing.assert_array_equal(cleaned, expected)
+    np.testing.assert_array_equal(counted(volume(labels)).array, expected)
+
+
+def test_a_disc_below_the_sacrum_goes_even_when_not_far_below_l5():
+    """Found on chu_16 with a later candidate: "L5/S" in the bowel 1.7 L5 heights below L5 (under the 1.9 of a
+    detached piece) but below the top of S1; the count then took S1 for L5. No mobile disc lies below the sacrum."""
+    labels = np.zeros((12, 24, 160), np.uint8)
+    labels[:, :, :100] = spine([L5, L4, L3, L2, L1], [L4L5, L3L4, L2L3, L1L2, 0])
+    labels[2:10, 4:16, 92:94] = L5S  # the real L5/S disc, just below L5 (bottom k = 91)
+    labels[3:9, 4:14, 94:112] = S  # the sacrum from just below it
+    labels[2:10, 16:22, 102:104] = L5S  # "L5/S" in front of it, 1.6 heights below L5's bottom, below its top
+    expected = labels.copy()
+    expected[2:10, 16:22, 102:104] = 0
+    np.testing.assert_array_equal(clean_pieces(volume(labels)).array, expected)
+    np.testing.assert_array_equal(counted(volume(labels)).array, expected)
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 0, 1)])
+def test_a_hole_inside_a_body_is_filled_in_its_sagittal_slice_and_an_open_notch_is_not(order):
+    """Found on the sample: a dark basivertebral vein left as a hole inside L2 bent its endplates (Genant 2)."""
+    labels = spine([L5, L4, L3, L2, L1], [L4L5, L3L4, L2L3, L1L2, 0])
+    labels[2:10, 8:11, 50:53] = 0  # a hole through L2 from left to right (j 4-15, k 48-55): enclosed only sagittally
+    labels[4:7, 4:6, 62:65] = 0  # a notch open to L3's anterior wall (j 4-15, k 60-67)
+    expected = labels.copy()
+    expected[2:10, 8:11, 50:53] = L2
+    # Any array order: the sagittal slices are found from the direction cosines, not the array axes.
+    direction = INFERIOR_K[:, list(order)]
+    out = clean_pieces(volume(np.transpose(labels, order), direction)).array
+    np.testing.assert_array_equal(out, np.transpose(expected, order))
+
+
+def test_without_an_attached_piece_the_sacrum_after_a_missed_l5_is_kept():
+    """L5 not found: S1 then lies about one body and two discs (1.6 heights) below L4, and stays the sacrum."""
+    labels = spine([L5, L4, L3, L2, L1], [L4L5, L3L4, L2L3, L1L2, 0])
+    labels[:, :, 80:92] = 0  # L5 and L4/L5 missed: L4 spans k 72-79, 14 mm
+    labels[2:10, 4:16, 87:89] = L5S  # top 1.1 heights below L4's bottom
+    labels[3:9, 4:14, 90:96] = S  # top 1.6 heights below it
+    cleaned = clean_pieces(volume(labels)).array
+    assert (cleaned == S).sum() == (labels == S).sum()
+    assert (cleaned == L5S).sum() == (labels == L5S).sum()
+
+
 def test_discs_are_ordered_on_their_own():
     labels = spine([L5, L4, L3], [L4L5, L3L4, L3L4])  # the top disc is L2/L3, called L3/L4
     out = counted(volume(labels)).array

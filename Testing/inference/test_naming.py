@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from spine_maps import DIRECTIONS, FULL, centre_ras, grid, hint_text, layers, names_of, paint, spine
+from spine_maps import (
+    DIRECTIONS,
+    FULL,
+    centre_ras,
+    grid,
+    hint_text,
+    layers,
+    names_of,
+    paint,
+    spine,
+    voxel_points,
+)
 
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.inference.naming import ClassEvidence, name_levels, parse_level_hint
@@ -302,3 +313,21 @@ def test_a_hint_against_the_sacrum_or_beyond_the_table_is_uncertain_and_says_why
     beyond = name_levels(labels, hint=parse_level_hint(hint_text("T9", centre_ras(FULL, 10))))
     assert beyond.naming["status"] == "uncertain"
     assert "2 structure(s) at the top fall above T9" in beyond.naming["reason"]
+
+
+def test_a_sliver_called_s_below_the_spine_is_no_anchor():
+    """Found leaving chu_ out (stage 4): a 0.7 mL "S" (1 % of a body) touching a body in the bowel was taken as S1,
+    and the names came out confident and wrong. Not cut by the image's edge, S1's top is never a sliver."""
+    labels = spine(FULL, "oblique")
+    array = np.asarray(labels.array).copy()
+    points = voxel_points(labels)
+    sacrum = array == structure_by_name("S").label_id
+    top = points[..., 2][sacrum].max()
+    sliver = sacrum & (points[..., 2] > top - 5.0) & (np.abs(points[..., 0]) < 5.0) \
+        & (np.abs(points[..., 1] - points[..., 1][sacrum].mean()) < 5.0)  # 0.5 mL, 2 % of a body
+    array[sacrum & ~sliver] = 0
+    evidence = _network_evidence(FULL, FULL)  # the network's S over the whole sacrum
+    result = name_levels(labels.with_array(array), evidence)
+    assert result.naming["status"] == "uncertain" and result.naming["anchor"] == "none"
+    assert "lacks more than a sliver of a body's size" in result.naming["reason"]
+    assert name_levels(labels, evidence).naming["status"] == "confident"

@@ -142,6 +142,39 @@ def superior_mm(volume: Volume, voxels: np.ndarray) -> np.ndarray:
     return voxels @ step
 
 
+@dataclass(frozen=True)
+class LowestVertebra:
+    """The lowest vertebra kept (not the sacrum): where the spine ends below, and the scale of gaps there.
+
+    Attributes:
+        centre_mm: Mean superior (LPS z) coordinate of its voxels, mm (see :func:`superior_mm`).
+        bottom_mm: Its lowest superior coordinate, mm.
+        height_mm: Its superior-inferior extent, mm.
+    """
+
+    centre_mm: float
+    bottom_mm: float
+    height_mm: float
+
+    @classmethod
+    def of(cls, volume: Volume, bodies: list[Piece]) -> LowestVertebra | None:
+        """The lowest of the body pieces (by centre); None without any."""
+        heights = [superior_mm(volume, p.voxels) for p in bodies]
+        if not heights:
+            return None
+        z = min(heights, key=lambda h: float(h.mean()))
+        return cls(float(z.mean()), float(z.min()), max(float(np.ptp(z)), 1e-6))
+
+    def gap_below(self, top_mm: float) -> float:
+        """How far a piece whose top lies at ``top_mm`` lies below this vertebra's bottom, in its heights."""
+        return (self.bottom_mm - top_mm) / self.height_mm
+
+
+def top_mm(volume: Volume, piece: Piece) -> float:
+    """The highest superior (LPS z) coordinate of a piece, mm."""
+    return float(superior_mm(volume, piece.voxels).max())
+
+
 def clean_pieces(volume: Volume) -> Volume:
     """``--cleanup levels``: remove specks, fragments and misplaced sacrum and disc pieces; never rename.
 
@@ -154,32 +187,30 @@ def clean_pieces(volume: Volume) -> Volume:
     labels = np.asarray(volume.array)
     out = labels.copy()
     speck = speck_floor(volume)
-    lowest, body_floor = None, speck
+    kept, floors = {}, {}
     for ids in KINDS:
         pieces = find_pieces(labels, ids)
-        floor = debris_floor(pieces, speck)
+        floors[ids] = debris_floor(pieces, speck)
         for piece in pieces:
-            if piece.size < floor:
+            if piece.size < floors[ids]:
                 out[tuple(piece.voxels.T)] = 0
-        kept = [p for p in pieces if p.size >= floor]
-        if ids is BODY_IDS and kept:
-            body_floor = floor
-            heights = [superior_mm(volume, p.voxels) for p in kept]
-            lowest = min(heights, key=lambda z: float(z.mean()))
+        kept[ids] = [p for p in pieces if p.size >= floors[ids]]
+    lowest = LowestVertebra.of(volume, kept[BODY_IDS])
     sacrum = find_pieces(labels, (SACRUM_ID,))
-    keep = _the_sacrum(volume, sacrum, lowest, speck, body_floor)
+    keep = _the_sacrum(volume, sacrum, lowest, speck, floors[BODY_IDS] if kept[BODY_IDS] else speck)
     for piece in sacrum:
         if piece is not keep:
             out[tuple(piece.voxels.T)] = 0
     if lowest is not None:
-        for piece in find_pieces(labels, DISC_IDS):
-            if _disc_detached(volume, piece, lowest, keep):
-                out[tuple(piece.voxels.T)] = 0
-    fill_sagittal_holes(out, volume, VERTEBRA_IDS)
+        sacrum_top = top_mm(volume, keep) if keep is not None else None
+        for disc in kept[DISC_IDS]:
+            if _disc_detached(top_mm(volume, disc), lowest, sacrum_top):
+                out[tuple(disc.voxels.T)] = 0
+    _fill_sagittal_holes(out, volume, VERTEBRA_IDS)
     return volume.with_array(out.astype(labels.dtype, copy=False))
 
 
-def fill_sagittal_holes(labels: np.ndarray, volume: Volume, label_ids: Iterable[int]) -> None:
+def _fill_sagittal_holes(labels: np.ndarray, volume: Volume, label_ids: Iterable[int]) -> None:
     """Give each label the background voxels it encloses in a sagittal slice (in place).
 
     Args:
@@ -198,31 +229,18 @@ def fill_sagittal_holes(labels: np.ndarray, volume: Volume, label_ids: Iterable[
             continue
         window = labels[box]
         for i in range(window.shape[across]):
-            index = tuple(i if axis == across else slice(None) for axis in range(3))
-            plane = window[index]
-            holes = ndimage.binary_fill_holes(plane == label_id) & (plane == 0)
-            plane[holes] = label_id
+            plane = window[tuple(i if axis == across else slice(None) for axis in range(3))]
+            plane[ndimage.binary_fill_holes(plane == label_id) & (plane == 0)] = label_id
 
 
-def gap_below(volume: Volume, piece: Piece, lowest: np.ndarray) -> float:
-    """How far the piece's top lies below the lowest vertebra's bottom, in heights of that vertebra."""
-    top = float(superior_mm(volume, piece.voxels).max())
-    return (float(lowest.min()) - top) / max(float(np.ptp(lowest)), 1e-6)
+def _disc_detached(disc_top: float, lowest: LowestVertebra, sacrum_top: float | None) -> bool:
+    """Whether a disc whose top lies at ``disc_top`` (mm) lies far below the lowest vertebra
+    (:data:`DETACHED_GAP`) or below the top of the kept sacrum piece (:data:`BELOW_SACRUM_GAP`)."""
+    below_sacrum = sacrum_top is not None and (sacrum_top - disc_top) / lowest.height_mm > BELOW_SACRUM_GAP
+    return lowest.gap_below(disc_top) > DETACHED_GAP or below_sacrum
 
 
-def _disc_detached(volume: Volume, disc: Piece, lowest: np.ndarray, sacrum: Piece | None) -> bool:
-    """Whether a disc's top lies far below the lowest vertebra (:data:`DETACHED_GAP`) or below the top of the
-    kept sacrum piece (:data:`BELOW_SACRUM_GAP`), in heights of the lowest vertebra."""
-    if gap_below(volume, disc, lowest) > DETACHED_GAP:
-        return True
-    if sacrum is None:
-        return False
-    top = float(superior_mm(volume, disc.voxels).max())
-    return (float(superior_mm(volume, sacrum.voxels).max()) - top) / max(float(np.ptp(lowest)), 1e-6) \
-        > BELOW_SACRUM_GAP
-
-
-def _the_sacrum(volume: Volume, sacrum: list[Piece], lowest: np.ndarray | None, speck: float,
+def _the_sacrum(volume: Volume, sacrum: list[Piece], lowest: LowestVertebra | None, speck: float,
                 body_floor: float) -> Piece | None:
     """The one sacrum piece to keep: one bone below every vertebra, attached to the lowest one where it can be.
 
@@ -234,13 +252,13 @@ def _the_sacrum(volume: Volume, sacrum: list[Piece], lowest: np.ndarray | None, 
     if lowest is None:
         below = [p for p in sacrum if p.size >= speck and p.size >= body_floor]
         return max(below, key=lambda p: p.size, default=None)
-    height = float(np.ptp(lowest))
     candidates = []
     for piece in sacrum:
-        depth = float(lowest.mean() - superior_mm(volume, piece.voxels).mean())
-        where_s1 = S1_DEPTH[0] * height <= depth <= S1_DEPTH[1] * height
+        z = superior_mm(volume, piece.voxels)
+        depth = lowest.centre_mm - float(z.mean())
+        where_s1 = S1_DEPTH[0] * lowest.height_mm <= depth <= S1_DEPTH[1] * lowest.height_mm
         if depth > 0 and piece.size >= speck and (piece.size >= body_floor or where_s1):
-            candidates.append((gap_below(volume, piece, lowest), piece))
+            candidates.append((lowest.gap_below(float(z.max())), piece))
     attached = [p for gap, p in candidates if gap <= S1_ATTACHED_GAP]
     near = [p for gap, p in candidates if gap <= DETACHED_GAP]
     return max(attached or near, key=lambda p: p.size, default=None)

@@ -28,11 +28,12 @@ from SAFNetSpineLib.inference import Segmenter  # noqa: E402
 from SAFNetSpineLib.inference.pieces import (  # noqa: E402
     BODY_IDS,
     DISC_IDS,
+    LowestVertebra,
     debris_floor,
     find_pieces,
-    gap_below,
     speck_floor,
     superior_mm,
+    top_mm,
 )
 from SAFNetSpineLib.labels import SACRUM_ID, structure  # noqa: E402
 
@@ -45,16 +46,15 @@ def gaps(labels_volume) -> tuple[float, list[str]]:
     speck = speck_floor(labels_volume)
     bodies = find_pieces(labels, BODY_IDS)
     floor = debris_floor(bodies, speck)
-    kept = [superior_mm(labels_volume, p.voxels) for p in bodies if p.size >= floor]
-    if not kept:
+    lowest = LowestVertebra.of(labels_volume, [p for p in bodies if p.size >= floor])
+    if lowest is None:
         return 0.0, []
-    lowest = min(kept, key=lambda z: float(z.mean()))
     discs = find_pieces(labels, DISC_IDS)
     disc_floor = debris_floor(discs, speck)
     below = [p for p in find_pieces(labels, (SACRUM_ID,)) + [d for d in discs if d.size >= disc_floor]
-             if superior_mm(labels_volume, p.voxels).mean() < lowest.mean()]
-    return float(np.ptp(lowest)), [f"{structure(p.label_id).short_name}:{p.size} gap "
-                                   f"{gap_below(labels_volume, p, lowest):+.2f}h" for p in below]
+             if superior_mm(labels_volume, p.voxels).mean() < lowest.centre_mm]
+    return lowest.height_mm, [f"{structure(p.label_id).short_name}:{p.size} gap "
+                              f"{lowest.gap_below(top_mm(labels_volume, p)):+.2f}h" for p in below]
 
 
 def main() -> int:

@@ -50,10 +50,8 @@ def test_names_shifted_by_one_are_counted_from_the_sacrum_and_flagged(direction,
     assert names_of(result.labels, FULL) == FULL
     assert result.naming["status"] == "uncertain" and result.naming["anchor"] == "sacrum"
     assert "disagree at" in result.naming["reason"]
-    # where the labels and the count disagree, neither is trusted fully
-    for name, given in zip(FULL, shifted, strict=True):
-        confidence = result.name_confidence[structure_by_name(name).label_id]
-        assert confidence <= 0.5 if name != given else confidence >= 0.9
+    # the labels and the count disagree: neither is trusted fully, not even where they agree (S1 may be a level off)
+    assert max(result.name_confidence.values()) <= 0.5
 
 
 def test_a_merged_pair_of_bodies_is_split_and_flagged():
@@ -77,6 +75,22 @@ def test_a_missing_body_is_counted_and_flagged_where_it_is():
     assert names_of(result.labels, FULL) == expected
     assert result.naming["status"] == "uncertain"
     assert "between L3/L4 and L2/L3: counted L3" in result.naming["reason"]
+
+
+@pytest.mark.parametrize("defect", ["missing", "merged"])
+def test_counted_from_s1_across_a_missing_or_merged_body_no_name_is_trusted_fully(defect):
+    # On a T2 source left out of training, S1 was recognised on the real L5 with a body missing above it; the
+    # network agreed with the shifted count, and those names had 1.0 while all were wrong. A name is never surer
+    # than its case.
+    names = list(FULL)
+    if defect == "missing":
+        names[6] = 0  # L3 not found
+    else:
+        names[4:7] = ["L4", "L4", "L4"]  # L4, the L3/L4 disc and L3 as one piece
+    result = name_levels(spine(FULL, "oblique", names=names))
+    assert result.naming["status"] == "uncertain" and result.naming["anchor"] == "sacrum"
+    assert result.naming["counted_from"] == "counted from S1"
+    assert max(result.name_confidence.values()) <= 0.5
 
 
 def test_a_missing_level_in_a_spine_of_bodies_only_keeps_the_names_above():

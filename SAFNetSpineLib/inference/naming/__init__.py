@@ -144,7 +144,7 @@ def name_levels(labels: Volume, evidence: ClassEvidence | None = None, hint: Lev
     else:
         names = [p.own_label for p in chain.pieces]
         out = labels
-    confidence = confidences(chain, assignment, names, verdict.anchor, verdict.count_doubted)
+    confidence = confidences(chain, assignment, names, verdict)
     present = np.flatnonzero(np.bincount(np.asarray(out.array).reshape(-1), minlength=NUM_CLASSES)[:NUM_CLASSES])
     for label_id in present[1:] if len(present) and present[0] == 0 else present:
         confidence.setdefault(int(label_id), 0.0)  # only on loose pieces: never counted

@@ -81,8 +81,11 @@ class Verdict:
     reason: str
     problems: list[str] = field(default_factory=list)
     counted_from: str = "no anchor"
-    #: Counted from S1, but something weakens the count (status uncertain): no name is trusted fully.
-    count_doubted: bool = False
+
+    @property
+    def count_doubted(self) -> bool:
+        """Counted from S1, but something weakens the count (status uncertain): no name is trusted fully."""
+        return self.anchor == "sacrum" and self.status == "uncertain"
 
     def as_dict(self) -> dict:
         return {"status": self.status, "anchor": self.anchor, "counted_from": self.counted_from,
@@ -300,8 +303,7 @@ def judge(chain: Chain, assignment: Assignment, hint_name: str | None, source: s
     told = f"; {'; '.join(notes)}" if notes else ""
     if problems:
         more = f" (and {len(problems) - 2} more)" if len(problems) > 2 else ""
-        return Verdict("uncertain", anchor, "; ".join(problems[:2]) + more + told, problems, counted_from,
-                       count_doubted=anchor == "sacrum")
+        return Verdict("uncertain", anchor, "; ".join(problems[:2]) + more + told, problems, counted_from)
     bodies = sum(1 for p in chain.pieces if p.kind == "vertebra")
     discs = len(chain.pieces) - bodies
     contested = len(disputed(chain, assignment)) if hint_name is None else 0
@@ -311,18 +313,23 @@ def judge(chain: Chain, assignment: Assignment, hint_name: str | None, source: s
                    [], counted_from)
 
 
-def confidences(chain: Chain, assignment: Assignment, final_ids: list[int], anchor: str,
-                count_doubted: bool = False) -> dict[int, float]:
+def confidences(chain: Chain, assignment: Assignment, final_ids: list[int], verdict: Verdict) -> dict[int, float]:
     """name_confidence per final label id (0..1): the weakest posterior of the pieces that carry it.
 
     Capped at NO_ANCHOR_CAP without an anchor, and where (without a hint) the evidence
     names the piece otherwise than the count: then one of the two is wrong. Without an
-    anchor, or counted from S1 across a doubtful chain (``count_doubted``, see
-    :class:`Verdict`), the names rest on the evidence alone, so no name is surer than the
-    evidence for it (the network's mean probability of that name over the piece, within its kind).
+    anchor, or counted from S1 across a doubtful chain (:attr:`Verdict.count_doubted`), the
+    names rest on the evidence alone, so no name is surer than the evidence for it (the
+    network's mean probability of that name over the piece, within its kind).
+
+    Args:
+        chain: The chain.
+        assignment: Its naming.
+        final_ids: The label id written on each chain piece (0: none).
+        verdict: The case's verdict (:func:`judge`).
     """
-    contested = set(disputed(chain, assignment)) if anchor != "hint" else set()
-    unanchored = anchor == "none" or count_doubted
+    contested = set(disputed(chain, assignment)) if verdict.anchor != "hint" else set()
+    unanchored = verdict.anchor == "none" or verdict.count_doubted
     out: dict[int, float] = {}
     for i, label_id in enumerate(final_ids):
         if not label_id:

@@ -93,6 +93,22 @@ def test_counted_from_s1_across_a_missing_or_merged_body_no_name_is_trusted_full
     assert max(result.name_confidence.values()) <= 0.5
 
 
+@pytest.mark.parametrize("direction", ["oblique", "permuted_sagittal"])
+def test_one_body_found_in_two_pieces_without_a_disc_between_them_weakens_the_count(direction):
+    # myo_08 with a network that never saw its source: the real L3 came as an "L4" and an "L3" piece with no disc
+    # between them, the count from S1 agreed with the network, and two names were wrong at 1.0.
+    at = FULL.index("L3")
+    anatomy = [*FULL[:at], ("L3", 10.0), (0, 4.0), ("L3", 10.0), *FULL[at + 1:]]  # a thin gap, no disc
+    # Labelled as the count reads them (the halves as L3 and L2, everything above one level up), so that
+    # nothing but the split can weaken the count.
+    names = [*FULL[:at + 1], 0, "L2", "L1/L2", "L1", "T12/L1", "T12", "T11/T12", "T11"]
+    result = name_levels(spine(anatomy, direction, names=names))
+    assert result.naming["status"] == "uncertain" and result.naming["anchor"] == "sacrum"
+    assert result.problems == ["L3 and L2 have no disc between them and are together about one body tall: one "
+                               "body found in two pieces?"]
+    assert max(result.name_confidence.values()) <= 0.5
+
+
 def test_a_missing_level_in_a_spine_of_bodies_only_keeps_the_names_above():
     names = ["S", "L5", "L4", 0, "L2", "L1", "T12"]
     result = name_levels(spine(BODIES, "permuted_sagittal", names=names))

@@ -10,12 +10,12 @@
   "counted from your L3", "no anchor").
 * ``status``: "confident" only with an anchor and nothing that weakens the count: no
   body split for being too tall without the network seeing a disc inside it, no body
-  missing from the chain, no body found in two pieces (two pieces with no disc between them,
-  together under SPLIT_BODY_HEIGHTS typical heights), no sign of a transitional lumbosacral vertebra, the network
-  (or the input's labels) agreeing with the count on every body but the topmost (counted
-  from S1; without an anchor on every piece), and every piece's posterior at least
-  CONFIDENT_POSTERIOR. With a hint, the user's count overrides the network and the
-  lumbosacral junction.
+  missing from the chain, no body found in two pieces (two pieces with no disc between
+  them, together under SPLIT_BODY_HEIGHTS typical heights), no sign of a transitional
+  lumbosacral vertebra, the network (or the input's labels) agreeing with the count on
+  every body but the topmost (counted from S1; without an anchor on every piece), and
+  every piece's posterior at least CONFIDENT_POSTERIOR. With a hint, the user's count
+  overrides the network and the lumbosacral junction.
 * ``name_confidence``: the posterior probability of each structure's name
   (:mod:`.assign`); at most NO_ANCHOR_CAP without an anchor, because a count that starts
   nowhere rests on the network's appearance alone, which was a level off in one unseen

@@ -41,6 +41,8 @@ Choices where the paper leaves room (each one is ours):
   the 3C tensor (:class:`DimensionSplicing`). Classifier: 3x3x3 CBR C -> C, 1x1x1
   conv C -> classes; the logits are upsampled by (1, 4, 4) to the input grid.
 * Attention gamma starts at 0.1 instead of DANet's 0 (see :mod:`.attention`).
+* Optional, not the paper's: ``refine`` adds a half-resolution :class:`RefineHead` (the stem's
+  features correct the logits before the last upsampling), off by default.
 * Input sizes: H and W must be multiples of 16; any D >= 1 works.
 
 Ablation (paper: base, +ASPP, +MSF, +SA, full): ``use_aspp``, ``use_msf`` and
@@ -76,10 +78,43 @@ class FeatureExtractor(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        low = self.low(self.to_low(self.stem(x)))
+        return self.levels(x)[1:]
+
+    def levels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(stem at 1/2 in-plane resolution, low, mid, high)."""
+        stem = self.stem(x)
+        low = self.low(self.to_low(stem))
         mid = self.mid(self.to_mid(low))
         high = self.high(self.to_high(mid))
-        return low, mid, high
+        return stem, low, mid, high
+
+
+class RefineHead(nn.Module):
+    """A half-resolution correction of the logits from the stem's features.
+
+    The classifier works at 1/4 in-plane resolution, where one logit spans 4 x 4 input
+    voxels (3.5-6 mm), too coarse to tilt an endplate by a few degrees. This head
+    upsamples the logits to the stem's 1/2 resolution, concatenates the stem features,
+    and computes a correction (a 3x3x3 CBR and a 1x1x1 convolution) that is upsampled and
+    added to the upsampled logits. The last convolution starts at zero, so a network given
+    this head starts as exactly the one without it.
+
+    Args:
+        num_classes: Logit channels.
+        stem_channels: Channels of the stem's output (C/4).
+        channels: Channels of the correction's CBR.
+    """
+
+    def __init__(self, num_classes: int, stem_channels: int, channels: int) -> None:
+        super().__init__()
+        self.block = ConvNormAct(num_classes + stem_channels, channels, 3)
+        self.out = nn.Conv3d(channels, num_classes, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, logits: torch.Tensor, stem: torch.Tensor) -> torch.Tensor:
+        """(B, K, D, H/4, W/4) logits and (B, C/4, D, H/2, W/2) stem -> (B, K, D, H/2, W/2) correction."""
+        return self.out(self.block(torch.cat([resize_to(logits, stem.shape[2:]), stem], dim=1)))
 
 
 class MultiscaleFusion(nn.Module):
@@ -146,6 +181,8 @@ class SAFNet(nn.Module):
         use_aspp: Apply ASPP to the high features.
         use_attention: Apply position then channel attention to the high features.
         use_msf: Apply multiscale fusion to the low and mid features.
+        refine: Channels of a half-resolution :class:`RefineHead` after the classifier (0: none,
+            the paper's network; ours, not the paper's).
 
     Shapes:
         input (B, in_channels, D, H, W) with H, W multiples of 16;
@@ -160,6 +197,7 @@ class SAFNet(nn.Module):
         use_aspp: bool = True,
         use_attention: bool = True,
         use_msf: bool = True,
+        refine: int = 0,
     ) -> None:
         super().__init__()
         if width < 8 or width % 8:
@@ -173,6 +211,7 @@ class SAFNet(nn.Module):
         self.msf_mid = MultiscaleFusion(width) if use_msf else None
         self.splice = DimensionSplicing(width, width)
         self.classifier = nn.Sequential(ConvNormAct(width, width, 3), nn.Conv3d(width, num_classes, 1))
+        self.refine = RefineHead(num_classes, max(width // 4, 1), int(refine)) if refine else None
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Feature extractor outputs.
@@ -188,11 +227,15 @@ class SAFNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 16 or x.shape[-2] % 16:
             raise ValueError(f"SAFNet needs H and W divisible by 16, got input shape {tuple(x.shape)}")
-        low, mid, high = self.encode(x)
+        stem, low, mid, high = self.extractor.levels(x)
         if self.aspp is not None:
             high = self.aspp(high)
         if self.position_attention is not None and self.channel_attention is not None:
             high = self.channel_attention(self.position_attention(high))
         if self.msf_low is not None and self.msf_mid is not None:
             low, mid = self.msf_low(low), self.msf_mid(mid)
-        return resize_to(self.classifier(self.splice(low, mid, high)), x.shape[2:])  # (B, classes, D, H, W)
+        logits = self.classifier(self.splice(low, mid, high))
+        out = resize_to(logits, x.shape[2:])  # (B, classes, D, H, W)
+        if self.refine is not None:
+            out = out + resize_to(self.refine(logits, stem), x.shape[2:])
+        return out

@@ -75,9 +75,14 @@ class TrainResult:
 
 
 def _config_from_weights(config: TrainConfig, init_weights: Path) -> tuple[TrainConfig, str]:
-    """Take architecture, model config and preprocessing from a weights folder's manifest."""
+    """Take architecture, model config and preprocessing from a weights folder's manifest.
+
+    Model options the run names (``--model-option``) are added to the manifest's: a head the
+    weights lack (SAFNet's ``refine``) starts fresh, everything else starts from the weights.
+    """
     manifest = read_manifest(init_weights)
     options = {k: v for k, v in manifest.model_config.items() if k not in ("width", "in_channels", "num_classes")}
+    options.update(config.model_options)
     width = int(manifest.model_config.get("width", config.width))
     changed = config.replace(model=manifest.architecture, width=width, model_options=options,
                              preprocess=dict(manifest.preprocess))

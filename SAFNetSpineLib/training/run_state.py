@@ -188,6 +188,10 @@ def check_resume_config(saved: dict, config: TrainConfig, out_dir: Path) -> None
         raise SpineInputError(out_dir, f"cannot resume: the config differs from the checkpoint's in {differing}")
 
 
+#: Parameter prefixes a run may add to its initial weights (they start as the model builds them).
+FRESH_HEADS = ("refine.",)
+
+
 def _network(ctx: DistributedContext, config: TrainConfig, init_weights: Path | None,
              layout: torch.memory_format) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(model as trained, plain module inside it), seeded, on the device, DDP-wrapped under torchrun."""
@@ -195,7 +199,11 @@ def _network(ctx: DistributedContext, config: TrainConfig, init_weights: Path | 
     model = build_model(config.model, **config.model_config)
     if init_weights is not None:
         source, _ = load_model(init_weights)
-        model.load_state_dict(source.state_dict())
+        missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+        unfit = list(unexpected) + [k for k in missing if not k.startswith(FRESH_HEADS)]
+        if unfit:
+            raise SpineInputError(init_weights, f"weights do not fit the run's network ({len(unfit)} tensors, "
+                                                f"e.g. {unfit[0]}); other model options than a new head?")
     model.to(ctx.device, memory_format=layout)
     module = model
     if ctx.distributed:

@@ -16,6 +16,11 @@ prediction of unannotated structures):
    thin remnants of the discs between sacral segments do not stop it; then closed (5 x 5) and hole-filled
    per sagittal slice (marrow is speckled), within the corridor, minus every other structure.
 
+Where the marrow band cannot follow the sacrum (T2 scans, whose sacral marrow below S1 is brighter than
+L5's), a team member draws the sacrum's outline on the mid-sagittal slice of the network grid instead
+(a polygon of (row, col) voxel indices, kept in the review file); :func:`outline_sacrum` then labels the
+outline's inside in L5's left-right slices, minus dark cortex and every other structure.
+
 The masks are never copied anywhere: they are recomputed from the inputs. Which cases were
 accepted after review on a mid-sagittal overlay is ``Resources/TrainingLabels/sacrum_review.json``.
 """
@@ -35,6 +40,9 @@ from SAFNetSpineLib.labels import SACRUM_ID as SACRUM
 from SAFNetSpineLib.labels import structure_by_name
 
 L4 = structure_by_name("L4").label_id
+#: A drawn outline's labels span L5's left-right slices down to this fraction of its height; below, they narrow
+#: linearly to the middle slices at the tip (the sacrum tapers from the alae at S1 to the coccyx).
+_FULL_WIDTH_DOWN_TO = 0.6
 
 
 @dataclass(frozen=True)
@@ -137,8 +145,71 @@ def grow_sacrum(image: np.ndarray, structures: np.ndarray, params: SacrumParams 
     return mask & bounds & free
 
 
+def polygon_mask(points: np.ndarray | list, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool: voxel centres inside a polygon (even-odd rule).
+
+    Args:
+        points: (N, 2) vertices (row, col) in voxel indices, N >= 3, in drawing order.
+        shape: (H, W) of the slice.
+    """
+    vertices = np.asarray(points, dtype=np.float64)
+    rows, cols = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    inside = np.zeros(shape, bool)
+    for (r0, c0), (r1, c1) in zip(vertices, np.roll(vertices, -1, axis=0), strict=True):
+        if r0 == r1:
+            continue
+        crosses = (rows >= min(r0, r1)) & (rows < max(r0, r1))
+        col_at = c0 + (rows - r0) * (c1 - c0) / (r1 - r0)
+        inside ^= crosses & (cols < col_at)
+    return inside
+
+
+def outline_sacrum(image: np.ndarray, structures: np.ndarray, points: list, params: SacrumParams = SacrumParams(),
+                   ) -> np.ndarray:
+    """The sacrum inside a drawn mid-sagittal outline, in the left-right slices that hold L5.
+
+    Args:
+        image: (D, H, W) float preprocessed image.
+        structures: (D, H, W) structure ids (L5 = 2 needed; ids >= 20 count as unlabelled).
+        points: The outline, (N, 2) (row, col) voxel indices on the network grid.
+        params: ``band_widen`` sets the dark cut (below L5's 10th percentile minus that many
+            interquartile ranges: cortex, air); ``lateral_slices`` widens the slices of L5.
+            Below ``_FULL_WIDTH_DOWN_TO`` of the outline's height the slices narrow to the middle ones.
+
+    Returns:
+        (D, H, W) bool mask: empty when L5 is missing.
+    """
+    from scipy import ndimage
+
+    l5 = structures == L5
+    if l5.sum() < 20 or len(points) < 3:
+        return np.zeros(image.shape, bool)
+    q10, q25, q75 = np.percentile(image[l5], (10, 25, 75))
+    slices = np.nonzero(l5.any(axis=(1, 2)))[0]
+    low, high = max(0, slices.min() - params.lateral_slices), min(image.shape[0] - 1, slices.max() + params.lateral_slices)
+    inside = polygon_mask(points, image.shape[1:])
+    # the sacrum is a wedge: as wide as L5's slices over its upper part, narrowing to the middle slice at the tip
+    rows = np.nonzero(inside.any(axis=1))[0]
+    descent = np.clip((np.arange(image.shape[1]) - rows.min()) / max(rows.max() - rows.min(), 1), 0, 1)
+    keep = np.clip((1.0 - descent) / (1.0 - _FULL_WIDTH_DOWN_TO), 0, 1)  # 1 over the upper part, 0 at the tip
+    centre = 0.5 * (low + high)
+    half = 1.0 + keep * (0.5 * (high - low) - 1.0)  # slices either side of the centre, per row
+    bounds = (np.abs(np.arange(image.shape[0])[:, None, None] - centre) <= half[None, :, None] + 1e-6) & inside[None]
+    bounds[:low] = False
+    bounds[high + 1:] = False
+    free = (structures == 0) | (structures == SACRUM) | (structures >= 20)
+    mask = bounds & free & (image >= q10 - params.band_widen * (q75 - q25))
+    mask = ndimage.binary_closing(mask, structure=np.ones((1, 5, 5), bool))
+    mask = np.stack([ndimage.binary_fill_holes(plane) for plane in mask]) & bounds & free
+    components, count = ndimage.label(mask, structure=ndimage.generate_binary_structure(3, 1))
+    if count > 1:
+        sizes = np.bincount(components.ravel())[1:]
+        mask = components == 1 + int(np.argmax(sizes))
+    return mask
+
+
 def read_review(path: str | Path) -> dict:
-    """The review file: {"accepted": [ids], "rejected": {id: reason}, "params": {...}}.
+    """The review file: {"accepted": [ids], "rejected": {id: reason}, "params": {...}, "outlines": {id: [[row, col], ...]}}.
 
     Raises:
         SpineInputError: unreadable or malformed file.
@@ -150,6 +221,14 @@ def read_review(path: str | Path) -> dict:
         raise SpineInputError(path, f"unreadable sacrum review ({error})") from None
     if not isinstance(review, dict) or not isinstance(review.get("accepted"), list):
         raise SpineInputError(path, "sacrum review needs an 'accepted' list of case ids")
+    outlines = review.get("outlines", {})
+    if not isinstance(outlines, dict):
+        raise SpineInputError(path, "sacrum review 'outlines' must map case ids to [[row, col], ...]")
+    for case_id, points in outlines.items():
+        shape = np.asarray(points, dtype=object).shape if isinstance(points, list) else ()
+        if len(shape) != 2 or shape[0] < 3 or shape[1] != 2 \
+                or not all(isinstance(v, (int, float)) for point in points for v in point):
+            raise SpineInputError(path, f"sacrum outline of {case_id} must be 3 or more [row, col] points")
     return review
 
 
@@ -177,6 +256,7 @@ def with_team_sacrum(data: list, maps: list[np.ndarray], review_file: str | Path
 
     review = read_review(review_file)
     accepted = set(review["accepted"])
+    outlines = review.get("outlines", {})
     try:
         params = SacrumParams(**review.get("params", {}))
     except TypeError as error:
@@ -184,7 +264,11 @@ def with_team_sacrum(data: list, maps: list[np.ndarray], review_file: str | Path
     result = []
     for case, generation in zip(data, maps, strict=True):
         if case.case_id in accepted:
-            label, annotated = add_sacrum(case.label, case.annotated, grow_sacrum(case.image, generation, params))
+            if case.case_id in outlines:
+                mask = outline_sacrum(case.image, generation, outlines[case.case_id], params)
+            else:
+                mask = grow_sacrum(case.image, generation, params)
+            label, annotated = add_sacrum(case.label, case.annotated, mask)
             case = replace(case, label=label, annotated=annotated)
         result.append(case)
     return result

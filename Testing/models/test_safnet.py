@@ -157,3 +157,20 @@ def test_folding_batch_norms_keeps_the_output():
     torch.testing.assert_close(folded, expected, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="eval mode"):
         fold_batch_norms(model.train())
+
+
+def test_refine_head_starts_as_the_network_without_it_and_can_learn():
+    torch.manual_seed(0)
+    base = build_model("safnet", width=16).eval()
+    refined = build_model("safnet", width=16, refine=8).eval()
+    missing, unexpected = refined.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("refine.") for k in missing)
+    x = torch.randn(1, 1, 4, 64, 32)
+    with torch.no_grad():
+        assert torch.allclose(refined(x), base(x), atol=1e-5)  # the correction starts at zero
+    refined.train()
+    refined(x).square().mean().backward()
+    assert refined.refine.out.weight.grad.abs().sum() > 0  # ... and is trained
+    refined.refine.out.weight.data.normal_(0, 0.1)
+    with torch.no_grad():
+        assert not torch.allclose(refined.eval()(x), base(x), atol=1e-3)  # and then changes the output

@@ -119,6 +119,21 @@ def test_fine_tuning_takes_architecture_from_the_init_weights(small_phantoms, tm
     assert result.config.width == 8
 
 
+def test_fine_tuning_can_add_a_refine_head_but_not_change_the_network(small_phantoms, tmp_path, make_tiny_weights):
+    cases = load_case_folder(small_phantoms)
+    weights = make_tiny_weights(tmp_path / "start", version="tiny-v1")
+    config = TrainConfig(epochs=1, batch_size=2, augment=False, model_options={"refine": 4})
+    result = train(config, cases[:2], cases[2:3], tmp_path / "ft", init_weights=weights, version="tiny-v2")
+    model, manifest = load_model(result.weights_dir)
+    assert manifest.model_config["refine"] == 4 and model.refine is not None
+    start, _ = load_model(weights)
+    kept = start.state_dict()["classifier.1.weight"]
+    assert kept.shape == model.state_dict()["classifier.1.weight"].shape
+    with pytest.raises(SpineInputError, match="do not fit"):
+        train(TrainConfig(epochs=1, batch_size=2, augment=False, model_options={"use_aspp": False}), cases[:2],
+              cases[2:3], tmp_path / "bad", init_weights=weights)
+
+
 def test_without_validation_cases_the_latest_epoch_is_kept(small_phantoms, tmp_path):
     cases = load_case_folder(small_phantoms)
     result = train(TrainConfig(epochs=2, **FAST), cases[:2], [], tmp_path / "noval")

@@ -81,6 +81,9 @@ class TrainConfig:
         average_from: From this epoch on, also keep the equal-weight mean of the weights after
             every epoch (stochastic weight averaging) and save it, BatchNorm statistics
             recomputed, as ``averaged/`` when the run ends or is cancelled; 0 = off.
+        head_lr_factor: Learning-rate factor for a head the initial weights lack (SAFNet's
+            ``refine``, see run_state.FRESH_HEADS), so that a zero-started head learns faster
+            than the network it corrects; 1 = one rate for all.
     """
 
     model: str = "safnet"
@@ -112,6 +115,7 @@ class TrainConfig:
     synthesis: dict = field(default_factory=dict)
     sacrum_review: str = ""
     average_from: int = 0
+    head_lr_factor: float = 1.0
 
     def __post_init__(self) -> None:
         if isinstance(self.augmentation, dict):
@@ -137,6 +141,7 @@ class TrainConfig:
             (1 <= self.synth_clusters <= 12, "synth_clusters must be 1..12"),
             (math.isfinite(self.anchor_weight) and self.anchor_weight >= 0, "anchor_weight must be a number >= 0"),
             (self.average_from >= 0, "average_from must be >= 0 (0 = no weight averaging)"),
+            (math.isfinite(self.head_lr_factor) and self.head_lr_factor > 0, "head_lr_factor must be a number > 0"),
             (self.precision in ("auto", "fp32", "bf16", "fp16"), "precision must be auto, fp32, bf16 or fp16"),
             (self.memory_format in ("auto", "channels_last", "contiguous"),
              "memory_format must be auto, channels_last or contiguous"),

@@ -192,6 +192,16 @@ def check_resume_config(saved: dict, config: TrainConfig, out_dir: Path) -> None
 FRESH_HEADS = ("refine.",)
 
 
+def _parameter_groups(module: torch.nn.Module, config: TrainConfig) -> list[dict]:
+    """Adam's parameter groups: the network, and a fresh head (FRESH_HEADS) at ``head_lr_factor`` times the rate."""
+    named = list(module.named_parameters())
+    fresh = [p for name, p in named if name.startswith(FRESH_HEADS)]
+    groups = [{"params": [p for name, p in named if not name.startswith(FRESH_HEADS)]}]
+    if fresh:
+        groups.append({"params": fresh, "lr": config.lr * config.head_lr_factor})
+    return groups
+
+
 def _network(ctx: DistributedContext, config: TrainConfig, init_weights: Path | None,
              layout: torch.memory_format) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(model as trained, plain module inside it), seeded, on the device, DDP-wrapped under torchrun."""
@@ -238,7 +248,7 @@ def set_up_run(ctx: DistributedContext, request: RunRequest, progress, cancel) -
     anchor = capture_anchor(module) if config.anchor_weight else None  # the parent's, before any step or resume
     # L2-SP (anchor_weight) replaces weight decay towards 0.
     weight_decay = 0.0 if config.anchor_weight else config.weight_decay
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=weight_decay)
+    optimizer = torch.optim.Adam(_parameter_groups(module, config), lr=config.lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.min_lr
     )

@@ -11,7 +11,8 @@ c. MONAI DynUNet(3, 1, 20, kernel 3, strides [1]+[(1,2,2)]*4, filters 32..320) o
    same input (its faster layout of contiguous / channels_last_3d);
 d. SAFNet under bf16 autocast with channels_last_3d against fp32 (paper width where the
    CPU has native bf16, otherwise width 32: see ``bf16_comparison``);
-e. parameter count, fp32 size, GFLOP and prepared fp32 time of SAFNet at several widths.
+e. parameter count, fp32 size, GFLOP and prepared fp32 time of SAFNet at several widths, and at
+   width 32 with the half-resolution refine head (``refine=16``).
 
 Times are the best of ``--repeats`` runs after one warm-up (the best is the least
 disturbed by other processes on a shared machine); medians are printed too.
@@ -194,14 +195,15 @@ def main() -> None:
 
     print("\nwidth  params  fp32 MB  GFLOP  prepared fp32 best s")
     width_rows = []
-    for width in WIDTHS:
-        model = build_model("safnet", width=width).eval()
+    for width, options in [(w, {}) for w in WIDTHS] + [(32, {"refine": 16})]:
+        model = build_model("safnet", width=width, **options).eval()
         params = sum(p.numel() for p in model.parameters())
-        gflop = count_flops(lambda w=width: build_model("safnet", width=w)) / 1e9
+        gflop = count_flops(lambda w=width, o=options: build_model("safnet", width=w, **o)) / 1e9
         prepare_for_inference(model, "cpu", "fp32")
         best, _ = timed(forward(model, x_cl), args.repeats) if width != 128 else (fp32, None)
-        width_rows.append((width, params, params * 4 / 2**20, gflop, best))
-        print(f"{width:5d} {params:8d} {params * 4 / 2**20:8.1f} {gflop:6.1f} {best:8.3f}")
+        name = f"{width}" + "".join(f" {k} {v}" for k, v in options.items())
+        width_rows.append((name, params, params * 4 / 2**20, gflop, best))
+        print(f"{name:>5s} {params:8d} {params * 4 / 2**20:8.1f} {gflop:6.1f} {best:8.3f}")
 
     print("\n```markdown")
     print(f"Machine: {machine_description()}\n")

@@ -134,6 +134,23 @@ def test_fine_tuning_can_add_a_refine_head_but_not_change_the_network(small_phan
               cases[2:3], tmp_path / "bad", init_weights=weights)
 
 
+def test_a_fresh_head_gets_its_own_learning_rate():
+    from SAFNetSpineLib.models import build_model
+    from SAFNetSpineLib.training.run_state import _parameter_groups
+
+    config = TrainConfig(lr=1e-4, head_lr_factor=10.0)
+    plain = _parameter_groups(build_model("safnet", width=8), config)
+    assert len(plain) == 1
+    model = build_model("safnet", width=8, refine=4)
+    groups = _parameter_groups(model, config)
+    head = {id(p) for p in model.refine.parameters()}
+    assert len(groups) == 2 and {id(p) for p in groups[1]["params"]} == head and groups[1]["lr"] == pytest.approx(1e-3)
+    assert not head & {id(p) for p in groups[0]["params"]}
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(model.parameters()))
+    with pytest.raises(SpineInputError, match="head_lr_factor"):
+        TrainConfig(head_lr_factor=0.0)
+
+
 def test_without_validation_cases_the_latest_epoch_is_kept(small_phantoms, tmp_path):
     cases = load_case_folder(small_phantoms)
     result = train(TrainConfig(epochs=2, **FAST), cases[:2], [], tmp_path / "noval")

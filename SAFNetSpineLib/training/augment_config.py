@@ -60,6 +60,11 @@ class AugmentConfig:
         slip_prob: Probability of a slip (spondylolisthesis-like): rows below a random level
             shift anterior-posterior against those above.
         slip_voxels: (min, max) size of the slip, anterior-posterior voxels.
+        curve_prob: Probability of a sagittal curvature change: the rows turn progressively,
+            as if the spine were bent forwards or backwards around a distant centre, so that
+            the lordosis (each body's tilt against its neighbours') changes, not only the
+            whole image's orientation (0 in the default recipe).
+        curve_degrees: Maximum turn between the top and the bottom row, degrees (drawn uniformly in +-).
 
     Intensity (the label map is unchanged):
 
@@ -97,6 +102,8 @@ class AugmentConfig:
     bend_slices: tuple[float, float] = (0.5, 2.0)
     slip_prob: float = 0.1
     slip_voxels: tuple[float, float] = (2.0, 6.0)
+    curve_prob: float = 0.0
+    curve_degrees: float = 20.0
     remap_prob: float = 0.3
     remap_monotone_share: float = 0.5
     remap_points: int = 5
@@ -135,7 +142,8 @@ class AugmentConfig:
             (self.thick_factor[0] >= 1.0, "thick_factor must be >= 1"),
             (int(self.remap_points) >= 2, "remap_points must be >= 2"),
             (min(self.elastic_magnitude + self.bend_slices + self.slip_voxels + self.blur_sigma
-                 + self.noise_sigma) >= 0 and self.rotate_degrees >= 0 and self.bias_strength >= 0,
+                 + self.noise_sigma) >= 0 and self.rotate_degrees >= 0 and self.bias_strength >= 0
+             and self.curve_degrees >= 0,
              "magnitudes must be >= 0"),
         ]
         for ok, problem in checks:

@@ -1,4 +1,4 @@
-"""Random spatial augmentation as one sampling grid: rotation, zoom, field-of-view crop, elastic, bend, slip.
+"""Random spatial augmentation as one sampling grid: rotation, zoom, field-of-view crop, elastic, bends, slip.
 
 All spatial draws are composed into a single (D, H, W, 3) grid of source positions, so
 the image is interpolated once (trilinear) and the label map once (nearest neighbour)
@@ -8,7 +8,7 @@ coarse grid of control points and upsampled (bicubic), which costs next to nothi
 against a dense random field. Rotation, zoom and the elastic field act in the sagittal
 (H, W) plane, identical for every slice: the few thick left-right slices do not support
 through-plane rotation. The lateral bend and the slip move voxels along D and W as
-smooth functions of H.
+smooth functions of H; the sagittal curve (:func:`curve`) turns rows progressively in the (H, W) plane.
 
 Coordinates: ``grid_sample`` with ``align_corners=False``; a voxel's centred coordinate
 along an axis of n voxels is ``u * n / 2`` for its normalised coordinate ``u``.
@@ -28,6 +28,31 @@ from SAFNetSpineLib.training.augment_draws import happens, sign, uniform
 def _centred(n: int) -> torch.Tensor:
     """(n,) centred voxel coordinates of an axis: i + 0.5 - n/2."""
     return torch.arange(n, dtype=torch.float32) + 0.5 - n / 2
+
+
+def curve(rows: torch.Tensor, cols: torch.Tensor, turn: float, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source positions of a sagittal bend: row r turns by ``turn * r / height`` about a distant centre.
+
+    The output is the input bent around a centre on the row-0 line, ``height / turn`` voxels
+    to the posterior (positive ``turn``) or anterior side: rows (superior-inferior) become arcs,
+    so a structure at row r is turned by ``turn * r / height`` radians and two structures
+    ``dr`` rows apart by ``turn * dr / height`` against each other.
+
+    Args:
+        rows: (H, W) output row coordinates (centred voxels).
+        cols: (H, W) output column coordinates (centred voxels).
+        turn: Total turn over the grid's height, radians (0: identity).
+        height: H.
+
+    Returns:
+        (rows, cols) source coordinates, same shapes.
+    """
+    if abs(turn) < 1e-6:
+        return rows, cols
+    radius = height / turn  # signed: the centre lies at column ``radius``
+    distance = torch.sqrt(rows**2 + (radius - cols) ** 2) * math.copysign(1.0, radius)
+    angle = torch.atan2(rows * math.copysign(1.0, radius), (radius - cols) * math.copysign(1.0, radius))
+    return angle * radius, radius - distance
 
 
 def sampling_grid(config: AugmentConfig, shape: tuple[int, int, int], gen: torch.Generator) -> torch.Tensor | None:
@@ -58,6 +83,9 @@ def sampling_grid(config: AugmentConfig, shape: tuple[int, int, int], gen: torch
         level = uniform(gen, (-0.3 * height, 0.3 * height))
         size = uniform(gen, config.slip_voxels) * sign(gen)
         cols = cols + size * torch.sigmoid((rows - level) / 2.0)
+        applied = True
+    if happens(gen, config.curve_prob):
+        rows, cols = curve(rows, cols, math.radians(uniform(gen, (-config.curve_degrees, config.curve_degrees))), height)
         applied = True
     angle = 0.0
     if happens(gen, config.rotate_prob):

@@ -11,7 +11,7 @@ from SAFNetSpineLib.training.augment_config import AugmentConfig
 from SAFNetSpineLib.training.augmentation import augment_pair, build_augmentation
 
 OFF = AugmentConfig.off()
-SPATIAL = ["rotate_prob", "scale_prob", "fov_prob", "elastic_prob", "bend_prob", "slip_prob"]
+SPATIAL = ["rotate_prob", "scale_prob", "fov_prob", "elastic_prob", "bend_prob", "slip_prob", "curve_prob"]
 
 
 @pytest.mark.parametrize("name", [*SPATIAL, "all"])
@@ -72,3 +72,34 @@ def test_bend_moves_labels_across_slices_and_slip_shifts_rows():
     _, slipped = augment_pair(slip, image, label, 2)
     starts = [int(np.flatnonzero(slipped[0, h].numpy())[0]) for h in (15, 45)]
     assert abs(starts[0] - starts[1]) >= 3
+
+
+def test_sagittal_curve_turns_rows_against_each_other_by_the_drawn_share():
+    import math
+
+    from SAFNetSpineLib.training.augment_spatial import _centred, curve, warp
+
+    height, width = 256, 128
+    label = torch.zeros((2, height, width), dtype=torch.int64)
+    label[:, 62:66, 24:104] = 1  # two "endplates" 128 rows apart
+    label[:, 190:194, 24:104] = 2
+    rows = _centred(height)[:, None].expand(height, width)
+    cols = _centred(width)[None, :].expand(height, width)
+
+    def tilts(turn_deg: float) -> tuple[float, float]:
+        r, c = curve(rows, cols, math.radians(turn_deg), height)
+        grid = torch.stack(((c / (width / 2))[None].expand(2, height, width),
+                            (r / (height / 2))[None].expand(2, height, width),
+                            (_centred(2)[:, None, None] / 1.0).expand(2, height, width)), dim=-1)[None]
+        _, moved = warp(torch.zeros((2, height, width)), label, grid)
+        angles = []
+        for label_id in (1, 2):
+            ys, xs = np.nonzero(moved[0].numpy() == label_id)
+            angles.append(math.degrees(math.atan(np.polyfit(xs, ys, 1)[0])))
+        return angles[0], angles[1]
+
+    for turn in (20.0, -20.0):
+        top, bottom = tilts(turn)
+        assert abs(abs(bottom - top) - abs(turn) / 2) < 1.5, (turn, top, bottom)  # 128 of 256 rows apart
+    assert np.sign(tilts(20.0)[1] - tilts(20.0)[0]) == -np.sign(tilts(-20.0)[1] - tilts(-20.0)[0])
+    assert tilts(0.0) == pytest.approx((0.0, 0.0), abs=1e-6)

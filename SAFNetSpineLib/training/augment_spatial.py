@@ -50,8 +50,9 @@ def curve(rows: torch.Tensor, cols: torch.Tensor, turn: float, height: int) -> t
     if abs(turn) < 1e-6:
         return rows, cols
     radius = height / turn  # signed: the centre lies at column ``radius``
-    distance = torch.sqrt(rows**2 + (radius - cols) ** 2) * math.copysign(1.0, radius)
-    angle = torch.atan2(rows * math.copysign(1.0, radius), (radius - cols) * math.copysign(1.0, radius))
+    side = math.copysign(1.0, radius)
+    distance = side * torch.sqrt(rows**2 + (radius - cols) ** 2)
+    angle = torch.atan2(side * rows, side * (radius - cols))
     return angle * radius, radius - distance
 
 

@@ -88,6 +88,17 @@ def _axis(structures: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, np.n
     return c5, u, v
 
 
+def _free(structures: np.ndarray) -> np.ndarray:
+    """Voxels the sacrum may take: background, the predicted S, and generation-map clusters (ids >= 20)."""
+    return (structures == 0) | (structures == SACRUM) | (structures >= 20)
+
+
+def _slice_range(l5: np.ndarray, params: SacrumParams) -> tuple[int, int]:
+    """[low, high) left-right slices of L5 widened by ``lateral_slices`` each side, within the grid."""
+    slices = np.nonzero(l5.any(axis=(1, 2)))[0]
+    return max(0, slices.min() - params.lateral_slices), min(l5.shape[0], slices.max() + params.lateral_slices + 1)
+
+
 def grow_sacrum(image: np.ndarray, structures: np.ndarray, params: SacrumParams = SacrumParams()) -> np.ndarray:
     """The sacrum mask of one case on the network grid.
 
@@ -122,11 +133,11 @@ def grow_sacrum(image: np.ndarray, structures: np.ndarray, params: SacrumParams 
     descent = t - top
     corridor = (descent > 0) & (descent <= params.length_mm) \
         & (s >= front + params.anterior_drift * descent) & (s <= back + params.posterior_drift * descent)
-    slices = np.nonzero(l5.any(axis=(1, 2)))[0]
     bounds = np.zeros(image.shape, bool)
-    low, high = max(0, slices.min() - params.lateral_slices), slices.max() + params.lateral_slices + 1
+    low, high = _slice_range(l5, params)
     bounds[low:high] = corridor[None]
-    candidate = band & bounds & ((structures == 0) | (structures == SACRUM) | (structures >= 20))
+    free = _free(structures)
+    candidate = band & bounds & free
     candidate = ndimage.binary_opening(candidate, structure=np.ones((1, 3, 3), bool))
     # bridge the thin, darker remnants of the discs between the fused sacral segments (up to 5 rows)
     candidate = ndimage.binary_closing(candidate, structure=np.ones((1, 7, 1), bool)) & bounds
@@ -141,7 +152,6 @@ def grow_sacrum(image: np.ndarray, structures: np.ndarray, params: SacrumParams 
     # marrow is speckled: close small gaps and fill holes slice by slice, inside the corridor only
     mask = ndimage.binary_closing(mask, structure=np.ones((1, 5, 5), bool))
     mask = np.stack([ndimage.binary_fill_holes(plane) for plane in mask])
-    free = (structures == 0) | (structures == SACRUM) | (structures >= 20)
     return mask & bounds & free
 
 
@@ -185,19 +195,18 @@ def outline_sacrum(image: np.ndarray, structures: np.ndarray, points: list, para
     if l5.sum() < 20 or len(points) < 3:
         return np.zeros(image.shape, bool)
     q10, q25, q75 = np.percentile(image[l5], (10, 25, 75))
-    slices = np.nonzero(l5.any(axis=(1, 2)))[0]
-    low, high = max(0, slices.min() - params.lateral_slices), min(image.shape[0] - 1, slices.max() + params.lateral_slices)
+    low, high = _slice_range(l5, params)
     inside = polygon_mask(points, image.shape[1:])
     # the sacrum is a wedge: as wide as L5's slices over its upper part, narrowing to the middle slice at the tip
     rows = np.nonzero(inside.any(axis=1))[0]
     descent = np.clip((np.arange(image.shape[1]) - rows.min()) / max(rows.max() - rows.min(), 1), 0, 1)
     keep = np.clip((1.0 - descent) / (1.0 - _FULL_WIDTH_DOWN_TO), 0, 1)  # 1 over the upper part, 0 at the tip
-    centre = 0.5 * (low + high)
-    half = 1.0 + keep * (0.5 * (high - low) - 1.0)  # slices either side of the centre, per row
+    centre = 0.5 * (low + high - 1)
+    half = 1.0 + keep * (0.5 * (high - 1 - low) - 1.0)  # slices either side of the centre, per row
     bounds = (np.abs(np.arange(image.shape[0])[:, None, None] - centre) <= half[None, :, None] + 1e-6) & inside[None]
     bounds[:low] = False
-    bounds[high + 1:] = False
-    free = (structures == 0) | (structures == SACRUM) | (structures >= 20)
+    bounds[high:] = False
+    free = _free(structures)
     mask = bounds & free & (image >= q10 - params.band_widen * (q75 - q25))
     mask = ndimage.binary_closing(mask, structure=np.ones((1, 5, 5), bool))
     mask = np.stack([ndimage.binary_fill_holes(plane) for plane in mask]) & bounds & free
@@ -225,9 +234,9 @@ def read_review(path: str | Path) -> dict:
     if not isinstance(outlines, dict):
         raise SpineInputError(path, "sacrum review 'outlines' must map case ids to [[row, col], ...]")
     for case_id, points in outlines.items():
-        shape = np.asarray(points, dtype=object).shape if isinstance(points, list) else ()
-        if len(shape) != 2 or shape[0] < 3 or shape[1] != 2 \
-                or not all(isinstance(v, (int, float)) for point in points for v in point):
+        if not (isinstance(points, list) and len(points) >= 3 and all(
+                isinstance(point, list) and len(point) == 2 and all(isinstance(v, (int, float)) for v in point)
+                for point in points)):
             raise SpineInputError(path, f"sacrum outline of {case_id} must be 3 or more [row, col] points")
     return review
 

@@ -50,6 +50,8 @@ class TrainConfig:
         dice_loss_weight: Weight of an added marginal soft-Dice term (0 = paper: CE only).
         below_lumbar_weight: Weight of the set-valued term below the lowest annotated lumbar level
             (there a voxel is background, S or L5/S, never another level; 0 = off).
+        tilt_loss_weight: Weight of the term on each annotated structure's sagittal orientation
+            (training/tilt_loss.py; 0 = off).
         augment: Apply the random augmentation (``augmentation``) to training cases.
         augmentation: What the random augmentation draws and how strongly (AugmentConfig: rotation,
             scale, field of view, elastic, bend, slip, remapping, gamma, inversion, bias, thick
@@ -100,6 +102,7 @@ class TrainConfig:
     min_lr: float = 1e-6
     dice_loss_weight: float = 0.0
     below_lumbar_weight: float = 0.0
+    tilt_loss_weight: float = 0.0
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     precision: str = "auto"
@@ -135,6 +138,8 @@ class TrainConfig:
              "dice_loss_weight must be a number >= 0"),
             (math.isfinite(self.below_lumbar_weight) and self.below_lumbar_weight >= 0,
              "below_lumbar_weight must be a number >= 0"),
+            (math.isfinite(self.tilt_loss_weight) and self.tilt_loss_weight >= 0,
+             "tilt_loss_weight must be a number >= 0"),
             (0 < self.plateau_factor < 1, "plateau_factor must be in (0, 1)"),
             (self.val_every >= 1, "val_every must be >= 1"),
             (0.0 <= self.synth_fraction <= 1.0, "synth_fraction must be in [0, 1]"),

@@ -224,7 +224,8 @@ def run_epoch(run: TrainingRun, epoch: int) -> float | None:
         annotated = batch["annotated"].to(ctx.device)
         with run.autocast():
             logits = run.model(image)
-        loss = training_loss(logits, label, annotated, config.dice_loss_weight, config.below_lumbar_weight)
+        loss = training_loss(logits, label, annotated, config.dice_loss_weight, config.below_lumbar_weight,
+                             config.tilt_loss_weight)
         # L2-SP towards the init weights (fp32, outside autocast); the logged loss stays the data term.
         objective = loss if run.anchor is None else loss + anchor_penalty(run.module, run.anchor,
                                                                           config.anchor_weight)

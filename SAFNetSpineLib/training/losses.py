@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from SAFNetSpineLib.labels import L5_ID, L5_S_ID, SACRUM_ID
+from SAFNetSpineLib.training.tilt_loss import _tilt
 
 
 def _check_classes(annotated: torch.Tensor, num_classes: int) -> None:
@@ -75,11 +76,13 @@ def marginal_cross_entropy(logits: torch.Tensor, target: torch.Tensor, annotated
 
 
 def _soft_dice(log_probs: torch.Tensor, target: torch.Tensor, annotated: torch.Tensor,
-               smooth: float = 1e-5) -> torch.Tensor:
+               smooth: float = 1e-5, projected: torch.Tensor | None = None) -> torch.Tensor:
     """Marginal soft Dice loss from the plain log-softmax (see :func:`marginal_soft_dice_loss`).
 
     The overlap is summed per class by scattering each voxel's probability of its own
-    label, so no (B, C, *spatial) one-hot is built.
+    label, so no (B, C, *spatial) one-hot is built. ``projected``, the probabilities
+    summed over the first spatial axis ((B, C, H, W), shared with the tilt term), saves
+    one full-size pass when given.
     """
     weight = annotated.to(log_probs.device).bool().clone()
     weight[:, 0] = False
@@ -94,7 +97,7 @@ def _soft_dice(log_probs: torch.Tensor, target: torch.Tensor, annotated: torch.T
     counts = torch.zeros(batch, num_classes, dtype=own.dtype, device=own.device).scatter_add(
         1, target, torch.ones_like(own))
     # Only the annotated foreground classes are scored: their probabilities are the plain softmax.
-    totals = log_probs.exp().sum(dims)  # (B, C)
+    totals = log_probs.exp().sum(dims) if projected is None else projected.sum((2, 3))  # (B, C)
     dice = (2 * intersection + smooth) / (totals + counts + smooth)
     return 1.0 - dice[weight].mean()
 
@@ -203,11 +206,13 @@ def below_lumbar_set_loss(logits: torch.Tensor, target: torch.Tensor, annotated:
 
 
 def training_loss(logits: torch.Tensor, target: torch.Tensor, annotated: torch.Tensor,
-                  dice_weight: float = 0.0, below_lumbar_weight: float = 0.0) -> torch.Tensor:
-    """The training objective: marginal cross-entropy + weighted soft Dice + weighted set-valued term.
+                  dice_weight: float = 0.0, below_lumbar_weight: float = 0.0,
+                  tilt_weight: float = 0.0) -> torch.Tensor:
+    """The training objective: marginal cross-entropy + weighted soft Dice + weighted set-valued term
+    + weighted tilt term.
 
-    Equal to summing :func:`marginal_cross_entropy`, :func:`marginal_soft_dice_loss` and
-    :func:`below_lumbar_set_loss`, but the full-size log-softmax (B x 20 classes x the
+    Equal to summing :func:`marginal_cross_entropy`, :func:`marginal_soft_dice_loss`,
+    :func:`below_lumbar_set_loss` and :func:`~.tilt_loss.tilt_loss`, but the full-size log-softmax (B x 20 classes x the
     18 x 256 x 128 grid) is computed, and back-propagated, once instead of three times.
 
     Args:
@@ -216,6 +221,7 @@ def training_loss(logits: torch.Tensor, target: torch.Tensor, annotated: torch.T
         annotated: (B, C) bool annotated classes per case.
         dice_weight: Weight of the soft Dice term (0 = off).
         below_lumbar_weight: Weight of the set-valued term (0 = off).
+        tilt_weight: Weight of the structures' orientation term (0 = off).
 
     Returns:
         Scalar loss.
@@ -223,8 +229,12 @@ def training_loss(logits: torch.Tensor, target: torch.Tensor, annotated: torch.T
     group = _background_group(annotated.to(logits.device), logits.shape[1])
     log_probs = _log_softmax(logits)
     loss = _cross_entropy(log_probs, target, group)
+    # The probabilities summed over the left-right slices serve the Dice totals and the tilt term alike.
+    projected = log_probs.exp().sum(2) if tilt_weight > 0 and log_probs.dim() == 5 else None
     if dice_weight > 0:
-        loss = loss + dice_weight * _soft_dice(log_probs, target, annotated)
+        loss = loss + dice_weight * _soft_dice(log_probs, target, annotated, projected=projected)
     if below_lumbar_weight > 0:
         loss = loss + below_lumbar_weight * _below_lumbar(log_probs, target, annotated)
+    if tilt_weight > 0:
+        loss = loss + tilt_weight * _tilt(log_probs, target, annotated, projected=projected)
     return loss

@@ -1,8 +1,8 @@
 """Benchmark: the training loss alone (forward + backward) at the paper's grid, fused vs term by term.
 
 `training_loss` shares one log-softmax between the marginal cross-entropy, the soft Dice
-and the set-valued term below L5; calling the three public terms separately computes it
-three times. With ``--against FILE`` (a copy of an older ``losses.py``) its three terms are
+and the set-valued term below L5 (and the optional tilt term); calling the three public
+terms separately computes it three times. With ``--against FILE`` (a copy of an older ``losses.py``) its three terms are
 timed too, in the same run. Prints the median of ``--repeats`` timings per variant.
 
 Usage:
@@ -27,12 +27,15 @@ from SAFNetSpineLib.training import losses  # noqa: E402
 
 
 def _batch(batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """bf16 logits (as autocast gives them), an L5/L4 body target and L1-L5 annotation."""
+    """bf16 logits (as autocast gives them) leaning 6 nats to the target, an L5/L4 body target and L1-L5
+    annotation (so the tilt term finds both bodies predicted and orients them)."""
     torch.manual_seed(0)
-    logits = torch.randn(batch_size, 20, 18, 256, 128).bfloat16().contiguous(memory_format=torch.channels_last_3d)
     target = torch.zeros(batch_size, 18, 256, 128, dtype=torch.long)
     target[:, 4:14, 150:180, 30:90] = 2
     target[:, 4:14, 110:140, 30:90] = 3
+    logits = torch.randn(batch_size, 20, 18, 256, 128).scatter_add_(
+        1, target.unsqueeze(1), torch.full((batch_size, 1, 18, 256, 128), 6.0))
+    logits = logits.bfloat16().contiguous(memory_format=torch.channels_last_3d)
     annotated = torch.zeros(batch_size, 20, dtype=torch.bool)
     annotated[:, [0, 2, 3, 4, 5, 6]] = True
     return logits, target, annotated
@@ -67,6 +70,7 @@ def main() -> None:
     variants = {
         "fused training_loss": lambda lg, t, a: losses.training_loss(lg, t, a, 1.0, 1.0),
         "three terms, this losses.py": _separate(losses),
+        "fused training_loss + tilt term": lambda lg, t, a: losses.training_loss(lg, t, a, 1.0, 1.0, 20.0),
     }
     if args.against:
         spec = importlib.util.spec_from_file_location("older_losses", args.against)

@@ -4,7 +4,7 @@ A lumbar body turned 5 degrees about its centre still overlaps its mask with Dic
 so cross-entropy and Dice hardly mind it; but radiologists read lordosis and segmental
 angles off exactly that tilt, and a network trained on them alone measures tilts
 compressed towards the image's rows (``Testing/benchmarks/bench_orientation.py``). This
-term compares, per annotated structure, the orientation of the second moments (the
+term (public form: :func:`~.losses.tilt_loss`; here its arithmetic) compares, per annotated structure, the orientation of the second moments (the
 principal axis in the superior-inferior x anterior-posterior plane, summed over the
 left-right slices) of the predicted probabilities with those of the mask.
 
@@ -58,15 +58,13 @@ def _moments(mass: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _tilt(log_probs: torch.Tensor, target: torch.Tensor, annotated: torch.Tensor,
           projected: torch.Tensor | None = None) -> torch.Tensor:
-    """Tilt term from the plain log-softmax (see :func:`tilt_loss`).
+    """Tilt term from the plain log-softmax (see :func:`~.losses.tilt_loss`; the classes already checked).
 
     Everything but one pass over the probabilities (their sum over the left-right slices,
     ``projected`` (B, C, H, W) when the caller has it) works on (B, C, H, W) projections,
     so the term costs a small share of a training step.
     """
     batch, num_classes, depth, height, width = log_probs.shape
-    if num_classes != annotated.shape[1]:
-        raise ValueError(f"annotated mask has {annotated.shape[1]} classes, logits have {num_classes}")
     flat = target.long().reshape(batch, depth, height * width)
     truth = torch.zeros(batch, num_classes, height * width, dtype=torch.float64, device=log_probs.device)
     truth = truth.scatter_add_(1, flat, torch.ones_like(flat, dtype=torch.float64)).view(
@@ -95,21 +93,3 @@ def _length(vectors: torch.Tensor) -> torch.Tensor:
     """Euclidean length over the last axis, with a finite gradient at 0."""
     return (vectors * vectors).sum(-1).add(1e-12).sqrt()
 
-
-def tilt_loss(logits: torch.Tensor, target: torch.Tensor, annotated: torch.Tensor) -> torch.Tensor:
-    """Mean over annotated structures of the orientation cost: about ``1 - cos(2 * dtheta)``, dtheta the
-    angle between the principal sagittal axes of the predicted probabilities and of the mask.
-
-    A structure counts when the case annotates it, its mask has at least :data:`MIN_VOXELS`
-    voxels, and the prediction holds at least :data:`MIN_PREDICTED_SHARE` of its mass near it.
-    5 degrees of tilt cost 0.015, 10 degrees 0.060 (less for a near-round mask or prediction).
-
-    Args:
-        logits: (B, C, D, H, W) network output; D left-right, H superior-inferior, W anterior-posterior.
-        target: (B, D, H, W) int64 label ids.
-        annotated: (B, C) bool annotated classes per case.
-
-    Returns:
-        Scalar loss >= 0; 0 when no structure counts.
-    """
-    return _tilt(torch.log_softmax(logits.float(), dim=1), target, annotated)

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from SAFNetSpineLib.training.losses import marginal_cross_entropy, training_loss
-from SAFNetSpineLib.training.tilt_loss import tilt_loss
+from SAFNetSpineLib.training.losses import marginal_cross_entropy, tilt_loss, training_loss
 
 SHAPE = (3, 64, 48)  # D, H, W
 BODY = 4

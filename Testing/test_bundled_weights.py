@@ -22,11 +22,11 @@ from SAFNetSpineLib.weights import TENSOR_FILE, default_weights_dir, load_model,
 CLASSIC_OPTIONS = PhantomOptions(slices=(15, 15), slice_spacing_mm=(4.0, 4.0), inplane_spacing_mm=(1.0, 1.0),
                                  oblique_deg=5.0, random_orientation=False, label_posterior_elements=False)
 #: Measured when the weights were bundled: 0.910 mean Dice over L1-L5 and L1/L2-L5/S on that phantom
-#: (width-32 weights; the width-16 stage-4 weights had 0.885, stage 3 0.888).
+#: (stage 11, bundled 2026-12-07, and the width-32 weights of 2026-12-02 alike; width-16 stage 4 had 0.885).
 SAMPLE_DICE_FLOOR = 0.85
-#: Measured on the 8 held-out real cases (segment's default clean-up): vertebral bodies 0.881 mean
-#: Dice (39), discs 0.847 (5, one case), 44 of 44 levels named correctly (width-32 weights; the
-#: width-16 stage-4 weights had 0.856, 0.841 and 44, stage 3 0.866, 0.835 and 44).
+#: Measured on the 8 held-out real cases (segment's default clean-up): vertebral bodies 0.879 mean
+#: Dice (39), discs 0.864 (5, one case), 44 of 44 levels named correctly (stage 11, bundled 2026-12-07;
+#: the width-32 weights of 2026-12-02 had 0.881, 0.847 and 44, width-16 stage 4 0.856, 0.841 and 44).
 REAL_VERTEBRA_DICE_FLOOR = 0.85
 REAL_DISC_DICE_FLOOR = 0.80
 REAL_NAMED_FLOOR = 42

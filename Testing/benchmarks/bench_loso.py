@@ -5,7 +5,9 @@ counting) runs once, and the script prints
 
 * body Dice with names ignored: every predicted vertebra id (S, L5 ... T9) against every
   annotated vertebral body, as one mask (the figure the issues quote for new sites; a
-  sacrum the network finds below an L5-only reference counts against it);
+  sacrum the network finds below an L5-only reference counts against it), and the same
+  with the predicted S left out where the reference does not annotate it ("S aside": a
+  network that marks the whole unlabelled sacrum loses nothing for it);
 * mean Dice per annotated structure, names counted;
 * annotated levels named wrong (majority prediction inside each reference structure);
 * the naming status and anchor, and at the end the confident/uncertain split and how many
@@ -35,13 +37,22 @@ from SAFNetSpineLib.labels import DISC_IDS, VERTEBRA_IDS  # noqa: E402
 DATA = REPO.parent / "shared" / "data" / "spine-mri"
 
 
-def names_ignored_body_dice(prediction: np.ndarray, reference: np.ndarray, annotated) -> float:
-    """Dice of (any predicted vertebra) vs (any annotated vertebral body); NaN without bodies."""
+def names_ignored_body_dice(prediction: np.ndarray, reference: np.ndarray, annotated,
+                            sacrum_aside: bool = False) -> float:
+    """Dice of (any predicted vertebra) vs (any annotated vertebral body); NaN without bodies.
+
+    Args:
+        prediction: Label map (any shape), MRSpineSeg ids.
+        reference: Expert label map, same shape.
+        annotated: Ids the reference annotates.
+        sacrum_aside: Leave the predicted S (id 1) out when the reference does not annotate it.
+    """
     bodies = [i for i in annotated if i in VERTEBRA_IDS]
     if not bodies:
         return float("nan")
     truth = np.isin(reference, bodies)
-    found = np.isin(prediction, list(VERTEBRA_IDS))
+    counted = [i for i in VERTEBRA_IDS if not (sacrum_aside and i == 1 and 1 not in annotated)]
+    found = np.isin(prediction, counted)
     return float(2.0 * np.logical_and(truth, found).sum() / max(truth.sum() + found.sum(), 1))
 
 
@@ -57,7 +68,7 @@ def score_cases(weights: Path, cases: list, label: str = "") -> dict:
         "disc_dice", "wrong", "total", "confident", "uncertain", "silently_wrong"}.
     """
     segmenter = Segmenter([weights], device="cpu", precision="fp32")
-    body_dice, named_dice, disc_dice, wrong, total = [], [], [], 0, 0
+    body_dice, body_dice_s_aside, named_dice, disc_dice, wrong, total = [], [], [], [], 0, 0
     split = {"confident": 0, "uncertain": 0, "out_of_range": 0}
     silently_wrong = 0
     for case in cases:
@@ -66,6 +77,7 @@ def score_cases(weights: Path, cases: list, label: str = "") -> dict:
         prediction, truth = np.asarray(result.labels.array), np.asarray(reference.array)
         annotated = [i for i in case.annotated_labels if i]
         body_dice.append(names_ignored_body_dice(prediction, truth, annotated))
+        body_dice_s_aside.append(names_ignored_body_dice(prediction, truth, annotated, sacrum_aside=True))
         per = dice_per_structure(prediction, truth, annotated)
         named_dice += [v for v in per.values() if not math.isnan(v)]
         disc_dice += [v for k, v in per.items() if k in DISC_IDS and not math.isnan(v)]
@@ -76,15 +88,18 @@ def score_cases(weights: Path, cases: list, label: str = "") -> dict:
         status = result.naming.naming["status"]
         split[status] += 1
         silently_wrong += int(status == "confident" and case_wrong > 0)
-        print(f"{label}{case.case_id}: body Dice (names ignored) {body_dice[-1]:.3f}, named wrong "
+        print(f"{label}{case.case_id}: body Dice (names ignored) {body_dice[-1]:.3f} "
+              f"(S aside {body_dice_s_aside[-1]:.3f}), named wrong "
               f"{case_wrong}/{len(named)}, {status} (anchor {result.naming.naming['anchor']}): "
               f"{result.naming.naming['reason']}", flush=True)
-    return {"body_dice": mean([v for v in body_dice if not math.isnan(v)]), "named_dice": mean(named_dice),
+    return {"body_dice": mean([v for v in body_dice if not math.isnan(v)]),
+            "body_dice_s_aside": mean([v for v in body_dice_s_aside if not math.isnan(v)]), "named_dice": mean(named_dice),
             "disc_dice": mean(disc_dice), "wrong": wrong, "total": total, "silently_wrong": silently_wrong, **split}
 
 
 def summary_line(score: dict) -> str:
-    return (f"body Dice names ignored {score['body_dice']:.3f}, mean Dice per structure {score['named_dice']:.3f} "
+    return (f"body Dice names ignored {score['body_dice']:.3f} (S aside {score['body_dice_s_aside']:.3f}), "
+            f"mean Dice per structure {score['named_dice']:.3f} "
             f"(discs {score['disc_dice']:.3f}), levels named wrong {score['wrong']}/{score['total']}, "
             f"confident {score['confident']}, uncertain {score['uncertain']}, "
             f"confident with a wrong name {score['silently_wrong']}")

@@ -32,9 +32,11 @@ def finetune_training() -> TrainConfig:
     """The training recipe of fine-tuning, where it differs from training from scratch.
 
     lr half that of training from scratch (1e-3), so a few corrected cases adapt the model
-    without overwriting it (1e-4 changed nothing on a new site); batch 2; the bundled weights'
-    loss (marginal cross-entropy + soft Dice + the set-valued term below a reviewed L5); L2-SP
-    towards the parent in place of weight decay when ``ANCHOR_WEIGHT`` > 0.
+    without overwriting it (1e-4 changed nothing on a new site); batch 2; the loss the bundled
+    weights were trained with (marginal cross-entropy + soft Dice + the set-valued term below a
+    reviewed L5), without the endplate-tilt term of their last stage (``tilt_loss_weight`` 0: not
+    measured in fine-tuning); L2-SP towards the parent in place of weight decay when
+    ``ANCHOR_WEIGHT`` > 0.
     """
     return TrainConfig(lr=5e-4, batch_size=2, dice_loss_weight=1.0, below_lumbar_weight=1.0,
                        anchor_weight=ANCHOR_WEIGHT)

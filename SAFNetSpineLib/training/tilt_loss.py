@@ -4,15 +4,16 @@ A lumbar body turned 5 degrees about its centre still overlaps its mask with Dic
 so cross-entropy and Dice hardly mind it; but radiologists read lordosis and segmental
 angles off exactly that tilt, and a network trained on them alone measures tilts
 compressed towards the image's rows (``Testing/benchmarks/bench_orientation.py``). This
-term (public form: :func:`~.losses.tilt_loss`; here its arithmetic) compares, per annotated structure, the orientation of the second moments (the
-principal axis in the superior-inferior x anterior-posterior plane, summed over the
-left-right slices) of the predicted probabilities with those of the mask.
+term (public form: :func:`~.losses.tilt_loss`; here its arithmetic) compares, per annotated
+structure, the orientation of the second moments (the principal axis in the
+superior-inferior x anterior-posterior plane, summed over the left-right slices) of the
+predicted probabilities with those of the mask.
 
 Moments are taken in network voxels (rows H, columns W): the grid's anisotropy maps
 both orientations the same way, so they agree in voxels exactly when they agree in mm.
 Predicted probability counts only within a few voxels (in-plane) of the structure's
-mask in any slice (:data:`WINDOW_VOXELS`), so a stray blob elsewhere does not turn the axis (Dice and
-cross-entropy deal with blobs). Orientations are compared as doubled-angle vectors of the
+mask in any slice (:data:`WINDOW_VOXELS`), so a stray blob elsewhere does not turn the
+axis (Dice and cross-entropy deal with blobs). Orientations are compared as doubled-angle vectors of the
 trace-normalised covariance, ``a = (c_ww - c_hh, 2 c_hw) / (c_hh + c_ww)`` (an axis, not a
 direction; its length is the elongation e): ``|a_pred| |a_mask| (1 - cos(2 * dtheta)) / e_mask^2``,
 which is ``1 - cos(2 * dtheta)`` for a prediction as elongated as its mask and ignores a
@@ -92,4 +93,3 @@ def _tilt(log_probs: torch.Tensor, target: torch.Tensor, annotated: torch.Tensor
 def _length(vectors: torch.Tensor) -> torch.Tensor:
     """Euclidean length over the last axis, with a finite gradient at 0."""
     return (vectors * vectors).sum(-1).add(1e-12).sqrt()
-

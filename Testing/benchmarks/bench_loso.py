@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from SAFNetSpineLib.data.cases import load_case, load_case_folder  # noqa: E402
 from SAFNetSpineLib.evaluation.metrics import dice_per_structure, level_named_correctly  # noqa: E402
 from SAFNetSpineLib.inference import Segmenter  # noqa: E402
-from SAFNetSpineLib.labels import DISC_IDS, VERTEBRA_IDS  # noqa: E402
+from SAFNetSpineLib.labels import DISC_IDS, SACRUM_ID, VERTEBRA_IDS  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "spine-mri"
 
@@ -45,14 +45,14 @@ def names_ignored_body_dice(prediction: np.ndarray, reference: np.ndarray, annot
         prediction: Label map (any shape), MRSpineSeg ids.
         reference: Expert label map, same shape.
         annotated: Ids the reference annotates.
-        sacrum_aside: Leave the predicted S (id 1) out when the reference does not annotate it.
+        sacrum_aside: Leave the predicted S out when the reference does not annotate it.
     """
     bodies = [i for i in annotated if i in VERTEBRA_IDS]
     if not bodies:
         return float("nan")
     truth = np.isin(reference, bodies)
-    counted = [i for i in VERTEBRA_IDS if not (sacrum_aside and i == 1 and 1 not in annotated)]
-    found = np.isin(prediction, counted)
+    aside = {SACRUM_ID} if sacrum_aside and SACRUM_ID not in annotated else set()
+    found = np.isin(prediction, sorted(set(VERTEBRA_IDS) - aside))
     return float(2.0 * np.logical_and(truth, found).sum() / max(truth.sum() + found.sum(), 1))
 
 
@@ -93,7 +93,8 @@ def score_cases(weights: Path, cases: list, label: str = "") -> dict:
               f"{case_wrong}/{len(named)}, {status} (anchor {result.naming.naming['anchor']}): "
               f"{result.naming.naming['reason']}", flush=True)
     return {"body_dice": mean([v for v in body_dice if not math.isnan(v)]),
-            "body_dice_s_aside": mean([v for v in body_dice_s_aside if not math.isnan(v)]), "named_dice": mean(named_dice),
+            "body_dice_s_aside": mean([v for v in body_dice_s_aside if not math.isnan(v)]),
+            "named_dice": mean(named_dice),
             "disc_dice": mean(disc_dice), "wrong": wrong, "total": total, "silently_wrong": silently_wrong, **split}
 
 

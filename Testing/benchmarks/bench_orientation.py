@@ -32,8 +32,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from SAFNetSpineLib.data.cases import load_case, load_case_folder  # noqa: E402
 from SAFNetSpineLib.inference import Segmenter  # noqa: E402
-from SAFNetSpineLib.io import read_volume  # noqa: E402
 from SAFNetSpineLib.labels import VERTEBRA_IDS, structure, structure_by_name  # noqa: E402
 from SAFNetSpineLib.measurements import measure_spine  # noqa: E402
 from SAFNetSpineLib.weights import default_weights_dir  # noqa: E402
@@ -90,20 +90,20 @@ def main() -> None:
     segmenter = Segmenter([args.weights], device="cpu")
     rows = []  # (case, level, angle, expert tilt, model tilt)
     started = time.perf_counter()
-    for case in args.cases:
-        image = read_volume(DATA / "imagesTr" / f"{case}.nii.gz")
-        mask = read_volume(DATA / "labelsTr" / f"{case}.nii.gz", is_label=True)
+    cases = [c for c in load_case_folder(DATA) if c.case_id in args.cases]
+    for case in cases:
+        image, mask = load_case(case)
         for angle in args.angles:
             truth = turned(mask, angle, order=0)
             labels = segmenter.segment(turned(image, angle, order=1)).labels
             pairs = tilt_pairs(measure_spine(truth), measure_spine(labels), truth.array, labels.array)
-            rows += [(case, level, angle, a, b) for level, a, b in pairs]
-        print(f"{case}: {time.perf_counter() - started:.0f} s", flush=True)
+            rows += [(case.case_id, level, angle, a, b) for level, a, b in pairs]
+        print(f"{case.case_id}: {time.perf_counter() - started:.0f} s", flush=True)
 
     data = np.array([(r[2], r[3], r[4]) for r in rows], dtype=np.float64).reshape(-1, 3)
     angle, expert, model = data.T
     error = model - expert
-    print(f"\n{len(args.cases)} cases, {len(rows)} body-angle pairs in {time.perf_counter() - started:.0f} s, "
+    print(f"\n{len(cases)} cases, {len(rows)} body-angle pairs in {time.perf_counter() - started:.0f} s, "
           f"weights {args.weights}\n")
     print("| turned (deg) | bodies | mean abs. error (deg) | mean error, model - expert | slope, model on expert |")
     print("|---|---|---|---|---|")

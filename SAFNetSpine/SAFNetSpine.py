@@ -109,6 +109,7 @@ class SAFNetSpineParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     outputSegmentation: vtkMRMLSegmentationNode  # None: Segment creates a new node
     useTestTimeAugmentation: bool = False
+    useUprightPasses: bool = False  # segment --turns on
     showResultIn3D: bool = False
     epochs: Annotated[int, WithinRange(0, MAX_EPOCHS)] = 0  # 0: the library scales the schedule to the store
 
@@ -296,10 +297,10 @@ class SAFNetSpineLogic(ScriptedLoadableModuleLogic):
 
         return [STRUCTURES[i].short_name for i in SUPERIOR_TO_INFERIOR_IDS]
 
-    def prepareSegmentation(self, volumeNode, weights, device, tta=False, targetNode=None):
+    def prepareSegmentation(self, volumeNode, weights, device, tta=False, targetNode=None, turns=False):
         """Write the volume for the child; returns (``segment`` command line, run)."""
         return prepare_segmentation(volumeNode, self.pythonExecutable(), Path(weights) if weights else None, device,
-                                    tta, targetNode, slicer.app.temporaryPath)
+                                    tta, targetNode, slicer.app.temporaryPath, turns)
 
     def finishSegmentation(self, run):
         """The segmentation node filled from a finished run (the chosen node, or a new one) and its summary."""

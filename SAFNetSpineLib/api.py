@@ -51,16 +51,17 @@ def resolve_weights(weights: list[str | Path] | None = None, models: str | Path 
 
 
 @lru_cache(maxsize=4)
-def _segmenter(weights: tuple[Path, ...], device: str, precision: str, tta: bool, cleanup: str) -> Segmenter:
+def _segmenter(weights: tuple[Path, ...], device: str, precision: str, tta: bool, cleanup: str,
+               turns: bool) -> Segmenter:
     """A loaded :class:`Segmenter`, kept for the next call with the same settings."""
     from SAFNetSpineLib.inference.segmenter import Segmenter
 
-    return Segmenter(list(weights), device=device, precision=precision, tta=tta, cleanup=cleanup)
+    return Segmenter(list(weights), device=device, precision=precision, tta=tta, cleanup=cleanup, turns=turns)
 
 
 def segment(image: str | Path | Volume, weights: list[str | Path] | None = None, models: str | Path | None = None,
             device: str = "auto", precision: str = "auto", tta: bool = False, cleanup: str | None = None,
-            level_hint: LevelHint | None = None) -> SegmentationResult:
+            level_hint: LevelHint | None = None, turns: bool | None = None) -> SegmentationResult:
     """Segment one volume level by level.
 
     Args:
@@ -72,6 +73,8 @@ def segment(image: str | Path | Volume, weights: list[str | Path] | None = None,
         tta: Also segment the left-right mirror and average.
         cleanup: Post-processing (``segment --cleanup``); None: the default.
         level_hint: One structure's name at a point, to count the others from.
+        turns: Also read the image turned in its sagittal plane (``segment --turns``,
+            :mod:`SAFNetSpineLib.inference.turns`); None: the default (off).
 
     Returns:
         The :class:`~SAFNetSpineLib.inference.segmenter.SegmentationResult`: ``labels`` (a label
@@ -82,6 +85,7 @@ def segment(image: str | Path | Volume, weights: list[str | Path] | None = None,
         SpineInputError: an unreadable or untrustworthy input, or unusable weights (one sentence).
     """
     from SAFNetSpineLib.inference.postprocess import DEFAULT_CLEANUP
+    from SAFNetSpineLib.inference.turns import DEFAULT_TURNS
     from SAFNetSpineLib.volume import Volume
 
     if not isinstance(image, Volume):
@@ -89,7 +93,8 @@ def segment(image: str | Path | Volume, weights: list[str | Path] | None = None,
 
         image = read_volume(Path(image))
     folders = tuple(p.resolve() for p in resolve_weights(weights, models))
-    segmenter = _segmenter(folders, device, precision, tta, cleanup or DEFAULT_CLEANUP)
+    segmenter = _segmenter(folders, device, precision, tta, cleanup or DEFAULT_CLEANUP,
+                           DEFAULT_TURNS if turns is None else turns)
     return segmenter.segment(image, level_hint=level_hint)
 
 

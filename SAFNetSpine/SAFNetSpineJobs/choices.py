@@ -32,6 +32,7 @@ def _flag(value: Any) -> bool:
 KEPT_CHOICES = (
     ("epochs", "SAFNetSpine/Epochs", 0, _epochs),
     ("useTestTimeAugmentation", "SAFNetSpine/TestTimeAugmentation", False, _flag),
+    ("useUprightPasses", "SAFNetSpine/UprightPasses", False, _flag),
     ("showResultIn3D", "SAFNetSpine/ShowResultIn3D", False, _flag),
 )
 

@@ -98,14 +98,16 @@ def _library(python: str, *args: str) -> list[str]:
 
 
 def segment_command(python: str, image: Path, out_dir: Path, weights: Path | None, device: str,
-                    tta: bool = False) -> list[str]:
-    """``segment IMAGE -o OUT --device D [--weights W] [--tta] --format nii.gz --progress json``."""
+                    tta: bool = False, turns: bool = False) -> list[str]:
+    """``segment IMAGE -o OUT --device D [--weights W] [--tta] [--turns on] --format nii.gz --progress json``."""
     args = ["segment", str(image), "-o", str(out_dir), "--device", device, "--format", "nii.gz",
             "--progress", "json"]
     if weights is not None:
         args += ["--weights", str(weights)]
     if tta:
         args.append("--tta")
+    if turns:
+        args += ["--turns", "on"]
     return _library(python, *args)
 
 

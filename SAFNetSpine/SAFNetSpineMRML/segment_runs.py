@@ -41,7 +41,8 @@ class SegmentationRun:
 
 
 def prepare_segmentation(volume_node, python: str, weights: Path | None, device: str, tta: bool = False,
-                         target_node=None, temp_dir: str | None = None) -> tuple[list[str], SegmentationRun]:
+                         target_node=None, temp_dir: str | None = None,
+                         turns: bool = False) -> tuple[list[str], SegmentationRun]:
     """Write ``volume_node`` for the child; returns (``segment`` command line, run).
 
     Raises:
@@ -54,7 +55,7 @@ def prepare_segmentation(volume_node, python: str, weights: Path | None, device:
     folder = Path(tempfile.mkdtemp(prefix="SAFNetSpine-", dir=temp_dir))
     try:
         input_path = write_volume_node(volume_node, folder / "input.nrrd")
-        args = commands.segment_command(python, input_path, folder / "out", weights, device, tta)
+        args = commands.segment_command(python, input_path, folder / "out", weights, device, tta, turns)
     except Exception:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -35,7 +35,8 @@ class SegmentSection:
         try:
             args, run = self.logic.prepareSegmentation(volume, self.ui.modelComboBox.currentData,
                                                        self.ui.deviceComboBox.currentData,
-                                                       self.panel.parameterNode.useTestTimeAugmentation, target)
+                                                       self.panel.parameterNode.useTestTimeAugmentation, target,
+                                                       self.panel.parameterNode.useUprightPasses)
         except Exception as error:
             return slicer.util.errorDisplay(_("Could not start the segmentation: {error}").format(error=error),
                                             detailedText=traceback.format_exc())

@@ -1,4 +1,4 @@
-"""Options several subcommands share: ``--progress``, ``--level-hint``, file-name options, flags
+"""Options several subcommands share: ``--progress``, ``--level-hint``, ``--turns``, file-name options, flags
 generated from a config dataclass, and how input warnings are shown.
 
 A config dataclass (``TrainConfig``, ``FinetuneConfig``) is the one place its defaults and
@@ -27,6 +27,18 @@ def add_progress_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress", choices=PROGRESS_MODES, default="bar",
                         help="progress as a bar on stderr, JSON lines on stdout (one object per line, "
                              "see docs/INTERFACES.md), or none (default bar)")
+
+
+def add_turns_option(parser: argparse.ArgumentParser) -> None:
+    """The one ``--turns on|off`` option (see :mod:`SAFNetSpineLib.inference.turns`); ``args.turns`` is a bool."""
+    from SAFNetSpineLib.inference.turns import DEFAULT_TURNS, TURN_ANGLES_DEG
+
+    angles = ", ".join(f"{a:+.0f}" for a in TURN_ANGLES_DEG)
+    parser.add_argument("--turns", choices=("on", "off"), default="on" if DEFAULT_TURNS else "off",
+                        help=f"also run the network on the image turned in its sagittal plane ({angles} deg) and "
+                             "read each part of the spine from the pass that stands it upright: steep endplates "
+                             f"come out less flattened, at {len(TURN_ANGLES_DEG) + 1} passes' cost "
+                             f"(default {'on' if DEFAULT_TURNS else 'off'})")
 
 
 def level_hint_option(text: str | None):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from SAFNetSpineLib.cli.common import add_progress_option
+from SAFNetSpineLib.cli.common import add_progress_option, add_turns_option
 from SAFNetSpineLib.data.cases import load_case_folders, read_case_ids, select_cases
 from SAFNetSpineLib.inference.postprocess import CLEANUP_HELP, CLEANUPS, DEFAULT_CLEANUP
 from SAFNetSpineLib.io import check_writable_dir
@@ -32,6 +32,7 @@ def add_parser(subparsers) -> None:
     evaluate.add_argument("--out", required=True, type=Path, metavar="DIR", help="report folder")
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default auto)")
     evaluate.add_argument("--cleanup", default=DEFAULT_CLEANUP, choices=CLEANUPS, help=CLEANUP_HELP)
+    add_turns_option(evaluate)
     evaluate.add_argument("--no-surface", action="store_true", help="skip MSD and HD95 (faster)")
     add_progress_option(evaluate)
     evaluate.set_defaults(func=run)
@@ -51,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, manifest = load_model(args.weights, device)
     rows = evaluate_model(model, manifest, cases, device, surface=not args.no_surface, cleanup=args.cleanup,
-                          progress=Progress(args.progress))
+                          turns=args.turns == "on", progress=Progress(args.progress))
     notes = [f"Weights `{args.weights}` (version {manifest.version}, {manifest.architecture} width "
              f"{manifest.model_config.get('width')}); {len(cases)} cases: {', '.join(c.case_id for c in cases)}.",
-             f"Scored in each input's own geometry after `segment --cleanup {args.cleanup}` post-processing."]
+             f"Scored in each input's own geometry after `segment --cleanup {args.cleanup} --turns {args.turns}`."]
     path = write_report([{"fold": 1, **r} for r in rows], args.out, title="Evaluation", notes=notes)
     print(f"vertebrae Dice {mean_metric(rows, 'dice', VERTEBRA_IDS):.4f}, discs Dice "
           f"{mean_metric(rows, 'dice', DISC_IDS):.4f}, levels named correctly "

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from SAFNetSpineLib.cli.common import level_hint_option
+from SAFNetSpineLib.cli.common import add_turns_option, level_hint_option
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.inference.outputs import (
     FORMATS,
@@ -50,6 +50,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                         help="auto: fp16 autocast on CUDA, fp32 on CPU (bf16 autocast on request)")
     parser.add_argument("--tta", action="store_true", help="also segment the left-right mirrored image and average")
+    add_turns_option(parser)
     parser.add_argument("--format", default="nii.gz", choices=FORMATS, help="label map format(s)")
     parser.add_argument("--cleanup", default=DEFAULT_CLEANUP, choices=CLEANUPS, help=CLEANUP_HELP)
     parser.add_argument("--overlay", action="store_true", help="also write a mid-sagittal overlay PNG")
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     weights = resolve_weights(args.weights, args.models)  # given, else the active version of --models, else bundled
     started = time.perf_counter()
     segmenter = Segmenter(weights, device=args.device, precision=args.precision, tta=args.tta,
-                          cleanup=args.cleanup)
+                          cleanup=args.cleanup, turns=args.turns == "on")
     load_s = time.perf_counter() - started
 
     for index, path in enumerate(inputs):

@@ -12,13 +12,14 @@ from SAFNetSpineLib.data.cases import Case, load_case
 from SAFNetSpineLib.evaluation.metrics import score_case
 from SAFNetSpineLib.inference.postprocess import DEFAULT_CLEANUP
 from SAFNetSpineLib.inference.segmenter import segment_volume
+from SAFNetSpineLib.inference.turns import DEFAULT_TURNS
 from SAFNetSpineLib.labels import STRUCTURES
 from SAFNetSpineLib.preprocessing import PreprocessConfig
 from SAFNetSpineLib.runtime import resolve_device
 
 
 def predict_case(model: torch.nn.Module, image, preprocess: dict, device: torch.device | str,
-                 cleanup: str = DEFAULT_CLEANUP):
+                 cleanup: str = DEFAULT_CLEANUP, turns: bool = DEFAULT_TURNS):
     """Label map of ``model`` for one image, on the image's exact grid, as ``segment`` makes it.
 
     Args:
@@ -27,21 +28,23 @@ def predict_case(model: torch.nn.Module, image, preprocess: dict, device: torch.
         preprocess: PreprocessConfig.to_dict() the model was trained with.
         device: Device of the model.
         cleanup: Post-processing (inference.postprocess.CLEANUPS), as ``segment --cleanup``.
+        turns: Also the turned passes, as ``segment --turns`` (inference.turns).
 
     Returns:
         Label Volume on the image grid.
     """
-    return _segment(model, image, preprocess, device, cleanup).labels
+    return _segment(model, image, preprocess, device, cleanup, turns).labels
 
 
-def _segment(model, image, preprocess: dict, device, cleanup: str):
+def _segment(model, image, preprocess: dict, device, cleanup: str, turns: bool):
     # The model is used as it is (eval mode, not folded or moved): a training caller keeps training it.
     return segment_volume([model.eval()], image, PreprocessConfig.from_dict(preprocess), resolve_device(str(device)),
-                          "fp32", cleanup=cleanup)
+                          "fp32", cleanup=cleanup, turns=turns)
 
 
 def evaluate_model(model: torch.nn.Module, manifest, cases: Sequence[Case], device: torch.device | str = "cpu", *,
-                   surface: bool = True, cleanup: str = DEFAULT_CLEANUP, progress=None) -> list[dict]:
+                   surface: bool = True, cleanup: str = DEFAULT_CLEANUP, turns: bool = DEFAULT_TURNS,
+                   progress=None) -> list[dict]:
     """Score a model on cases: every annotated structure of every case, in input space.
 
     Args:
@@ -51,6 +54,7 @@ def evaluate_model(model: torch.nn.Module, manifest, cases: Sequence[Case], devi
         device: Torch device.
         surface: Also compute MSD and HD95 (mm); otherwise those are NaN.
         cleanup: Post-processing, as ``segment --cleanup`` (default: segment's).
+        turns: Also the turned passes, as ``segment --turns`` (default: segment's).
         progress: Optional callable(stage, fraction, message).
 
     Returns:
@@ -65,7 +69,7 @@ def evaluate_model(model: torch.nn.Module, manifest, cases: Sequence[Case], devi
     rows = []
     for index, case in enumerate(cases):
         image, reference = load_case(case)
-        result = _segment(model, image, preprocess, device, cleanup)
+        result = _segment(model, image, preprocess, device, cleanup, turns)
         scores = score_case(result.labels.array.astype(np.int64), reference.array, image.spacing,
                             case.annotated_labels, surface=surface)
         status = result.naming.naming["status"] if result.naming is not None else None

@@ -185,6 +185,7 @@ class SegmentOutputs:
         device: Torch device the network ran on, e.g. "cpu", "cuda".
         precision: "fp32", "bf16" or "fp16".
         tta: Whether the mirrored input was averaged in.
+        turns: Whether the turned passes were blended in (inference.turns).
         volumes_ml: Volume (mL) of each structure found, by short name.
         image: The input image (its geometry goes into the summary).
         timings_s: Seconds per stage, in the order they ran.
@@ -200,6 +201,7 @@ class SegmentOutputs:
     device: str
     precision: str
     tta: bool
+    turns: bool
     volumes_ml: dict[str, float]
     image: Volume
     timings_s: dict[str, float]
@@ -216,7 +218,7 @@ class SegmentOutputs:
             input: The input file or DICOM folder.
             outputs: Files written for it, in order.
             segmenter: The :class:`~SAFNetSpineLib.inference.segmenter.Segmenter` that ran (version, device,
-                precision, tta).
+                precision, tta, turns).
             weights: Its weights folder(s).
             image: The input image.
             timings_s: Seconds per stage.
@@ -224,7 +226,7 @@ class SegmentOutputs:
         """
         summary = cls(input=input, outputs=outputs, model_version=segmenter.version, weights=weights,
                       device=str(segmenter.device), precision=segmenter.precision, tta=segmenter.tta,
-                      volumes_ml=result.volumes_ml, image=image, timings_s=timings_s)
+                      turns=segmenter.turns, volumes_ml=result.volumes_ml, image=image, timings_s=timings_s)
         summary.extra["naming"] = result.naming.naming
         summary.extra["level_hint"] = None if level_hint is None else str(level_hint)
         summary.structure_fields.update(result.naming.structure_fields())
@@ -248,6 +250,7 @@ class SegmentOutputs:
             "device": self.device,
             "precision": self.precision,
             "tta": self.tta,
+            "turns": self.turns,
             "structures": self.structures(),
             "input_geometry": geometry_record(self.image),
             "timings_s": dict(self.timings_s),

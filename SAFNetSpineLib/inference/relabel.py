@@ -126,7 +126,8 @@ def relabel_file(path: Path, out_dir: Path, hint: LevelHint | None = None, label
     started = time.perf_counter()
     written = write_label_outputs(result.labels, labels, paths, label_format)
     outputs = SegmentOutputs(input=path, outputs=written, model_version=None, weights=[], device=None,
-                             precision=None, tta=False, volumes_ml=structure_volumes_ml(result.labels),
+                             precision=None, tta=False, turns=False,
+                             volumes_ml=structure_volumes_ml(result.labels),
                              image=labels,
                              timings_s={"read": round(read_s, 4), "naming": round(naming_s, 4),
                                         "write": round(time.perf_counter() - started, 4)},

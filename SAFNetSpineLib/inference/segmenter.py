@@ -2,15 +2,19 @@
 
 Steps per volume: preprocess to the network grid (18 x 256 x 128, LR/SI/AP), run the
 network (optionally also on the left-right mirrored input, and over an ensemble of
-weight folders, averaging softmax probabilities), map the probabilities back onto the
+weight folders, averaging softmax probabilities; on request also on the input turned in
+its sagittal plane, blended row by row, see inference.turns), map the probabilities back onto the
 input's exact grid (linear interpolation, then argmax), and clean up: by default specks,
 fragments, misplaced sacrum pieces and discs detached below the spine are removed (see
 inference.pieces). Then the levels are named by counting along the spine, the one namer,
 with the network's probabilities as evidence, and the names judged (see inference.naming).
+With the turned passes the outlines are the blend's, each named as the plain pass's
+nearest structure of its kind: names and count are the plain pass's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +26,7 @@ import torch
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.inference.naming import ClassEvidence, LevelHint, NamingResult, name_levels
 from SAFNetSpineLib.inference.postprocess import CLEANUPS, DEFAULT_CLEANUP, clean_up, structure_volumes_ml
+from SAFNetSpineLib.inference.turns import DEFAULT_TURNS, transfer_names, turned_probabilities
 from SAFNetSpineLib.models.prepare import prepare_for_inference
 from SAFNetSpineLib.preprocessing import PreprocessConfig, preprocess_image, restore_labels
 from SAFNetSpineLib.runtime import autocast_context, memory_format, resolve_device, resolve_precision
@@ -49,8 +54,8 @@ class SegmentationResult:
 
 @torch.inference_mode()
 def predict_probabilities(models: Sequence[torch.nn.Module], network_input: np.ndarray, device: torch.device,
-                          precision: str, tta: bool = False) -> torch.Tensor:
-    """Mean softmax over models (and the mirrored input with TTA).
+                          precision: str, tta: bool = False, turns: bool = False) -> torch.Tensor:
+    """Mean softmax over models (and the mirrored input with TTA), with turned passes on request.
 
     Args:
         models: Networks on ``device``, in eval mode (an ensemble when several).
@@ -58,10 +63,22 @@ def predict_probabilities(models: Sequence[torch.nn.Module], network_input: np.n
         device: Device of the models.
         precision: "fp32", "bf16" or "fp16" (see :func:`SAFNetSpineLib.runtime.resolve_precision`).
         tta: Also run on the left-right mirrored input (flipped along D) and average.
+        turns: Also run on the input turned in its sagittal plane and blend row by row
+            (:func:`~SAFNetSpineLib.inference.turns.turned_probabilities`; 5 passes instead of 1).
 
     Returns:
         Probabilities, shape (C, D, H, W), float32 on the CPU.
     """
+    plain = _mean_probabilities(models, network_input, device, precision, tta)
+    if not turns:
+        return plain
+    return turned_probabilities(lambda turned: _mean_probabilities(models, turned, device, precision, tta),
+                                network_input, plain)
+
+
+def _mean_probabilities(models: Sequence[torch.nn.Module], network_input: np.ndarray, device: torch.device,
+                        precision: str, tta: bool) -> torch.Tensor:
+    """Mean softmax over models (and the mirrored input with TTA): (C, D, H, W) float32 on the CPU."""
     x = torch.from_numpy(np.ascontiguousarray(network_input))[None, None]  # (1, 1, D, H, W)
     x = x.to(device, memory_format=memory_format(device))
     inputs = [(x, False)] + ([(torch.flip(x, dims=[2]), True)] if tta else [])
@@ -78,7 +95,8 @@ def predict_probabilities(models: Sequence[torch.nn.Module], network_input: np.n
 
 
 def segment_volume(models: Sequence[torch.nn.Module], image: Volume, preprocess: PreprocessConfig,
-                   device: torch.device, precision: str, *, tta: bool = False, cleanup: str = DEFAULT_CLEANUP,
+                   device: torch.device, precision: str, *, tta: bool = False, turns: bool = DEFAULT_TURNS,
+                   cleanup: str = DEFAULT_CLEANUP,
                    version: str = "in memory", progress=None, naming: bool = True,
                    level_hint: LevelHint | None = None) -> SegmentationResult:
     """Segment one image volume with networks already in memory.
@@ -91,6 +109,9 @@ def segment_volume(models: Sequence[torch.nn.Module], image: Volume, preprocess:
         device: Device of the models.
         precision: "fp32", "bf16" or "fp16", already checked for ``device``.
         tta: Also run on the left-right mirrored input and average.
+        turns: Also run on the input turned in its sagittal plane, blended row by row (inference.turns):
+            the outlines come from the blend, the names and the count from the plain pass
+            (:func:`~SAFNetSpineLib.inference.turns.transfer_names`).
         cleanup: Post-processing, one of postprocess.CLEANUPS.
         version: Model name shown in the progress messages.
         progress: Optional callable(stage, fraction, message).
@@ -114,25 +135,35 @@ def segment_volume(models: Sequence[torch.nn.Module], image: Volume, preprocess:
     timings["preprocess"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    report("inference", 0.15, f"running {version} on {device.type}")
+    report("inference", 0.15, f"running {version} on {device.type}" + (" (plain and turned passes)" if turns else ""))
     probabilities = predict_probabilities(models, network_input, device, precision, tta)
+    blended = None
+    if turns:
+        blended = turned_probabilities(lambda turned: predict_probabilities(models, turned, device, precision, tta),
+                                       network_input, probabilities)
     timings["network"] = time.perf_counter() - start
 
     start = time.perf_counter()
     report("restore", 0.85, "mapping back to the input geometry")
     restored = restore_labels(probabilities.numpy(), grid, image)
+    outline = None if blended is None else restore_labels(blended.numpy(), grid, image)
     timings["restore"] = time.perf_counter() - start
 
     start = time.perf_counter()
     if cleanup != "none":
         report("postprocess", 0.92, f"clean-up: {cleanup}")
         restored = clean_up(restored, cleanup)
+        outline = None if outline is None else clean_up(outline, cleanup)
     named = None
     if naming or level_hint is not None:
         report("postprocess", 0.94, "naming the levels by counting")
         evidence = ClassEvidence(probabilities.numpy(), grid.affine_lps)
         named = name_levels(restored, evidence, level_hint, rename=cleanup != "none" or level_hint is not None)
         restored = named.labels
+    if outline is not None:  # the plain pass's names and count, the turned passes' outlines
+        restored = restored.with_array(transfer_names(restored.array, outline.array, restored.spacing),
+                                       is_label=True)
+        named = None if named is None else dataclasses.replace(named, labels=restored)
     timings["postprocess"] = time.perf_counter() - start
     return SegmentationResult(restored, structure_volumes_ml(restored), {k: round(v, 4) for k, v in timings.items()},
                               named)
@@ -148,13 +179,14 @@ class Segmenter:
         precision: "auto" (fp16 on CUDA, fp32 elsewhere; see runtime.resolve_precision),
             "fp32", "bf16" or "fp16" (autocast).
         tta: Also run on the left-right mirrored input and average.
+        turns: Also run on the input turned in its sagittal plane, blended row by row (inference.turns).
         cleanup: Post-processing, one of postprocess.CLEANUPS: "levels" (specks,
             fragments, misplaced sacrum pieces and detached discs removed; see inference.pieces), "largest"
             (largest component per label) or "none".
     """
 
     def __init__(self, weights_dirs: list[str | Path], device: str = "auto", precision: str = "auto",
-                 tta: bool = False, cleanup: str = DEFAULT_CLEANUP):
+                 tta: bool = False, cleanup: str = DEFAULT_CLEANUP, turns: bool = DEFAULT_TURNS):
         if not weights_dirs:
             raise SpineInputError(None, "no weights folder given")
         if cleanup not in CLEANUPS:
@@ -162,6 +194,7 @@ class Segmenter:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device, "inference")
         self.tta = tta
+        self.turns = turns
         self.cleanup = cleanup
         loaded = [load_model(folder, self.device) for folder in weights_dirs]
         self.models = [prepare_for_inference(model, self.device, self.precision) for model, _ in loaded]
@@ -179,10 +212,11 @@ class Segmenter:
 
     def predict_probabilities(self, network_input: np.ndarray) -> torch.Tensor:
         """:func:`predict_probabilities` with this segmenter's models and settings."""
-        return predict_probabilities(self.models, network_input, self.device, self.precision, self.tta)
+        return predict_probabilities(self.models, network_input, self.device, self.precision, self.tta,
+                                     self.turns)
 
     def segment(self, image: Volume, progress=None, level_hint: LevelHint | None = None) -> SegmentationResult:
         """:func:`segment_volume` with this segmenter's models and settings (levels named by counting)."""
         return segment_volume(self.models, image, self.preprocess_config, self.device, self.precision,
-                              tta=self.tta, cleanup=self.cleanup, version=self.version, progress=progress,
+                              tta=self.tta, turns=self.turns, cleanup=self.cleanup, version=self.version, progress=progress,
                               level_hint=level_hint)

@@ -29,9 +29,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from SAFNetSpineLib.cli.common import add_turns_option  # noqa: E402
 from SAFNetSpineLib.data.cases import load_case, load_case_folder  # noqa: E402
 from SAFNetSpineLib.evaluation.metrics import dice_per_structure, level_named_correctly  # noqa: E402
 from SAFNetSpineLib.inference import Segmenter  # noqa: E402
+from SAFNetSpineLib.inference.turns import DEFAULT_TURNS  # noqa: E402
 from SAFNetSpineLib.labels import DISC_IDS, SACRUM_ID, VERTEBRA_IDS  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "spine-mri"
@@ -60,14 +62,14 @@ def mean(values) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def score_cases(weights: Path, cases: list, label: str = "") -> dict:
+def score_cases(weights: Path, cases: list, label: str = "", turns: bool = DEFAULT_TURNS) -> dict:
     """Segment every case with ``weights`` (``segment``'s path) and print a line per case.
 
     Returns:
         {"body_dice": names-ignored body Dice (mean), "named_dice": Dice per structure (mean),
         "disc_dice", "wrong", "total", "confident", "uncertain", "silently_wrong"}.
     """
-    segmenter = Segmenter([weights], device="cpu", precision="fp32")
+    segmenter = Segmenter([weights], device="cpu", precision="fp32", turns=turns)
     body_dice, body_dice_s_aside, named_dice, disc_dice, wrong, total = [], [], [], [], 0, 0
     split = {"confident": 0, "uncertain": 0, "out_of_range": 0}
     silently_wrong = 0
@@ -113,10 +115,11 @@ def main() -> None:
     chosen = parser.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--prefix", help="source prefix of the cases to score (chu_, myo_, ivd_)")
     chosen.add_argument("--cases", nargs="+", metavar="ID", help="case ids to score instead (e.g. the held-out split)")
+    add_turns_option(parser)
     args = parser.parse_args()
     cases = [c for c in load_case_folder(args.data)
              if (c.case_id in args.cases if args.cases else c.case_id.startswith(args.prefix))]
-    score = score_cases(args.weights, cases)
+    score = score_cases(args.weights, cases, turns=args.turns == "on")
     print(f"{args.weights} on {len(cases)} {args.prefix or 'chosen'} cases: {summary_line(score)}")
 
 

@@ -26,6 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from SAFNetSpineLib.cli.common import add_turns_option  # noqa: E402
 from SAFNetSpineLib.inference import Segmenter  # noqa: E402
 from SAFNetSpineLib.io import read_volume  # noqa: E402
 from SAFNetSpineLib.measurements import measure_spine  # noqa: E402
@@ -74,11 +75,12 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES)
     parser.add_argument("--weights", type=Path, default=default_weights_dir())
     parser.add_argument("--json", type=Path, help="also write every case's pairs here")
+    add_turns_option(parser)
     args = parser.parse_args()
     if not (DATA / "dataset.json").is_file():
         sys.exit(f"real data not found at {DATA}")
 
-    segmenter = Segmenter([args.weights], device="cpu")
+    segmenter = Segmenter([args.weights], device="cpu", turns=args.turns == "on")
     pooled: dict[str, list[float]] = defaultdict(list)
     held: dict[str, list[float]] = defaultdict(list)
     per_case = {}

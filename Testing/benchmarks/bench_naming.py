@@ -11,7 +11,7 @@
    per ``name_confidence`` bin of the name given, and the fraction named right.
 
 Usage:
-    .venv/bin/python Testing/benchmarks/bench_naming.py [--weights DIR ...] [--cases ID ...] [--hint-l3] [--no-real]
+    .venv/bin/python Testing/benchmarks/bench_naming.py [--weights DIR ...] [--cases ID ...] [--hint-l3] [--no-real] [--turns on|off]
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def calibration_rows(pairs: list[tuple[float, bool]], edges=CALIBRATION_EDGES) -
     return rows
 
 
-def bench_real(weights: list[Path], data: Path, case_ids: list[str], hint_l3: bool = False) -> None:
+def bench_real(weights: list[Path], data: Path, case_ids: list[str], hint_l3: bool = False,
+               turns: bool = True) -> None:
     """``segment``'s own path on real cases: names, status, where the count starts, calibration."""
     from SAFNetSpineLib.data.cases import load_case, load_case_folder, select_cases
     from SAFNetSpineLib.inference import Segmenter
@@ -72,7 +73,7 @@ def bench_real(weights: list[Path], data: Path, case_ids: list[str], hint_l3: bo
     from SAFNetSpineLib.labels import L5_ID, L5_S_ID, neighbour
     from SAFNetSpineLib.volume import LPS_TO_RAS
 
-    segmenter = Segmenter(weights, device="cpu", precision="fp32")
+    segmenter = Segmenter(weights, device="cpu", precision="fp32", turns=turns)
     wrong_total, levels_total, confident_wrong = 0, 0, 0
     split = {"confident": 0, "uncertain": 0, "out_of_range": 0}
     pairs: list[tuple[float, bool]] = []
@@ -115,6 +116,7 @@ def bench_real(weights: list[Path], data: Path, case_ids: list[str], hint_l3: bo
 
 
 def main() -> None:
+    from SAFNetSpineLib.cli.common import add_turns_option
     from SAFNetSpineLib.weights import default_weights_dir
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -125,10 +127,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--cases", nargs="+", default=HELD_OUT)
     parser.add_argument("--no-real", action="store_true", help="only the speed benchmark")
+    add_turns_option(parser)
     args = parser.parse_args()
     bench_speed()
     if not args.no_real and (args.data / "dataset.json").is_file():
-        bench_real(args.weights or [default_weights_dir()], args.data, args.cases, args.hint_l3)
+        bench_real(args.weights or [default_weights_dir()], args.data, args.cases, args.hint_l3,
+                   args.turns == "on")
 
 
 if __name__ == "__main__":

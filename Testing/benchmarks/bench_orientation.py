@@ -32,6 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from SAFNetSpineLib.cli.common import add_turns_option  # noqa: E402
 from SAFNetSpineLib.data.cases import load_case, load_case_folder  # noqa: E402
 from SAFNetSpineLib.inference import Segmenter  # noqa: E402
 from SAFNetSpineLib.labels import VERTEBRA_IDS, structure, structure_by_name  # noqa: E402
@@ -83,11 +84,12 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=HELD_OUT_BODIES)
     parser.add_argument("--weights", type=Path, default=default_weights_dir())
     parser.add_argument("--angles", nargs="+", type=float, default=[-20.0, -10.0, 0.0, 10.0, 20.0])
+    add_turns_option(parser)
     args = parser.parse_args()
     if not (DATA / "dataset.json").is_file():
         sys.exit(f"real data not found at {DATA}")
 
-    segmenter = Segmenter([args.weights], device="cpu")
+    segmenter = Segmenter([args.weights], device="cpu", turns=args.turns == "on")
     rows = []  # (case, level, angle, expert tilt, model tilt)
     started = time.perf_counter()
     cases = [c for c in load_case_folder(DATA) if c.case_id in args.cases]

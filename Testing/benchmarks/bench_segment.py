@@ -10,7 +10,7 @@ inside the same child (the "network" stage), so the overhead is
 ``read + preprocess + restore + postprocess + write`` of the same run.
 
 Usage:
-    .venv/bin/python Testing/benchmarks/bench_segment.py [--weights DIR] [--repeats 3] [--precision auto]
+    .venv/bin/python Testing/benchmarks/bench_segment.py [--weights DIR] [--repeats 3] [--precision auto] [--turns on|off]
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=default_weights_dir())
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--turns", choices=("on", "off"), default="off",
+                        help="segment --turns: the turned passes count in the forward time")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-segment-"))
@@ -56,7 +58,8 @@ def main() -> None:
         start = time.perf_counter()
         child = subprocess.run(
             [sys.executable, "-m", "SAFNetSpineLib", "segment", str(source), "-o", str(out), "--weights",
-             str(args.weights), "--device", "cpu", "--precision", args.precision, "--progress", "none"],
+             str(args.weights), "--device", "cpu", "--precision", args.precision, "--turns", args.turns,
+             "--progress", "none"],
             capture_output=True, text=True, cwd=REPO)
         wall = time.perf_counter() - start
         if child.returncode:

@@ -52,6 +52,7 @@ def test_segment_in_process_writes_all_outputs(tmp_path, phantom_file, tiny_weig
     np.testing.assert_array_equal(seg.array, labels.array)
     summary = json.loads((out / "case 01_seg.json").read_text())
     assert summary["model_version"] == "tiny" and summary["device"] == "cpu"
+    assert summary["turns"] is False  # off unless asked for
     found = {s["name"]: s["volume_ml"] for s in summary["structures"]}
     present = set(np.unique(labels.array)) - {0}
     assert len(found) == len(present)
@@ -59,6 +60,17 @@ def test_segment_in_process_writes_all_outputs(tmp_path, phantom_file, tiny_weig
     assert {"read", "network", "restore", "write"} <= set(summary["timings_s"])
     assert (out / "case 01_overlay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "level" in capsys.readouterr().out
+
+
+def test_turns_on_is_recorded_and_a_bad_value_refused(tmp_path, phantom_file, tiny_weights, capsys):
+    out = tmp_path / "out"
+    code = main(["segment", str(phantom_file), "-o", str(out), "--weights", str(tiny_weights), "--device", "cpu",
+                 "--progress", "none", "--turns", "on"])
+    assert code == 0
+    assert json.loads((out / "case 01_seg.json").read_text())["turns"] is True
+    with pytest.raises(SystemExit):
+        main(["segment", str(phantom_file), "-o", str(out), "--weights", str(tiny_weights), "--turns", "yes"])
+    assert "--turns" in capsys.readouterr().err
 
 
 def test_progress_json_lines_as_a_child_process(tmp_path, phantom_file, tiny_weights):

@@ -213,3 +213,20 @@ def test_the_demo_flags_nothing_the_sample_was_not_built_with(sample, demo):
     assert line.startswith("No body with Genant grade"), line
     lordosis = measured["angles_deg"]["lumbar_lordosis_L1_S1"]
     assert abs(lordosis - truth["angles_deg"]["lumbar_lordosis_L1_S1"]) <= DEMO_LORDOSIS_TOLERANCE_DEG, line
+
+
+def test_with_the_turned_passes_the_demo_flags_nothing_and_reads_the_built_lordosis(sample):
+    """``segment --turns on`` on the sample: the endplates the plain pass reads flat come out as built."""
+    import SAFNetSpineLib as sp
+
+    _, _, truth = sample
+    plain = sp.segment(sample_path(), device="cpu", turns=False)
+    result = sp.segment(sample_path(), device="cpu", turns=True)
+    measured = sp.measure(result.labels)
+    line = summary_line(measured)
+    assert line.startswith("No body with Genant grade"), line
+    lordosis = measured["angles_deg"]["lumbar_lordosis_L1_S1"]
+    assert abs(lordosis - truth["angles_deg"]["lumbar_lordosis_L1_S1"]) <= DEMO_LORDOSIS_TOLERANCE_DEG, line
+    # The names and the count are the plain pass's; only outlines move.
+    assert result.naming.naming == plain.naming.naming
+    assert set(np.unique(result.labels.array)) == set(np.unique(plain.labels.array))

@@ -41,7 +41,7 @@ def _outputs(tmp_path):
     written = write_label_outputs(labels, image, paths, "both")
     volumes = {STRUCTURES[1].short_name: 0.048}
     return SegmentOutputs(input=Path("scan.nii.gz"), outputs=written, model_version="v", weights=[Path("w")],
-                          device="cpu", precision="fp32", tta=False, volumes_ml=volumes, image=image,
+                          device="cpu", precision="fp32", tta=False, turns=True, volumes_ml=volumes, image=image,
                           timings_s={"read": 0.1}), paths, labels
 
 
@@ -49,7 +49,7 @@ def test_summary_fields_and_written_files(tmp_path):
     outputs, paths, labels = _outputs(tmp_path)
     summary = outputs.summary()
     assert list(summary) == ["input", "outputs", "model_version", "weights", "device", "precision", "tta",
-                             "structures", "input_geometry", "timings_s"]
+                             "turns", "structures", "input_geometry", "timings_s"]
     assert summary["outputs"] == ["scan_seg.nii.gz", "scan.seg.nrrd"]
     assert summary["structures"] == [{"id": STRUCTURES[1].label_id, "name": STRUCTURES[1].short_name,
                                       "full_name": STRUCTURES[1].full_name, "volume_ml": 0.048}]

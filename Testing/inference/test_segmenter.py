@@ -23,8 +23,8 @@ def test_label_map_has_the_input_geometry_exactly(tiny_weights, oblique_volume):
 
 def test_tta_averages_the_mirrored_prediction(tiny_weights):
     image, _ = make_phantom(1, SMALL_PHANTOM)
-    plain = Segmenter([tiny_weights], device="cpu", precision="fp32")
-    tta = Segmenter([tiny_weights], device="cpu", precision="fp32", tta=True)
+    plain = Segmenter([tiny_weights], device="cpu", precision="fp32", turns=False)
+    tta = Segmenter([tiny_weights], device="cpu", precision="fp32", tta=True, turns=False)
     x, _ = preprocess_image(image, plain.preprocess_config)
     p = plain.predict_probabilities(x)
     p_mirror = torch.flip(plain.predict_probabilities(np.flip(x, axis=0).copy()), dims=[1])
@@ -36,8 +36,9 @@ def test_ensemble_is_the_mean_of_its_members(tmp_path, make_tiny_weights):
     a = make_tiny_weights(tmp_path / "a", seed=1, version="a")
     b = make_tiny_weights(tmp_path / "b", seed=2, version="b")
     image, _ = make_phantom(2, SMALL_PHANTOM)
-    seg_a, seg_b = Segmenter([a], device="cpu", precision="fp32"), Segmenter([b], device="cpu", precision="fp32")
-    both = Segmenter([a, b], device="cpu", precision="fp32")
+    seg_a = Segmenter([a], device="cpu", precision="fp32", turns=False)
+    seg_b = Segmenter([b], device="cpu", precision="fp32", turns=False)
+    both = Segmenter([a, b], device="cpu", precision="fp32", turns=False)
     assert both.version == "a+b"
     x, _ = preprocess_image(image, both.preprocess_config)
     expected = (seg_a.predict_probabilities(x) + seg_b.predict_probabilities(x)) / 2

@@ -51,16 +51,20 @@ def _panel(scene, settings):
 
 def test_saved_choices_survive_a_restart(scene):
     # QSettings hands back strings on Linux: what the previous session stored.
-    settings = {KEYS["epochs"]: "25", KEYS["useTestTimeAugmentation"]: "true", KEYS["showResultIn3D"]: "true"}
+    settings = {KEYS["epochs"]: "25", KEYS["useTestTimeAugmentation"]: "true", KEYS["showResultIn3D"]: "true",
+                KEYS["useUprightPasses"]: "true"}
     fields, choices = _panel(scene, settings)
     choices.restore(fields)
     assert (fields.epochs, fields.useTestTimeAugmentation, fields.showResultIn3D) == (25, True, True)
+    assert fields.useUprightPasses is True
     assert settings[KEYS["useTestTimeAugmentation"]] == "true" and settings[KEYS["showResultIn3D"]] == "true"
     fields.showResultIn3D = False  # a change in this session is saved at once
-    assert settings == {KEYS["epochs"]: 25, KEYS["useTestTimeAugmentation"]: True, KEYS["showResultIn3D"]: False}
+    assert settings == {KEYS["epochs"]: 25, KEYS["useTestTimeAugmentation"]: True, KEYS["showResultIn3D"]: False,
+                        KEYS["useUprightPasses"]: True}
     again, restored = _panel(scene, settings)  # the next session
     restored.restore(again)
     assert (again.epochs, again.useTestTimeAugmentation, again.showResultIn3D) == (25, True, False)
+    assert again.useUprightPasses is True
 
 
 def test_the_old_order_loses_choices_on_the_same_node(scene):

@@ -115,6 +115,9 @@ def test_command_lines_parse_with_the_library_cli(tmp_path):
         assert callable(args.func)
     segment = parser.parse_args(commands.segment_command(python, Path("a.nrrd"), Path("o"), Path("w"), "cpu", True)[3:])
     assert (segment.device, segment.tta, segment.progress, segment.weights) == ("cpu", True, "json", [Path("w")])
+    assert segment.turns == "off"  # the library's default unless the panel asks
+    turned = parser.parse_args(commands.segment_command(python, Path("a.nrrd"), Path("o"), None, "cpu", turns=True)[3:])
+    assert turned.turns == "on" and not turned.tta
     finetune = parser.parse_args(commands.finetune_command(python, folders, 3, "cuda")[3:])
     assert (finetune.store, finetune.models, finetune.epochs) == (folders.cases, folders.models, 3)
 

@@ -87,6 +87,7 @@ def test_parameter_node_fields_match_the_ui_bindings():
                 bound[prop.findtext("string")] = widget.get("class")
     assert set(bound) == fields
     assert bound["epochs"] == "QSpinBox" and bound["useTestTimeAugmentation"] == "QCheckBox"
+    assert bound["useUprightPasses"] == "QCheckBox"
     assert bound["showResultIn3D"] == "QCheckBox" and bound["outputSegmentation"] == "qMRMLNodeComboBox"
 
 

@@ -4,9 +4,9 @@ The network reads steep endplates flatter than they are: it pulls each body's ti
 towards the grid's rows (``Testing/benchmarks/RESULTS.md``, "Endplate tilts"), which
 flattens the lordosis and can make a body look wedged. A body already level in the grid
 comes out right. So, besides the plain pass, the network input is turned in its sagittal
-(H, W) plane by each of :data:`TURN_ANGLES_DEG` (in voxel space, about the grid's centre,
-as the training's rotation augmentation turns it), each pass's probabilities are turned
-back, and all passes are blended row by row: a row takes mostly the pass whose turn stands
+(H, W) plane by each of :data:`TURN_ANGLES_DEG` (in voxel space, as the training's rotation
+augmentation turns it, about the point of the spine that pass serves), each pass's
+probabilities are turned back, and all passes are blended row by row: a row takes mostly the pass whose turn stands
 the spine upright there (its endplates level), found from the plain pass as the local
 direction of the line through each row's centroid of body and disc probability.
 
@@ -16,9 +16,9 @@ move outlines only: in ``segment`` the names and the count stay the plain pass's
 (:func:`transfer_names`), because on a source left out of training the blend joined
 bodies whose disc only the plain pass saw, and the count went wrong more often.
 
-Off by default (``segment --turns on``): on the development scans as acquired it did not
-lower the mean endplate-tilt error, and on a source left out of training it found the
-bodies no better (``Testing/benchmarks/RESULTS.md``, "Turned passes").
+Off by default (``segment --turns on``): it was to become the default only if, among other
+things, it lowered the mean endplate-tilt error on the development scans as acquired, and
+it did not (2.78 against 2.64 deg; ``Testing/benchmarks/RESULTS.md``, "Turned passes").
 
 torch is imported where it is used, so that the command line reads :data:`DEFAULT_TURNS`
 without loading it (start-up time).

@@ -7,7 +7,12 @@ counting) runs once, and the script prints
   annotated vertebral body, as one mask (the figure the issues quote for new sites; a
   sacrum the network finds below an L5-only reference counts against it), and the same
   with the predicted S left out where the reference does not annotate it ("S aside": a
-  network that marks the whole unlabelled sacrum loses nothing for it);
+  network that marks the whole unlabelled sacrum loses nothing for it), and the same within
+  the annotated range ("in range": only predictions between the top of the highest and the
+  bottom of the lowest annotated body, along the image's superior-inferior axis, count;
+  visible vertebrae the reference leaves unlabelled above or below, such as T9-T10 on a
+  T11-L5 reference, and the sacrum, then cost nothing: as issue 27's prototype scored,
+  "within the annotated L1-L5 range");
 * mean Dice per annotated structure, names counted;
 * annotated levels named wrong (majority prediction inside each reference structure);
 * the naming status and anchor, and at the end the confident/uncertain split and how many
@@ -40,7 +45,7 @@ DATA = REPO.parent / "shared" / "data" / "spine-mri"
 
 
 def names_ignored_body_dice(prediction: np.ndarray, reference: np.ndarray, annotated,
-                            sacrum_aside: bool = False) -> float:
+                            sacrum_aside: bool = False, range_axis: int | None = None) -> float:
     """Dice of (any predicted vertebra) vs (any annotated vertebral body); NaN without bodies.
 
     Args:
@@ -48,14 +53,29 @@ def names_ignored_body_dice(prediction: np.ndarray, reference: np.ndarray, annot
         reference: Expert label map, same shape.
         annotated: Ids the reference annotates.
         sacrum_aside: Leave the predicted S out when the reference does not annotate it.
+        range_axis: Array axis running superior-inferior: count predictions only within the
+            index range the annotated bodies span along it (None: everywhere).
     """
     bodies = [i for i in annotated if i in VERTEBRA_IDS]
     if not bodies:
         return float("nan")
     truth = np.isin(reference, bodies)
+    if not truth.any():
+        return float("nan")
     aside = {SACRUM_ID} if sacrum_aside and SACRUM_ID not in annotated else set()
     found = np.isin(prediction, sorted(set(VERTEBRA_IDS) - aside))
+    if range_axis is not None:
+        spanned = np.flatnonzero(truth.any(axis=tuple(a for a in range(truth.ndim) if a != range_axis)))
+        outside = np.ones(truth.shape[range_axis], bool)
+        outside[spanned[0]:spanned[-1] + 1] = False
+        found = found.copy()
+        found[(slice(None),) * range_axis + (outside,)] = False
     return float(2.0 * np.logical_and(truth, found).sum() / max(truth.sum() + found.sum(), 1))
+
+
+def superior_axis(volume) -> int:
+    """The array axis of ``volume`` closest to the patient's superior-inferior direction."""
+    return int(np.argmax(np.abs(np.asarray(volume.direction)[2, :])))
 
 
 def mean(values) -> float:
@@ -66,11 +86,12 @@ def score_cases(weights: Path, cases: list, label: str = "", turns: bool = DEFAU
     """Segment every case with ``weights`` (``segment``'s path) and print a line per case.
 
     Returns:
-        {"body_dice": names-ignored body Dice (mean), "named_dice": Dice per structure (mean),
+        {"body_dice": names-ignored body Dice (mean), "body_dice_s_aside", "body_dice_in_range" (see the
+        module docstring), "named_dice": Dice per structure (mean),
         "disc_dice", "wrong", "total", "confident", "uncertain", "silently_wrong"}.
     """
     segmenter = Segmenter([weights], device="cpu", precision="fp32", turns=turns)
-    body_dice, body_dice_s_aside, named_dice, disc_dice, wrong, total = [], [], [], [], 0, 0
+    body_dice, body_dice_s_aside, body_dice_in_range, named_dice, disc_dice, wrong, total = [], [], [], [], [], 0, 0
     split = {"confident": 0, "uncertain": 0, "out_of_range": 0}
     silently_wrong = 0
     for case in cases:
@@ -80,6 +101,8 @@ def score_cases(weights: Path, cases: list, label: str = "", turns: bool = DEFAU
         annotated = [i for i in case.annotated_labels if i]
         body_dice.append(names_ignored_body_dice(prediction, truth, annotated))
         body_dice_s_aside.append(names_ignored_body_dice(prediction, truth, annotated, sacrum_aside=True))
+        body_dice_in_range.append(names_ignored_body_dice(prediction, truth, annotated,
+                                                          range_axis=superior_axis(reference)))
         per = dice_per_structure(prediction, truth, annotated)
         named_dice += [v for v in per.values() if not math.isnan(v)]
         disc_dice += [v for k, v in per.items() if k in DISC_IDS and not math.isnan(v)]
@@ -91,17 +114,19 @@ def score_cases(weights: Path, cases: list, label: str = "", turns: bool = DEFAU
         split[status] += 1
         silently_wrong += int(status == "confident" and case_wrong > 0)
         print(f"{label}{case.case_id}: body Dice (names ignored) {body_dice[-1]:.3f} "
-              f"(S aside {body_dice_s_aside[-1]:.3f}), named wrong "
+              f"(S aside {body_dice_s_aside[-1]:.3f}, in range {body_dice_in_range[-1]:.3f}), named wrong "
               f"{case_wrong}/{len(named)}, {status} (anchor {result.naming.naming['anchor']}): "
               f"{result.naming.naming['reason']}", flush=True)
     return {"body_dice": mean([v for v in body_dice if not math.isnan(v)]),
             "body_dice_s_aside": mean([v for v in body_dice_s_aside if not math.isnan(v)]),
+            "body_dice_in_range": mean([v for v in body_dice_in_range if not math.isnan(v)]),
             "named_dice": mean(named_dice),
             "disc_dice": mean(disc_dice), "wrong": wrong, "total": total, "silently_wrong": silently_wrong, **split}
 
 
 def summary_line(score: dict) -> str:
-    return (f"body Dice names ignored {score['body_dice']:.3f} (S aside {score['body_dice_s_aside']:.3f}), "
+    return (f"body Dice names ignored {score['body_dice']:.3f} (S aside {score['body_dice_s_aside']:.3f}, "
+            f"in the annotated range {score['body_dice_in_range']:.3f}), "
             f"mean Dice per structure {score['named_dice']:.3f} "
             f"(discs {score['disc_dice']:.3f}), levels named wrong {score['wrong']}/{score['total']}, "
             f"confident {score['confident']}, uncertain {score['uncertain']}, "

@@ -34,16 +34,12 @@ from SAFNetSpineLib.io import write_volume  # noqa: E402
 from SAFNetSpineLib.weights import default_weights_dir, read_manifest  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", type=Path, default=default_weights_dir())
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--precision", default="auto")
-    parser.add_argument("--turns", choices=("on", "off"), default="off",
-                        help="segment --turns: the turned passes count in the forward time")
-    args = parser.parse_args()
+def run_segments(work: Path, args: argparse.Namespace) -> list[tuple]:
+    """Write the synthetic 15 x 512 x 512 input into ``work`` and segment it ``args.repeats`` times in child processes.
 
-    work = Path(tempfile.mkdtemp(prefix="bench-segment-"))
+    Returns:
+        One (forward s, overhead s, load s, process wall s, peak GB, stage timings) per run.
+    """
     pixel = 390.0 / 512
     image, _ = make_phantom(7, PhantomOptions(slices=(15, 15), inplane_spacing_mm=(pixel, pixel),
                                               fov_mm=(390.0, 390.0), random_orientation=False))
@@ -72,6 +68,20 @@ def main() -> None:
     print(f"{'run':>3} {'forward s':>9} {'overhead s':>10} {'load s':>7} {'process wall s':>14} {'peak GB':>8}")
     for i, (net, over, load, wall, peak, _) in enumerate(rows):
         print(f"{i:>3} {net:>9.3f} {over:>10.3f} {load:>7.3f} {wall:>14.2f} {peak:>8.2f}")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=default_weights_dir())
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--turns", choices=("on", "off"), default="off",
+                        help="segment --turns: the turned passes count in the forward time")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-segment-") as folder:  # removed afterwards, even on failure
+        rows = run_segments(Path(folder), args)
     best = min(rows, key=lambda r: r[1])
     print("stage timings of the run with the least overhead:", json.dumps(best[5]))
     median_overhead = float(np.median([r[1] for r in rows]))

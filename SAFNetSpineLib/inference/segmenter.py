@@ -52,7 +52,6 @@ class SegmentationResult:
     naming: NamingResult | None = None
 
 
-@torch.inference_mode()
 def predict_probabilities(models: Sequence[torch.nn.Module], network_input: np.ndarray, device: torch.device,
                           precision: str, tta: bool = False, turns: bool = False) -> torch.Tensor:
     """Mean softmax over models (and the mirrored input with TTA), with turned passes on request.
@@ -69,11 +68,22 @@ def predict_probabilities(models: Sequence[torch.nn.Module], network_input: np.n
     Returns:
         Probabilities, shape (C, D, H, W), float32 on the CPU.
     """
+    plain, blended = plain_and_turned(models, network_input, device, precision, tta, turns)
+    return plain if blended is None else blended
+
+
+@torch.inference_mode()
+def plain_and_turned(models: Sequence[torch.nn.Module], network_input: np.ndarray, device: torch.device,
+                     precision: str, tta: bool, turns: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(plain pass, blend of the turned passes or None without ``turns``): both (C, D, H, W) float32 on the CPU.
+
+    Arguments as :func:`predict_probabilities`.
+    """
     plain = _mean_probabilities(models, network_input, device, precision, tta)
     if not turns:
-        return plain
-    return turned_probabilities(lambda turned: _mean_probabilities(models, turned, device, precision, tta),
-                                network_input, plain)
+        return plain, None
+    return plain, turned_probabilities(lambda turned: _mean_probabilities(models, turned, device, precision, tta),
+                                       network_input, plain)
 
 
 def _mean_probabilities(models: Sequence[torch.nn.Module], network_input: np.ndarray, device: torch.device,
@@ -136,11 +146,7 @@ def segment_volume(models: Sequence[torch.nn.Module], image: Volume, preprocess:
 
     start = time.perf_counter()
     report("inference", 0.15, f"running {version} on {device.type}" + (" (plain and turned passes)" if turns else ""))
-    probabilities = predict_probabilities(models, network_input, device, precision, tta)
-    blended = None
-    if turns:
-        blended = turned_probabilities(lambda turned: predict_probabilities(models, turned, device, precision, tta),
-                                       network_input, probabilities)
+    probabilities, blended = plain_and_turned(models, network_input, device, precision, tta, turns)
     timings["network"] = time.perf_counter() - start
 
     start = time.perf_counter()

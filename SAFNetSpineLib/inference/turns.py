@@ -152,6 +152,13 @@ def _row_weights(upright: np.ndarray, degrees: float) -> np.ndarray:
     return np.exp(-0.5 * ((target - degrees) / TURN_SIGMA_DEG) ** 2)
 
 
+def _per_row(weights: np.ndarray) -> torch.Tensor:
+    """(H,) weights as a (1, H, 1) float32 tensor, to broadcast over (D, H, W)."""
+    import torch
+
+    return torch.from_numpy(weights).float()[None, :, None]
+
+
 def turned_probabilities(predict: Callable[[np.ndarray], torch.Tensor], network_input: np.ndarray,
                          plain: torch.Tensor) -> torch.Tensor:
     """Blend the plain pass with passes on the turned input, row by row (see the module docstring).
@@ -174,8 +181,7 @@ def turned_probabilities(predict: Callable[[np.ndarray], torch.Tensor], network_
     image = torch.from_numpy(np.ascontiguousarray(network_input, dtype=np.float32))
     shape = tuple(image.shape)
     course = spine_course(plain)
-    as_rows = lambda w: torch.from_numpy(w).float()[None, :, None]  # noqa: E731  (H,) -> (1, H, 1)
-    weight = as_rows(_row_weights(course.upright, 0.0)).expand(shape).clone()  # (D, H, W)
+    weight = _per_row(_row_weights(course.upright, 0.0)).expand(shape).clone()  # (D, H, W)
     total = plain * weight[None]
     floor = image.min()  # outside the image: its minimum (air), as in the training's augmentation
     for degrees in TURN_ANGLES_DEG:
@@ -190,7 +196,7 @@ def turned_probabilities(predict: Callable[[np.ndarray], torch.Tensor], network_
                                       align_corners=False)[0]
         coverage = F.grid_sample(torch.ones((1, 1) + shape), back, mode="bilinear", padding_mode="zeros",
                                  align_corners=False)[0, 0]
-        pass_weight = as_rows(rows_weight) * (coverage > 0.999)
+        pass_weight = _per_row(rows_weight) * (coverage > 0.999)
         total += probabilities * pass_weight[None]
         weight += pass_weight
     return levels_from(plain, total / weight[None])

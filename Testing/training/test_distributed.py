@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -79,6 +80,7 @@ def test_train_leaves_no_ddp_wrapper_or_process_group_for_interpreter_shutdown(s
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"rank"')]
+    # The ranks share one stdout: their lines may arrive run together ('{...}{...}\n\n'), so read every object.
+    reports = [json.loads(found) for found in re.findall(r'\{"rank"[^{}]*\}', done.stdout)]
     assert sorted(r["rank"] for r in reports) == [0, 1]
     assert all(r["ddp_left"] == 0 and r["group_left"] is False for r in reports), reports

@@ -65,7 +65,7 @@ def calibration_rows(pairs: list[tuple[float, bool]], edges=CALIBRATION_EDGES) -
 
 
 def bench_real(weights: list[Path], data: Path, case_ids: list[str], hint_l3: bool = False,
-               turns: bool = True) -> None:
+               turns: bool = False) -> None:
     """``segment``'s own path on real cases: names, status, where the count starts, calibration."""
     from SAFNetSpineLib.data.cases import load_case, load_case_folder, select_cases
     from SAFNetSpineLib.inference import Segmenter

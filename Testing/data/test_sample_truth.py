@@ -215,12 +215,12 @@ def test_the_demo_flags_nothing_the_sample_was_not_built_with(sample, demo):
     assert abs(lordosis - truth["angles_deg"]["lumbar_lordosis_L1_S1"]) <= DEMO_LORDOSIS_TOLERANCE_DEG, line
 
 
-def test_with_the_turned_passes_the_demo_flags_nothing_and_reads_the_built_lordosis(sample):
+def test_with_the_turned_passes_the_demo_flags_nothing_and_reads_the_built_lordosis(sample, demo):
     """``segment --turns on`` on the sample: the endplates the plain pass reads flat come out as built."""
     import SAFNetSpineLib as sp
 
     _, _, truth = sample
-    plain = sp.segment(sample_path(), device="cpu", turns=False)
+    plain, _ = demo  # the default: the plain pass
     result = sp.segment(sample_path(), device="cpu", turns=True)
     measured = sp.measure(result.labels)
     line = summary_line(measured)

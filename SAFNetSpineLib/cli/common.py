@@ -30,7 +30,7 @@ def add_progress_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_turns_option(parser: argparse.ArgumentParser) -> None:
-    """The one ``--turns on|off`` option (see :mod:`SAFNetSpineLib.inference.turns`); ``args.turns`` is a bool."""
+    """The one ``--turns on|off`` option (see :mod:`SAFNetSpineLib.inference.turns`); ``args.turns`` is "on" or "off"."""
     from SAFNetSpineLib.inference.turns import DEFAULT_TURNS, TURN_ANGLES_DEG
 
     angles = ", ".join(f"{a:+.0f}" for a in TURN_ANGLES_DEG)

@@ -40,6 +40,7 @@ from SAFNetSpineLib.evaluation.metrics import dice_per_structure, level_named_co
 from SAFNetSpineLib.inference import Segmenter  # noqa: E402
 from SAFNetSpineLib.inference.turns import DEFAULT_TURNS  # noqa: E402
 from SAFNetSpineLib.labels import DISC_IDS, SACRUM_ID, VERTEBRA_IDS  # noqa: E402
+from SAFNetSpineLib.preprocessing.orientation import match_network_axes  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "spine-mri"
 
@@ -74,8 +75,9 @@ def names_ignored_body_dice(prediction: np.ndarray, reference: np.ndarray, annot
 
 
 def superior_axis(volume) -> int:
-    """The array axis of ``volume`` closest to the patient's superior-inferior direction."""
-    return int(np.argmax(np.abs(np.asarray(volume.direction)[2, :])))
+    """The array axis of ``volume`` along the superior-inferior direction (the one preprocessing maps onto H)."""
+    axes, _ = match_network_axes(volume.direction)
+    return axes[1]
 
 
 def mean(values) -> float:

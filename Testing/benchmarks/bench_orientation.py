@@ -13,7 +13,7 @@ angles stand for patients lying or curved differently from the training scans.
 Per angle the script prints: the number of bodies, the mean absolute tilt error, the mean
 signed error (model - expert) and the slope of the model's tilt against the expert's (1: no
 compression; below 1: tilts pulled towards the image's rows, which flattens lordosis). It
-also bins the errors by the expert tilt as it lies in the turned image.
+also bins the errors by the expert tilt as it lies in the turned image, and by level.
 
 Usage:
     .venv/bin/python Testing/benchmarks/bench_orientation.py [--weights DIR] [--angles -20 -10 0 10 20]
@@ -103,6 +103,7 @@ def main() -> None:
         print(f"{case.case_id}: {time.perf_counter() - started:.0f} s", flush=True)
 
     data = np.array([(r[2], r[3], r[4]) for r in rows], dtype=np.float64).reshape(-1, 3)
+    levels = np.array([r[1] for r in rows])
     angle, expert, model = data.T
     error = model - expert
     print(f"\n{len(cases)} cases, {len(rows)} body-angle pairs in {time.perf_counter() - started:.0f} s, "
@@ -122,6 +123,13 @@ def main() -> None:
         pick = (expert >= low) & (expert < low + 10)
         if pick.any():
             print(f"| {low:+d} to {low + 10:+d} | {pick.sum()} | {error[pick].mean():+.2f} | "
+                  f"{np.abs(error[pick]).mean():.2f} |")
+    print("\n| level (the expert's) | bodies | mean expert tilt (deg) | mean error | mean abs. error |")
+    print("|---|---|---|---|---|")
+    for level in LUMBAR:
+        pick = levels == level
+        if pick.any():
+            print(f"| {level} | {pick.sum()} | {expert[pick].mean():+.1f} | {error[pick].mean():+.2f} | "
                   f"{np.abs(error[pick]).mean():.2f} |")
 
 

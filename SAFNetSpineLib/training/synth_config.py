@@ -17,8 +17,8 @@ from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.training.augment_config import AugmentConfig, config_from_dict
 
 #: Fields holding (min, max) ranges.
-SYNTH_RANGE_FIELDS = ("mean_range", "std_range", "partial_volume_sigma", "slice_mm", "inplane_mm",
-                      "gamma_range", "noise_sigma")
+SYNTH_RANGE_FIELDS = ("mean_range", "std_range", "texture_range", "texture_mm", "partial_volume_sigma", "slice_mm",
+                      "inplane_mm", "gamma_range", "noise_sigma")
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,12 @@ class SynthConfig:
             (each label then jittered by ``tissue_jitter``), as bone and disc tissue do in real
             scans; otherwise every label's mean is independent.
         tissue_jitter: Standard deviation of a label's mean around its tissue's shared mean.
+        texture_range: (min, max) amplitude of a smooth within-label texture, drawn uniformly per
+            label: one smooth random field per sample (unit standard deviation) is scaled by each
+            label's amplitude and added, so a tissue is patchy rather than flat, as fatty or
+            oedematous marrow is. (0, 0), the default, adds nothing and draws nothing.
+        texture_mm: (min, max) size of the texture's patches, mm (the spacing of the field's
+            random control points, drawn per sample).
         partial_volume_sigma: (min, max) in-plane Gaussian blur of the piecewise-constant
             image, voxels (tissue boundaries blend as in a real acquisition).
         slice_mm: (min, max) left-right slice thickness, mm (an average over the slice).
@@ -52,6 +58,8 @@ class SynthConfig:
     std_range: tuple[float, float] = (0.0, 0.1)
     tissue_share_prob: float = 0.5
     tissue_jitter: float = 0.05
+    texture_range: tuple[float, float] = (0.0, 0.0)
+    texture_mm: tuple[float, float] = (4.0, 12.0)
     partial_volume_sigma: tuple[float, float] = (0.3, 1.0)
     slice_mm: tuple[float, float] = (1.0, 8.0)
     inplane_mm: tuple[float, float] = (0.5, 2.0)
@@ -78,7 +86,8 @@ class SynthConfig:
         for name in ("tissue_share_prob", "gamma_prob", "bias_prob", "ringing_prob", "noise_prob"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise SpineInputError("synthesis config", f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.gamma_range[0] <= 0 or self.slice_mm[0] <= 0 or self.inplane_mm[0] <= 0 or self.bias_strength < 0 \
+        if self.gamma_range[0] <= 0 or self.slice_mm[0] <= 0 or self.inplane_mm[0] <= 0 or self.texture_mm[0] <= 0 \
+                or self.bias_strength < 0 \
                 or self.tissue_jitter < 0:
             raise SpineInputError("synthesis config", "gamma and resolutions must be positive, bias_strength and tissue_jitter >= 0")
 

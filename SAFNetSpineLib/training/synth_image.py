@@ -7,7 +7,8 @@ Steps, all drawn from one ``torch.Generator`` (same seed, same sample):
    expert label map together (nearest neighbour, one pass);
 2. every generation label gets its own mean and spread (:data:`GENERATION_LABELS` draws,
    whatever the map holds), so any tissue can be brighter or darker than any other
-   (in half the samples the vertebrae share one mean and the discs another, jittered);
+   (in half the samples the vertebrae share one mean and the discs another, jittered), and,
+   when ``texture_range`` allows it, a smooth patchy texture scaled per label;
 3. partial volume (in-plane blur) and a random resolution: left-right slices 1-8 mm and
    in-plane 0.5-2 mm, each averaged down and interpolated back where coarser than the grid;
 4. the scanner chain of :mod:`.augment_intensity` (gamma, bias field, ringing, Rician
@@ -67,6 +68,29 @@ def random_resolution(image: torch.Tensor, config: SynthConfig, gen: torch.Gener
     return F.interpolate(small, size=shape, mode="trilinear", align_corners=False)[0, 0]
 
 
+def smooth_field(shape: tuple[int, int, int], config: SynthConfig, gen: torch.Generator) -> torch.Tensor:
+    """A smooth random field of ``shape`` (D, H, W), zero mean and unit standard deviation.
+
+    Gaussian control points every ``texture_mm`` (drawn per sample; per axis in grid voxels
+    of ``grid_spacing_mm``), interpolated trilinearly.
+    """
+    size_mm = uniform(gen, config.texture_mm)
+    coarse = tuple(max(2, round(n * spacing / size_mm)) for n, spacing in zip(shape, config.grid_spacing_mm,
+                                                                              strict=True))
+    points = torch.randn(coarse, generator=gen)
+    field = F.interpolate(points[None, None], size=shape, mode="trilinear", align_corners=True)[0, 0]
+    return (field - field.mean()) / field.std().clamp(min=1e-6)
+
+
+def label_texture(generation: torch.Tensor, config: SynthConfig, gen: torch.Generator) -> torch.Tensor | None:
+    """(D, H, W) texture to add to the image (each label's amplitude times one smooth field), or None when off."""
+    low, high = config.texture_range
+    if high <= 0:
+        return None  # nothing drawn: the recipe without texture is unchanged sample for sample
+    amplitudes = low + (high - low) * torch.rand(GENERATION_LABELS, generator=gen)
+    return amplitudes[generation] * smooth_field(tuple(generation.shape), config, gen)
+
+
 @dataclass(frozen=True)
 class Synthesizer:
     """Draws synthetic samples from generation maps (a callable on one sample).
@@ -99,6 +123,9 @@ class Synthesizer:
         generation, label = maps[0].clamp(0, GENERATION_LABELS - 1), maps[1]
         means, spreads = label_intensities(self.config, gen)
         image = means[generation] + spreads[generation] * torch.randn(generation.shape, generator=gen)
+        texture = label_texture(generation, self.config, gen)
+        if texture is not None:
+            image = image + texture
         sigma = uniform(gen, self.config.partial_volume_sigma)
         if sigma > 0:
             image = gaussian_blur_inplane(image, sigma)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -17,8 +19,14 @@ from SAFNetSpineLib.training.augmentation import build_augmentation
 from SAFNetSpineLib.training.cache import PreprocessedCase
 from SAFNetSpineLib.training.dataset import TrainingCases
 from SAFNetSpineLib.training.synth_config import SynthConfig
-from SAFNetSpineLib.training.synth_image import Synthesizer
-from SAFNetSpineLib.training.synth_maps import CLUSTER_BASE, generation_map, generation_maps, kmeans_1d
+from SAFNetSpineLib.training.synth_image import Synthesizer, label_texture, smooth_field
+from SAFNetSpineLib.training.synth_maps import (
+    CLUSTER_BASE,
+    GENERATION_LABELS,
+    generation_map,
+    generation_maps,
+    kmeans_1d,
+)
 
 ALL_SPATIAL = AugmentConfig.off().replace(rotate_prob=1.0, scale_prob=1.0, fov_prob=1.0, elastic_prob=1.0,
                                           elastic_magnitude=(2.0, 4.0), bend_prob=1.0, slip_prob=1.0)
@@ -115,6 +123,47 @@ def test_intensities_are_drawn_independently_per_label():
         brighter = float(np.mean(means[:, i] > means[:, j]))
         assert 0.3 < brighter < 0.7  # either tissue is brighter about half the time
         assert abs(np.corrcoef(means[:, i], means[:, j])[0, 1]) < 0.35
+
+
+def _neighbour_correlation(values: torch.Tensor) -> float:
+    """Correlation of each voxel with its next along W, within a (D, H, W) block."""
+    a, b = values[..., :-1].reshape(-1), values[..., 1:].reshape(-1)
+    return float(np.corrcoef(a.numpy(), b.numpy())[0, 1])
+
+
+def test_texture_makes_a_tissue_patchy_scaled_per_label_and_off_draws_nothing():
+    generation, label = _block_case()
+    g, lab = torch.from_numpy(generation.astype(np.int64)), torch.from_numpy(label.astype(np.int64))
+    textured = dataclasses.replace(FLAT, texture_range=(0.2, 0.4), texture_mm=(4.0, 4.0))
+    flat_image, _ = Synthesizer(AugmentConfig.off(), FLAT)(g, lab, 5)
+    image, moved = Synthesizer(AugmentConfig.off(), textured)(g, lab, 5)
+    assert torch.equal(moved, lab)  # the texture moves no label
+    for structure in (2, 3, 12):
+        flat_inside = flat_image[lab == structure]
+        assert float(flat_inside.max() - flat_inside.min()) < 1e-4  # without texture a tissue is flat
+        block = torch.where(lab == structure, image, torch.nan)
+        rows = block[:, ~torch.isnan(block).all(dim=(0, 2))][:, :, ~torch.isnan(block).all(dim=(0, 1))]
+        assert not torch.isnan(rows).any()  # the blocks are boxes
+        assert float(rows.std()) > 0.05
+        assert _neighbour_correlation(rows) > 0.8  # smooth patches, not voxel noise
+    # one field, scaled by an amplitude of each label's own: texture / field is constant within a label
+    amplitude_draw = torch.Generator().manual_seed(3)
+    texture = label_texture(g, textured, torch.Generator().manual_seed(3))
+    torch.rand(GENERATION_LABELS, generator=amplitude_draw)  # the amplitudes come first
+    field = smooth_field(tuple(g.shape), textured, amplitude_draw)
+    scale = {s: (texture[lab == s] / field[lab == s]) for s in (2, 3, 12)}
+    for ratio in scale.values():
+        assert 0.2 - 1e-4 <= float(ratio.min()) and float(ratio.max()) <= 0.4 + 1e-4
+        assert float(ratio.max() - ratio.min()) < 1e-3
+    assert len({round(float(r.mean()), 3) for r in scale.values()}) == 3
+    # Off (the default): the sample is the same draw for draw as a config that never heard of texture
+    plain = SynthConfig()
+    assert plain.texture_range == (0.0, 0.0)
+    a, _ = Synthesizer(AugmentConfig(), plain)(g, lab, 9)
+    b, _ = Synthesizer(AugmentConfig(), SynthConfig(texture_mm=(9.0, 9.0)))(g, lab, 9)
+    assert torch.equal(a, b)
+    with pytest.raises(SpineInputError):
+        SynthConfig(texture_mm=(0.0, 4.0))
 
 
 def test_synthetic_samples_keep_the_expert_labels_as_target_and_mix_at_the_share(tmp_path):

@@ -86,10 +86,10 @@ class SynthConfig:
         for name in ("tissue_share_prob", "gamma_prob", "bias_prob", "ringing_prob", "noise_prob"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise SpineInputError("synthesis config", f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.gamma_range[0] <= 0 or self.slice_mm[0] <= 0 or self.inplane_mm[0] <= 0 or self.texture_mm[0] <= 0 \
-                or self.bias_strength < 0 \
-                or self.tissue_jitter < 0:
-            raise SpineInputError("synthesis config", "gamma and resolutions must be positive, bias_strength and tissue_jitter >= 0")
+        if min(self.gamma_range[0], self.slice_mm[0], self.inplane_mm[0], self.texture_mm[0]) <= 0 \
+                or self.bias_strength < 0 or self.tissue_jitter < 0:
+            raise SpineInputError("synthesis config", "gamma, resolutions and texture_mm must be positive, "
+                                                      "bias_strength and tissue_jitter >= 0")
 
     def scanner_chain(self) -> AugmentConfig:
         """The AugmentConfig of the intensity chain applied after the resolution change."""

@@ -45,10 +45,15 @@ def _remap_curve(config: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
     return torch.rand(points, generator=gen)
 
 
+def coarse_noise(coarse: tuple[int, int, int], shape: tuple[int, int, int], gen: torch.Generator) -> torch.Tensor:
+    """(D, H, W) smooth random field: standard normal control points on a ``coarse`` grid, upsampled trilinearly."""
+    points = torch.randn((1, 1) + tuple(coarse), generator=gen)
+    return F.interpolate(points, size=shape, mode="trilinear", align_corners=True)[0, 0]
+
+
 def _bias_field(shape: tuple[int, int, int], strength: float, gen: torch.Generator) -> torch.Tensor:
     """(D, H, W) smooth positive gain: exp of a coarse (2 x 4 x 4) random field, upsampled."""
-    coarse = torch.randn((1, 1, 2, 4, 4), generator=gen) * strength
-    return torch.exp(F.interpolate(coarse, size=shape, mode="trilinear", align_corners=True)[0, 0])
+    return torch.exp(strength * coarse_noise((2, 4, 4), shape, gen))
 
 
 def _thick_slices(image: torch.Tensor, factor: float) -> torch.Tensor:

@@ -28,7 +28,12 @@ import torch.nn.functional as F
 from SAFNetSpineLib.labels import DISC_IDS, VERTEBRA_IDS
 from SAFNetSpineLib.training.augment_config import AugmentConfig
 from SAFNetSpineLib.training.augment_draws import happens, uniform
-from SAFNetSpineLib.training.augment_intensity import gaussian_blur_inplane, random_intensity, zscore
+from SAFNetSpineLib.training.augment_intensity import (
+    coarse_noise,
+    gaussian_blur_inplane,
+    random_intensity,
+    zscore,
+)
 from SAFNetSpineLib.training.augment_spatial import sampling_grid, warp_labels
 from SAFNetSpineLib.training.synth_config import SynthConfig
 from SAFNetSpineLib.training.synth_maps import GENERATION_LABELS
@@ -77,8 +82,7 @@ def smooth_field(shape: tuple[int, int, int], config: SynthConfig, gen: torch.Ge
     size_mm = uniform(gen, config.texture_mm)
     coarse = tuple(max(2, round(n * spacing / size_mm)) for n, spacing in zip(shape, config.grid_spacing_mm,
                                                                               strict=True))
-    points = torch.randn(coarse, generator=gen)
-    field = F.interpolate(points[None, None], size=shape, mode="trilinear", align_corners=True)[0, 0]
+    field = coarse_noise(coarse, shape, gen)
     return (field - field.mean()) / field.std().clamp(min=1e-6)
 
 

@@ -52,8 +52,8 @@ def write_cases(folder, seeds, inverted: bool) -> list[Case]:
 def parent(tmp_path_factory):
     work = tmp_path_factory.mktemp("parent")
     cases = write_cases(work / "t2", range(500, 504), inverted=False)
-    config = TrainConfig(epochs=25, width=8, batch_size=1, lr=1e-2, augment=False, preprocess=GRID, device="cpu", precision="fp32",
-                         seed=0)
+    config = TrainConfig(epochs=25, width=8, batch_size=1, lr=1e-2, augment=False, preprocess=GRID, device="cpu",
+                         precision="fp32", seed=0)
     result = train(config, cases, [], work / "run", version="parent-t2")
     return result.weights_dir
 
@@ -66,8 +66,8 @@ def test_five_corrected_cases_of_a_new_contrast_beat_the_parent(parent, tmp_path
     held_out = write_cases(tmp_path / "held-out", range(700, 703), inverted=True)
     models = ModelStore(tmp_path / "models", bundled_dir=parent)
 
-    result = finetune(store, parent, models.models_dir, device="cpu", precision="fp32", batch_size=1, lr=5e-3, steps=60, folds=2,
-                      bundled_dir=parent)
+    result = finetune(store, parent, models.models_dir, device="cpu", precision="fp32", batch_size=1, lr=5e-3,
+                      steps=60, folds=2, bundled_dir=parent)
 
     before = np.mean(case_means(per_case_rows(parent, held_out, "cpu", None)))
     after = np.mean(case_means(per_case_rows(result.folder, held_out, "cpu", None)))

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+
+# Before torch loads: oneDNN's AMX kernels make bf16 training differ run to run (same seed, same
+# data; see docs/TRAINING.md), and tests that train decide a margin in one run. Capped at AVX-512
+# BF16, training on an AMX CPU gives the same bits every time, bf16 included; CPUs without AMX are
+# unaffected. Child processes the tests start inherit it.
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+
+from pathlib import Path  # noqa: E402
 
 import numpy as np
 import pytest

@@ -11,7 +11,8 @@
 * ``status``: "confident" only with an anchor and nothing that weakens the count: no
   body split for being too tall without the network seeing a disc inside it, no body
   missing from the chain, no body found in two pieces (two pieces with no disc between
-  them, together under SPLIT_BODY_HEIGHTS typical heights), no sign of a transitional
+  them, together under SPLIT_BODY_HEIGHTS typical heights), no body kept whole though TALL_BODY typical heights
+  tall and no disc TALL_DISC typical disc heights tall (one found as two, or not a disc), no sign of a transitional
   lumbosacral vertebra, the network (or the input's labels) agreeing with the count on
   every body but the topmost (counted from S1; without an anchor on every piece), and
   every piece's posterior at least CONFIDENT_POSTERIOR. With a hint, the user's count
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from SAFNetSpineLib.inference.naming.assign import SACRUM_HEIGHT, Assignment, sacrum_shape
-from SAFNetSpineLib.inference.naming.chain import DISC_SEEN, Chain
+from SAFNetSpineLib.inference.naming.chain import DISC_SEEN, TALL_BODY, Chain
 from SAFNetSpineLib.labels import (
     DISC_IDS,
     L5_ID,
@@ -76,6 +77,12 @@ SPLIT_BODY_HEIGHTS = 1.4
 #: 7-25 %; the sliver taken for S1 on a T2 scan left out of training held 1 % (0.7 mL touching a body the network
 #: put in the bowel).
 S1_MIN_BODY_SHARE = 0.03
+#: A disc piece at least this many typical disc heights tall along the spine is no single disc. With the
+#: bundled weights the tallest disc of a development case held 1.6 typical heights but one (3.2, a case already
+#: uncertain); a network left out of the T1 water-fat source put a 3.9-heights "disc" over bone and soft tissue
+#: between two bodies and counted around it, confident and wrong. A disc tilted 15 degrees across the curve
+#: measures about 2 heights.
+TALL_DISC = 2.5
 
 
 @dataclass
@@ -151,6 +158,16 @@ def _structural_problems(chain: Chain, assignment: Assignment) -> list[str]:
                 and below.height + above.height < SPLIT_BODY_HEIGHTS * chain.body_height_mm):
             problems.append(f"{_name(positions[i])} and {_name(positions[i + 1])} have no disc between them and are "
                             "together about one body tall: one body found in two pieces?")
+    for i, piece in enumerate(chain.pieces):
+        if not piece.size or id(piece) in split or positions[i] == _S or piece.is_sacrum_labelled:
+            continue
+        typical = chain.typical_height(piece.kind)
+        if piece.kind == "vertebra" and piece.height >= TALL_BODY * typical:
+            problems.append(f"{_name(positions[i])} is {piece.height / typical:.1f} typical body heights tall and was "
+                            "kept whole (no disc seen inside it): one body, or two found as one?")
+        elif piece.kind == "disc" and piece.height >= TALL_DISC * typical:
+            problems.append(f"{_name(positions[i])} is {piece.height / typical:.1f} typical disc heights tall: no "
+                            "single disc (a body, or tissue off the spine, found as a disc?)")
     return problems
 
 

@@ -127,6 +127,29 @@ def test_a_disc_or_body_too_tall_to_be_one_weakens_the_count(direction, tall):
     assert max(result.name_confidence.values()) <= 0.5
 
 
+@pytest.mark.parametrize("direction", ["oblique", "permuted_sagittal"])
+def test_one_body_found_in_two_overlapping_pieces_weakens_the_count(direction):
+    # myo_32 and myo_42 with networks that never saw their source: one body came as two pieces cut obliquely, no
+    # disc between them, overlapping along the spine; their heights summed to 1.6 typical heights, but together
+    # they spanned 1.47. Counted from S1, every name was confident, and two were wrong.
+    at = FULL.index("L3")
+    anatomy = [*FULL[:at], ("L3", 34.0), *FULL[at + 1:]]
+    names = [*FULL[:at + 1], "L1/L2", "L1", "T12/L1", "T12", "T11/T12", "T11"]  # as the count reads the halves
+    labels = spine(anatomy, direction, names=names)
+    array = np.asarray(labels.array).copy()
+    points = voxel_points(labels)
+    body = array == structure_by_name("L3").label_id
+    ap = points[..., 1] - points[..., 1][body].mean()
+    cut = points[..., 2] - (points[..., 2][body].mean() + 0.5 * ap)  # mm above a plane tilted 27 deg
+    array[body & (np.abs(cut) < 1.5)] = 0
+    array[body & (cut >= 1.5)] = structure_by_name("L2").label_id
+    result = name_levels(labels.with_array(array))
+    assert result.naming["status"] == "uncertain" and result.naming["anchor"] == "sacrum"
+    assert result.problems == ["L3 and L2 have no disc between them and are together about one body tall: one "
+                               "body found in two pieces?"]
+    assert max(result.name_confidence.values()) <= 0.5
+
+
 def test_a_missing_level_in_a_spine_of_bodies_only_keeps_the_names_above():
     names = ["S", "L5", "L4", 0, "L2", "L1", "T12"]
     result = name_levels(spine(BODIES, "permuted_sagittal", names=names))

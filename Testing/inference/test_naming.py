@@ -150,6 +150,27 @@ def test_one_body_found_in_two_overlapping_pieces_weakens_the_count(direction):
     assert max(result.name_confidence.values()) <= 0.5
 
 
+@pytest.mark.parametrize("direction", ["oblique", "permuted_sagittal"])
+def test_a_disc_found_beside_a_body_at_its_level_weakens_the_count(direction):
+    # myo_32 with a network that never saw its source: an "L4" holding halves of the real L4 and L3 lay beside the
+    # L4/L5 disc (centres 1.5 mm apart along the spine); counted through them from S1, two names were wrong at 1.0.
+    names = list(FULL)
+    names[FULL.index("L4/L5")] = 0  # the L4/L5 disc not found where it is, but beside L4, at L4's level
+    labels = spine(FULL, direction, names=names)
+    array = np.asarray(labels.array).copy()
+    points = voxel_points(labels)
+    body = array == structure_by_name("L4").label_id
+    behind = body & (points[..., 1] - points[..., 1][body].mean() >= 1.5)
+    level = np.abs(points[..., 2] - points[..., 2][body].mean()) < 4.0
+    array[behind] = 0
+    array[behind & level] = structure_by_name("L4/L5").label_id
+    result = name_levels(labels.with_array(array))
+    assert result.naming["status"] == "uncertain" and result.naming["anchor"] == "sacrum"
+    assert result.problems == ["L4/L5 and L4 lie side by side along the spine, not one above the other: a body and a "
+                               "disc found at one level?"]
+    assert max(result.name_confidence.values()) <= 0.5
+
+
 def test_a_missing_level_in_a_spine_of_bodies_only_keeps_the_names_above():
     names = ["S", "L5", "L4", 0, "L2", "L1", "T12"]
     result = name_levels(spine(BODIES, "permuted_sagittal", names=names))

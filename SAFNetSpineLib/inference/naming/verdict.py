@@ -11,8 +11,9 @@
 * ``status``: "confident" only with an anchor and nothing that weakens the count: no
   body split for being too tall without the network seeing a disc inside it, no body
   missing from the chain, no body found in two pieces (two pieces with no disc between
-  them, together under SPLIT_BODY_HEIGHTS typical heights), no body kept whole though TALL_BODY typical heights
-  tall and no disc TALL_DISC typical disc heights tall (one found as two, or not a disc), no sign of a transitional
+  them, together under SPLIT_BODY_HEIGHTS typical heights or spanning under SPLIT_BODY_SPAN), no body kept whole
+  though TALL_BODY typical heights tall and no disc TALL_DISC typical disc heights tall (one found as two, or not
+  a disc), no body and disc side by side at one level (SIDE_BY_SIDE_HEIGHTS), no sign of a transitional
   lumbosacral vertebra, the network (or the input's labels) agreeing with the count on
   every body but the topmost (counted from S1; without an anchor on every piece), and
   every piece's posterior at least CONFIDENT_POSTERIOR. With a hint, the user's count
@@ -76,6 +77,14 @@ SPLIT_BODY_HEIGHTS = 1.4
 #: came as two overlapping pieces spanning 1.47 typical heights whose heights summed to 1.6, counted confident
 #: and wrong, on two networks left out of the T1 water-fat source.
 SPLIT_BODY_SPAN = 1.5
+#: A body and a disc next to each other on the chain whose centres lie under this many typical body heights apart
+#: along the spine lie side by side, not one above the other (stacked, about 0.6-0.7 apart): on a network left out
+#: of the T1 water-fat source an "L4" holding halves of the real L4 and L3 lay beside the L4/L5 disc, and the
+#: count through them was confident and wrong. Only for a body at least SIDE_BY_SIDE_MIN_BODY typical body heights
+#: tall: one cut short by the edge of the view has its centre next to its disc's (with the bundled weights, a
+#: development case's topmost body, 0.34 heights in view).
+SIDE_BY_SIDE_HEIGHTS = 0.25
+SIDE_BY_SIDE_MIN_BODY = 0.5
 #: The top of the sacrum in view, not cut by the image's edge, holds at least this share of the median body's
 #: voxels; a smaller "S" is a sliver. With the bundled weights the S pieces of the 8 development held-out cases held
 #: 7-25 %; the sliver taken for S1 on a T2 scan left out of training held 1 % (0.7 mL touching a body the network
@@ -164,6 +173,12 @@ def _structural_problems(chain: Chain, assignment: Assignment) -> list[str]:
                      < SPLIT_BODY_SPAN * chain.body_height_mm)):
             problems.append(f"{_name(positions[i])} and {_name(positions[i + 1])} have no disc between them and are "
                             "together about one body tall: one body found in two pieces?")
+    for i, (below, above) in enumerate(zip(chain.pieces, chain.pieces[1:], strict=False)):
+        body = below if below.kind == "vertebra" else above
+        if (below.kind != above.kind and below.size and above.size and body.height >= SIDE_BY_SIDE_MIN_BODY * chain.body_height_mm
+                and above.arc - below.arc < SIDE_BY_SIDE_HEIGHTS * chain.body_height_mm):
+            problems.append(f"{_name(positions[i])} and {_name(positions[i + 1])} lie side by side along the spine, "
+                            "not one above the other: a body and a disc found at one level?")
     for i, piece in enumerate(chain.pieces):
         if not piece.size or id(piece) in split or positions[i] == _S or piece.is_sacrum_labelled:
             continue

@@ -173,12 +173,25 @@ def _structural_problems(chain: Chain, assignment: Assignment) -> list[str]:
                      < SPLIT_BODY_SPAN * chain.body_height_mm)):
             problems.append(f"{_name(positions[i])} and {_name(positions[i + 1])} have no disc between them and are "
                             "together about one body tall: one body found in two pieces?")
+    return problems + _side_by_side_problems(chain, positions) + _size_problems(chain, positions, split)
+
+
+def _side_by_side_problems(chain: Chain, positions: list[int]) -> list[str]:
+    """A body and a disc next to each other on the chain but at one level (centres close along the spine)."""
+    problems = []
     for i, (below, above) in enumerate(zip(chain.pieces, chain.pieces[1:], strict=False)):
         body = below if below.kind == "vertebra" else above
-        if (below.kind != above.kind and below.size and above.size and body.height >= SIDE_BY_SIDE_MIN_BODY * chain.body_height_mm
+        if (below.kind != above.kind and below.size and above.size
+                and body.height >= SIDE_BY_SIDE_MIN_BODY * chain.body_height_mm
                 and above.arc - below.arc < SIDE_BY_SIDE_HEIGHTS * chain.body_height_mm):
             problems.append(f"{_name(positions[i])} and {_name(positions[i + 1])} lie side by side along the spine, "
                             "not one above the other: a body and a disc found at one level?")
+    return problems
+
+
+def _size_problems(chain: Chain, positions: list[int], split: set[int]) -> list[str]:
+    """A body kept whole though TALL_BODY typical heights tall, or a disc TALL_DISC typical disc heights tall."""
+    problems = []
     for i, piece in enumerate(chain.pieces):
         if not piece.size or id(piece) in split or positions[i] == _S or piece.is_sacrum_labelled:
             continue

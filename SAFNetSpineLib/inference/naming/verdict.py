@@ -9,11 +9,9 @@
   sacrum's shape); else "none". ``counted_from`` says it in words ("counted from S1",
   "counted from your L3", "no anchor").
 * ``status``: "confident" only with an anchor and nothing that weakens the count: no
-  body split for being too tall without the network seeing a disc inside it, no body
-  missing from the chain, no body found in two pieces (two pieces with no disc between
-  them, together under SPLIT_BODY_HEIGHTS typical heights or spanning under SPLIT_BODY_SPAN), no body kept whole
-  though TALL_BODY typical heights tall and no disc TALL_DISC typical disc heights tall (one found as two, or not
-  a disc), no body and disc side by side at one level (SIDE_BY_SIDE_HEIGHTS), no sign of a transitional
+  chain too odd to count (:func:`.structure.structural_problems`: a body split for being too
+  tall without a disc seen inside it, a body missing, one found in two pieces, a body or
+  disc too tall to be one, a body and a disc side by side), no sign of a transitional
   lumbosacral vertebra, the network (or the input's labels) agreeing with the count on
   every body but the topmost (counted from S1; without an anchor on every piece), and
   every piece's posterior at least CONFIDENT_POSTERIOR. With a hint, the user's count
@@ -36,7 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from SAFNetSpineLib.inference.naming.assign import SACRUM_HEIGHT, Assignment, sacrum_shape
-from SAFNetSpineLib.inference.naming.chain import DISC_SEEN, TALL_BODY, Chain
+from SAFNetSpineLib.inference.naming.chain import Chain
+from SAFNetSpineLib.inference.naming.structure import level_name, structural_problems
 from SAFNetSpineLib.labels import (
     DISC_IDS,
     L5_ID,
@@ -68,34 +67,11 @@ NORMAL_DISC = 0.5
 S1_EVIDENCE = 0.8
 #: A lowest body from this many typical body heights up to SACRUM_HEIGHT is as tall as a lumbar body.
 LUMBAR_LIKE = 0.8
-#: Two body pieces with no disc between them, together under this many typical body heights, may be one body
-#: found in two pieces (counted twice): on a T1 water-fat scan left out of training the real L3 came as an "L4"
-#: and an "L3" piece, and the count from a wrong S1 was confident. A disc missed between two whole bodies
-#: (about two heights together) does not weaken the count.
-SPLIT_BODY_HEIGHTS = 1.4
-#: ... or, overlapping along the spine, together spanning under this many typical body heights: the real L3 (L2)
-#: came as two overlapping pieces spanning 1.47 typical heights whose heights summed to 1.6, counted confident
-#: and wrong, on two networks left out of the T1 water-fat source.
-SPLIT_BODY_SPAN = 1.5
-#: A body and a disc next to each other on the chain whose centres lie under this many typical body heights apart
-#: along the spine lie side by side, not one above the other (stacked, about 0.6-0.7 apart): on a network left out
-#: of the T1 water-fat source an "L4" holding halves of the real L4 and L3 lay beside the L4/L5 disc, and the
-#: count through them was confident and wrong. Only for a body at least SIDE_BY_SIDE_MIN_BODY typical body heights
-#: tall: one cut short by the edge of the view has its centre next to its disc's (with the bundled weights, a
-#: development case's topmost body, 0.34 heights in view).
-SIDE_BY_SIDE_HEIGHTS = 0.25
-SIDE_BY_SIDE_MIN_BODY = 0.5
 #: The top of the sacrum in view, not cut by the image's edge, holds at least this share of the median body's
 #: voxels; a smaller "S" is a sliver. With the bundled weights the S pieces of the 8 development held-out cases held
 #: 7-25 %; the sliver taken for S1 on a T2 scan left out of training held 1 % (0.7 mL touching a body the network
 #: put in the bowel).
 S1_MIN_BODY_SHARE = 0.03
-#: A disc piece at least this many typical disc heights tall along the spine is no single disc. With the
-#: bundled weights the tallest disc of a development case held 1.6 typical heights but one (3.2, a case already
-#: uncertain); a network left out of the T1 water-fat source put a 3.9-heights "disc" over bone and soft tissue
-#: between two bodies and counted around it, confident and wrong. A disc tilted 15 degrees across the curve
-#: measures about 2 heights.
-TALL_DISC = 2.5
 
 
 @dataclass
@@ -141,68 +117,6 @@ def out_of_range_reason(chain: Chain, hinted: bool = False) -> str | None:
         return (f"the vertebral bodies found hold {median_ml:.1f} mL (median), under {MIN_BODY_ML:.0f} mL: smaller "
                 "than any lumbar or lower thoracic body (a cervical spine?)")
     return None
-
-
-def _name(position: int) -> str:
-    label_id = id_at_position(position)
-    return STRUCTURES[label_id].short_name if label_id else "below S" if position < 0 else "above T9"
-
-
-def _structural_problems(chain: Chain, assignment: Assignment) -> list[str]:
-    positions = assignment.positions
-    problems = []
-    index = {id(piece): i for i, piece in enumerate(chain.pieces)}
-    seen = chain.merged_disc_seen or [None] * len(chain.merged)
-    for parts, disc in zip(chain.merged, seen, strict=True):
-        if (disc is not None and disc >= DISC_SEEN) or any(id(part) not in index for part in parts):
-            continue  # the network sees the disc it did not outline: two bodies, as split
-        names = "+".join(_name(positions[index[id(part)]]) for part in parts)
-        why = "no disc between them is seen" if disc is not None else "fused vertebrae or a disc the network missed"
-        problems.append(f"one body piece was {len(parts)} bodies tall and was split into {names} ({why})")
-    for a, b in zip(positions, positions[1:], strict=False):
-        missing = [s for s in range(a + 1, b) if s % 2 == 0] if a >= 0 else []  # below S: said elsewhere
-        if missing:
-            problems.append(f"no vertebral body was found between {_name(a)} and {_name(b)}: counted "
-                            f"{', '.join(_name(s) for s in missing)} there")
-    split = {id(part) for parts in chain.merged for part in parts}
-    for i, (below, above) in enumerate(zip(chain.pieces, chain.pieces[1:], strict=False)):
-        if (below.kind == above.kind == "vertebra" and positions[i] > _S
-                and not (id(below) in split and id(above) in split)
-                and (below.height + above.height < SPLIT_BODY_HEIGHTS * chain.body_height_mm
-                     or max(below.high, above.high) - min(below.low, above.low)
-                     < SPLIT_BODY_SPAN * chain.body_height_mm)):
-            problems.append(f"{_name(positions[i])} and {_name(positions[i + 1])} have no disc between them and are "
-                            "together about one body tall: one body found in two pieces?")
-    return problems + _side_by_side_problems(chain, positions) + _size_problems(chain, positions, split)
-
-
-def _side_by_side_problems(chain: Chain, positions: list[int]) -> list[str]:
-    """A body and a disc next to each other on the chain but at one level (centres close along the spine)."""
-    problems = []
-    for i, (below, above) in enumerate(zip(chain.pieces, chain.pieces[1:], strict=False)):
-        body = below if below.kind == "vertebra" else above
-        if (below.kind != above.kind and below.size and above.size
-                and body.height >= SIDE_BY_SIDE_MIN_BODY * chain.body_height_mm
-                and above.arc - below.arc < SIDE_BY_SIDE_HEIGHTS * chain.body_height_mm):
-            problems.append(f"{_name(positions[i])} and {_name(positions[i + 1])} lie side by side along the spine, "
-                            "not one above the other: a body and a disc found at one level?")
-    return problems
-
-
-def _size_problems(chain: Chain, positions: list[int], split: set[int]) -> list[str]:
-    """A body kept whole though TALL_BODY typical heights tall, or a disc TALL_DISC typical disc heights tall."""
-    problems = []
-    for i, piece in enumerate(chain.pieces):
-        if not piece.size or id(piece) in split or positions[i] == _S or piece.is_sacrum_labelled:
-            continue
-        typical = chain.typical_height(piece.kind)
-        if piece.kind == "vertebra" and piece.height >= TALL_BODY * typical:
-            problems.append(f"{_name(positions[i])} is {piece.height / typical:.1f} typical body heights tall and was "
-                            "kept whole (no disc seen inside it): one body, or two found as one?")
-        elif piece.kind == "disc" and piece.height >= TALL_DISC * typical:
-            problems.append(f"{_name(positions[i])} is {piece.height / typical:.1f} typical disc heights tall: no "
-                            "single disc (a body, or tissue off the spine, found as a disc?)")
-    return problems
 
 
 _S, _L5_S, _L5 = (spine_position(i) for i in (SACRUM_ID, L5_S_ID, L5_ID))
@@ -298,7 +212,7 @@ def _disagreements(chain: Chain, assignment: Assignment, source: str, bodies_onl
             continue
         kind_ids = list(VERTEBRA_IDS if piece.kind == "vertebra" else DISC_IDS)
         seen = kind_ids[int(np.argmax(piece.evidence[kind_ids]))]
-        differ.append(f"{STRUCTURES[seen].short_name} (counted {_name(assignment.positions[index])})")
+        differ.append(f"{STRUCTURES[seen].short_name} (counted {level_name(assignment.positions[index])})")
     if not differ:
         return []
     more = f" and {len(differ) - 2} more" if len(differ) > 2 else ""
@@ -330,7 +244,7 @@ def _hint_problems(chain: Chain, assignment: Assignment, hint_name: str) -> list
     lowest_body = next((i for i, p in enumerate(chain.pieces) if p.kind == "vertebra"), None)
     if sacrum_shape(chain) == "sacrum" and lowest_body is not None and assignment.positions[lowest_body] != 0:
         problems.append(f"the lowest body is shaped like the sacrum, but counting from the hint at {hint_name} "
-                        f"names it {_name(assignment.positions[lowest_body])}")
+                        f"names it {level_name(assignment.positions[lowest_body])}")
     return problems
 
 
@@ -345,7 +259,7 @@ def judge(chain: Chain, assignment: Assignment, hint_name: str | None, source: s
         source: Who named the pieces before the count ("network" or "input labels").
         notes: What placing the hint changed (told in the reason, not problems).
     """
-    problems = _structural_problems(chain, assignment)
+    problems = structural_problems(chain, assignment)
     if hint_name is None:
         problems += _junction_problems(chain, assignment)
         anchor_problem = _anchor_problem(chain, assignment, source)
@@ -362,7 +276,7 @@ def judge(chain: Chain, assignment: Assignment, hint_name: str | None, source: s
     counted_from = {"sacrum": "counted from S1", "hint": f"counted from your {hint_name}"}.get(anchor, "no anchor")
     weakest = int(np.argmin(assignment.posterior))
     if assignment.posterior[weakest] < CONFIDENT_POSTERIOR:
-        problems.append(f"the count is ambiguous at {_name(assignment.positions[weakest])} "
+        problems.append(f"the count is ambiguous at {level_name(assignment.positions[weakest])} "
                         f"(posterior {assignment.posterior[weakest]:.2f})")
     told = f"; {'; '.join(notes)}" if notes else ""
     if problems:

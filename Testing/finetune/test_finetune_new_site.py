@@ -4,8 +4,7 @@ on held-out cases of that contrast, and the cross-validated decision says how su
 The parent is a width-8 SAFNet trained briefly on T2-like phantoms; the site's scans are
 the same anatomy with inverted contrast (as T1 against T2: fluid dark, fat bright), which
 the parent has never seen. Tiny network grid (8, 64, 32), so the whole run takes well
-under a minute on two cores. Parent and fine-tune run in fp32: bf16 training is not
-bit-reproducible on every CPU (on one with AMX the bf16 run missed the margin by 0.001 once).
+under a minute on two cores.
 """
 
 from __future__ import annotations
@@ -53,7 +52,7 @@ def parent(tmp_path_factory):
     work = tmp_path_factory.mktemp("parent")
     cases = write_cases(work / "t2", range(500, 504), inverted=False)
     config = TrainConfig(epochs=25, width=8, batch_size=1, lr=1e-2, augment=False, preprocess=GRID, device="cpu",
-                         precision="fp32", seed=0)
+                         seed=0)
     result = train(config, cases, [], work / "run", version="parent-t2")
     return result.weights_dir
 
@@ -66,8 +65,8 @@ def test_five_corrected_cases_of_a_new_contrast_beat_the_parent(parent, tmp_path
     held_out = write_cases(tmp_path / "held-out", range(700, 703), inverted=True)
     models = ModelStore(tmp_path / "models", bundled_dir=parent)
 
-    result = finetune(store, parent, models.models_dir, device="cpu", precision="fp32", batch_size=1, lr=5e-3,
-                      steps=60, folds=2, bundled_dir=parent)
+    result = finetune(store, parent, models.models_dir, device="cpu", batch_size=1, lr=5e-3, steps=60, folds=2,
+                      bundled_dir=parent)
 
     before = np.mean(case_means(per_case_rows(parent, held_out, "cpu", None)))
     after = np.mean(case_means(per_case_rows(result.folder, held_out, "cpu", None)))

@@ -35,7 +35,7 @@ import numpy as np
 
 from SAFNetSpineLib.inference.naming.assign import SACRUM_HEIGHT, Assignment, sacrum_shape
 from SAFNetSpineLib.inference.naming.chain import Chain
-from SAFNetSpineLib.inference.naming.structure import level_name, structural_problems
+from SAFNetSpineLib.inference.naming.structure import SACRUM_POSITION, level_name, structural_problems
 from SAFNetSpineLib.labels import (
     DISC_IDS,
     L5_ID,
@@ -119,12 +119,12 @@ def out_of_range_reason(chain: Chain, hinted: bool = False) -> str | None:
     return None
 
 
-_S, _L5_S, _L5 = (spine_position(i) for i in (SACRUM_ID, L5_S_ID, L5_ID))
+_L5_S, _L5 = (spine_position(i) for i in (L5_S_ID, L5_ID))
 
 
 def _junction_problems(chain: Chain, assignment: Assignment) -> list[str]:
     at = {p: i for i, p in enumerate(assignment.positions)}
-    if _S not in at:
+    if SACRUM_POSITION not in at:
         return []
     problems = []
     check = "check whether L5 is sacralised or S1 lumbarised"
@@ -137,7 +137,7 @@ def _junction_problems(chain: Chain, assignment: Assignment) -> list[str]:
     elif _L5 in at and discs:
         problems.append(f"no L5/S disc lies between the sacrum and L5: a transitional lumbosacral vertebra? {check}")
     # Mixed, not merely wrong: both S and L5 keep a real share of the evidence of one piece.
-    for position, what in ((_S, "the sacrum"), (_L5, "L5")):
+    for position, what in ((SACRUM_POSITION, "the sacrum"), (_L5, "L5")):
         if position in at:
             p_s, p_l5 = chain.pieces[at[position]].evidence[[SACRUM_ID, L5_ID]]
             if min(p_s, p_l5) >= MIXED_JUNCTION:
@@ -166,7 +166,7 @@ def s1_signs(chain: Chain, assignment: Assignment, source: str = "network") -> t
     image's lower edge cuts it, it is no sliver (under :data:`S1_MIN_BODY_SHARE` of the median body).
     """
     lowest = next((i for i, p in enumerate(chain.pieces) if p.kind == "vertebra"), None)
-    if lowest is None or assignment.positions[lowest] != _S:
+    if lowest is None or assignment.positions[lowest] != SACRUM_POSITION:
         return [], ["no body is counted S"]
     piece = chain.pieces[lowest]
     seen, missing = [], []

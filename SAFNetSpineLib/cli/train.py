@@ -26,7 +26,7 @@ SPECIAL_FIELDS = ("model_options", "preprocess", "case_repeats", "augmentation",
 
 def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
     """A flag per TrainConfig and AugmentConfig field, plus --model-option, --repeat, --target-shape,
-    --ap-crop-fraction."""
+    --ap-crop-fraction, --min-fov-mm."""
     group = parser.add_argument_group("training recipe (defaults: the SAFNet paper's)")
     add_config_flags(group, TrainConfig, skip=SPECIAL_FIELDS)
     add_config_flags(parser.add_argument_group("augmentation"), AugmentConfig, pairs=RANGE_FIELDS)
@@ -45,6 +45,9 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
                        help="network grid (default 18 256 128)")
     group.add_argument("--ap-crop-fraction", type=float, default=None,
                        help="central anterior-posterior fraction kept (default 0.5)")
+    group.add_argument("--min-fov-mm", type=float, default=None,
+                       help="widen a smaller in-plane field of view to this many mm before the grid is laid "
+                            "(default 0: the grid fits each scan's own field of view)")
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
@@ -119,6 +122,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         preprocess["target_shape"] = tuple(args.target_shape)
     if args.ap_crop_fraction is not None:
         preprocess["ap_crop_fraction"] = args.ap_crop_fraction
+    if args.min_fov_mm is not None:
+        preprocess["min_fov_mm"] = args.min_fov_mm
     if preprocess:
         changes["preprocess"] = PreprocessConfig.from_dict(preprocess)
     return TrainConfig(**changes)

@@ -16,10 +16,17 @@ class PreprocessConfig:
             anterior-posterior) voxels; paper: 18 x 256 x 128.
         ap_crop_fraction: Central fraction of the anterior-posterior field of view kept
             (paper: the central half, 0.5; 1.0 keeps everything).
+        min_fov_mm: Smallest in-plane field of view (mm) the grid covers, along superior-inferior
+            and anterior-posterior (the latter before the crop). A scan whose field of view is
+            smaller is centred in it, with background (0) around, so its anatomy has the size in
+            the grid that it has in a scan of that field of view. 0 (the paper): the grid fits
+            each scan's own field of view, so the same vertebra is larger in the grid the
+            smaller the field of view is.
     """
 
     target_shape: tuple[int, int, int] = (18, 256, 128)
     ap_crop_fraction: float = 0.5
+    min_fov_mm: float = 0.0
 
     def __post_init__(self) -> None:
         shape = tuple(int(n) for n in self.target_shape)
@@ -27,8 +34,11 @@ class PreprocessConfig:
             raise ValueError(f"target_shape must be three positive sizes (D, H, W), got {self.target_shape}")
         if not 0.0 < float(self.ap_crop_fraction) <= 1.0:
             raise ValueError(f"ap_crop_fraction must be in (0, 1], got {self.ap_crop_fraction}")
+        if not float(self.min_fov_mm) >= 0.0:
+            raise ValueError(f"min_fov_mm must be 0 or more, got {self.min_fov_mm}")
         object.__setattr__(self, "target_shape", shape)
         object.__setattr__(self, "ap_crop_fraction", float(self.ap_crop_fraction))
+        object.__setattr__(self, "min_fov_mm", float(self.min_fov_mm))
 
     def to_dict(self) -> dict:
         """JSON-able dict (lists, not tuples)."""

@@ -5,6 +5,8 @@ patient space: the input's own grid and this one. The grid runs along the input'
 (permuted, possibly flipped) index axes, so an oblique scan stays oblique and nothing
 is rotated; it covers the input's field of view edge to edge along left-right and
 superior-inferior, and the central ``ap_crop_fraction`` of it along anterior-posterior.
+With ``min_fov_mm`` a smaller in-plane field of view is first widened about its centre
+to that many mm (the grid then reaches past the input, where the image reads 0).
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ class NetworkGrid:
         """The network grid for ``volume``: its field of view, AP-cropped, at ``config.target_shape``.
 
         Voxel centres follow the "edges align" convention: the grid's outer voxel
-        faces coincide with the input's outer faces (or the crop planes), so resizing
-        does not shift the image by half a voxel.
+        faces coincide with the input's outer faces (or the crop planes, or the faces of
+        the field widened to ``config.min_fov_mm``), so resizing does not shift the image
+        by half a voxel.
         """
         axes, signs = match_network_axes(volume.direction)
         first_centre = np.zeros(3)  # input continuous index of network voxel (0, 0, 0)
@@ -56,8 +59,9 @@ class NetworkGrid:
             n = axes[a]
             size = volume.shape[n]
             kept = config.ap_crop_fraction if a == 2 else 1.0
-            margin = size * (1.0 - kept) / 2.0  # input voxels cut away at each end
-            step = size * kept / config.target_shape[a]  # input voxels per network voxel
+            field = size if a == 0 else max(size, config.min_fov_mm / volume.spacing[n])  # input voxels
+            margin = (size - field * kept) / 2.0  # input voxels cut away at each end (< 0: background added)
+            step = field * kept / config.target_shape[a]  # input voxels per network voxel
             if signs[a] > 0:
                 first_centre[n] = -0.5 + margin + 0.5 * step
             else:

@@ -79,13 +79,18 @@ def _config_from_weights(config: TrainConfig, init_weights: Path) -> tuple[Train
 
     Model options the run names (``--model-option``) are added to the manifest's: a head the
     weights lack (SAFNet's ``refine``) starts fresh, everything else starts from the weights.
+    A run that sets ``min_fov_mm`` (``--min-fov-mm``) keeps it: the weights then learn scans
+    widened to that field of view.
     """
     manifest = read_manifest(init_weights)
     options = {k: v for k, v in manifest.model_config.items() if k not in ("width", "in_channels", "num_classes")}
     options.update(config.model_options)
     width = int(manifest.model_config.get("width", config.width))
+    preprocess = dict(manifest.preprocess)
+    if config.preprocess.min_fov_mm:
+        preprocess["min_fov_mm"] = config.preprocess.min_fov_mm
     changed = config.replace(model=manifest.architecture, width=width, model_options=options,
-                             preprocess=dict(manifest.preprocess))
+                             preprocess=preprocess)
     return changed, manifest.version
 
 

@@ -17,12 +17,14 @@ the case's cache key, K, the predicting weights' checksum and the annotated ids.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from SAFNetSpineLib.labels import NUM_CLASSES
+from SAFNetSpineLib.preprocessing.config import PreprocessConfig
 
 #: First cluster id (ids below are structure ids).
 CLUSTER_BASE = NUM_CLASSES
@@ -119,7 +121,10 @@ def _predictor(source: str, preprocess: dict, report):
         return None, "none"
     folder = default_weights_dir() if source == BUNDLED else Path(source)
     manifest = read_manifest(folder)
-    if dict(manifest.preprocess) != dict(preprocess):
+    # The predictor reads the run's grid; a widened field of view (min_fov_mm) only shows it the
+    # anatomy smaller, as scans of a larger field of view do.
+    theirs, ours = PreprocessConfig.from_dict(manifest.preprocess), PreprocessConfig.from_dict(preprocess)
+    if dataclasses.replace(theirs, min_fov_mm=0.0) != dataclasses.replace(ours, min_fov_mm=0.0):
         report("synthesis", 0.0, f"{folder}: preprocessing differs from the run's; generation maps "
                                  "use expert labels and clusters only")
         return None, "none"

@@ -83,8 +83,10 @@ def crop_mask(grid: NetworkGrid, reference: Volume) -> np.ndarray:
     "scene, config, min_dice",
     [(SMALL, PreprocessConfig((16, 48, 32), 0.5), (0.97, 0.97, 0.97)),
      # The thin disc-like blob 2 is 3 network voxels thick along H: its surface costs more Dice.
-     (SAGITTAL, PreprocessConfig((18, 64, 32), 0.5), (0.95, 0.9, 0.95))],
-    ids=["upsampling", "paper-like-2x-downsampling"],
+     (SAGITTAL, PreprocessConfig((18, 64, 32), 0.5), (0.95, 0.9, 0.95)),
+     # Both in-plane axes (36 and 53 mm) widened to 90 mm: the grid reaches past the scan.
+     (SMALL, PreprocessConfig((16, 128, 96), 0.6, min_fov_mm=90.0), (0.95, 0.95, 0.95))],
+    ids=["upsampling", "paper-like-2x-downsampling", "widened-field-of-view"],
 )
 def test_label_round_trip_over_48_orders(scene, config, min_dice):
     image, labels = case(scene=scene)
@@ -128,6 +130,32 @@ def test_crop_keeps_the_central_anterior_posterior_fraction():
         assert kept_j.size == round(SMALL["shape"][1] * fraction)
         assert kept_j[0] == round(SMALL["shape"][1] * (1 - fraction) / 2)
         assert inside.any(axis=(1, 2)).all() and inside.any(axis=(0, 1)).all()
+
+
+def test_a_widened_field_of_view_puts_the_anatomy_where_the_whole_scan_has_it():
+    """A scan cut to a smaller field of view and widened back lands on the whole scan's grid (ties of the
+    nearest-neighbour sampling aside: the grid's voxels fall half-way between the scan's)."""
+    image, labels = case(np.eye(3), scene=SAGITTAL)  # in-plane 76.8 x 76.8 mm
+    config = PreprocessConfig((18, 64, 32), 1.0, min_fov_mm=76.8)
+    cut = (slice(None), slice(20, 108), slice(32, 96))  # 52.8 x 38.4 mm about the centre
+    origin = image.origin + image.spacing * np.array([0.0, 20.0, 32.0])
+    small = Volume(image.array[cut], image.spacing, origin, image.direction)
+    small_labels = Volume(labels.array[cut], image.spacing, origin, image.direction, is_label=True)
+    whole, whole_grid = preprocess_image(image, config)
+    part, part_grid = preprocess_image(small, config)
+    np.testing.assert_allclose(part_grid.spacing, whole_grid.spacing)
+    np.testing.assert_allclose(part_grid.origin, whole_grid.origin, atol=1e-9)
+    whole_net, part_net = preprocess_label(labels, whole_grid), preprocess_label(small_labels, part_grid)
+    inside = restore_labels(np.ones(part_grid.shape, dtype=np.int64), part_grid, small).array > 0
+    assert inside.all()  # the widened grid covers the whole of the smaller scan
+    seen = part_net > 0
+    assert seen.sum() > 500 and np.mean(part_net[seen] == whole_net[seen]) > 0.97, np.mean(part_net[seen] == whole_net[seen])
+    # Without the widening the same anatomy is drawn larger: more network voxels per label.
+    unwidened = preprocess_label(small_labels, preprocess_image(small, PreprocessConfig((18, 64, 32), 1.0))[1])
+    assert (unwidened > 0).sum() > 1.5 * seen.sum()
+    # Around the cut-out scan the widened image is the background value, the same after z-scoring.
+    outside = whole_grid.shape[1] // 8
+    assert np.ptp(part[:, :outside]) < 1e-5 < np.ptp(whole[:, :outside])
 
 
 def test_scores_restore_is_smoother_but_agrees_with_nearest():
@@ -204,10 +232,14 @@ def test_config_round_trips_through_json_and_rejects_nonsense():
     config = PreprocessConfig(target_shape=(18, 128, 64), ap_crop_fraction=0.6)
     assert PreprocessConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert PreprocessConfig.from_dict({}) == PreprocessConfig()
-    assert PreprocessConfig().to_dict() == {"target_shape": [18, 256, 128], "ap_crop_fraction": 0.5}
+    assert PreprocessConfig().to_dict() == {"target_shape": [18, 256, 128], "ap_crop_fraction": 0.5,
+                                            "min_fov_mm": 0.0}
+    assert PreprocessConfig.from_dict({"min_fov_mm": 380}).min_fov_mm == 380.0
     with pytest.raises(SpineInputError, match="unknown keys"):
         PreprocessConfig.from_dict({"target_shape": [18, 256, 128], "spacing": 1.0})
     with pytest.raises(SpineInputError):
         PreprocessConfig.from_dict({"ap_crop_fraction": 1.5})
     with pytest.raises(ValueError):
         PreprocessConfig(target_shape=(18, 0, 128))
+    with pytest.raises(SpineInputError, match="min_fov_mm"):
+        PreprocessConfig.from_dict({"min_fov_mm": -1.0})

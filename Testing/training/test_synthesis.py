@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -205,6 +206,24 @@ def test_generation_maps_are_cached(small_phantoms, tmp_path):
     second = generation_maps(cases, data, preprocess, 6, "bundled", tmp_path)
     assert all({int(v) for v in np.unique(m)} == {7} for m in second)
     assert not any({int(v) for v in np.unique(m)} == {7} for m in first)
+
+
+def test_the_predictor_serves_a_widened_field_of_view_but_not_another_grid(tmp_path, make_tiny_weights):
+    """Unannotated structures are predicted on the run's grid: a wider field of view (min_fov_mm), or a
+    manifest written before that field existed, still reads; another grid shape does not."""
+    from SAFNetSpineLib.training.synth_maps import _predictor
+
+    weights = make_tiny_weights(tmp_path / "w")
+    manifest = json.loads((weights / "model.json").read_text())
+    manifest["preprocess"].pop("min_fov_mm")  # as the manifests written before it
+    (weights / "model.json").write_text(json.dumps(manifest))
+    grid = {"target_shape": [8, 64, 32], "ap_crop_fraction": 0.5}
+    for run in (grid, {**grid, "min_fov_mm": 0.0}, {**grid, "min_fov_mm": 380.0}):
+        model, tag = _predictor(str(weights), run, None)
+        assert model is not None and tag != "none", run
+    said = []
+    model, tag = _predictor(str(weights), {**grid, "target_shape": [8, 32, 32]}, lambda *a: said.append(a))
+    assert (model, tag) == (None, "none") and "differs" in said[0][2]
 
 
 def test_flags_reach_the_config_and_bad_values_are_refused():

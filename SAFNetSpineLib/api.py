@@ -24,11 +24,12 @@ if TYPE_CHECKING:  # torch is imported on the first segment(), not with the pack
     from SAFNetSpineLib.volume import Volume
 
 
-def resolve_weights(weights: list[str | Path] | None = None, models: str | Path | None = None) -> list[Path]:
+def resolve_weights(weights: str | Path | list[str | Path] | None = None,
+                    models: str | Path | None = None) -> list[Path]:
     """The weights folder(s) to run: ``weights`` if given, else the active version of ``models``, else the bundled.
 
     Args:
-        weights: Weights folders (several make an ensemble), or None.
+        weights: A weights folder, or several (an ensemble), or None.
         models: A models folder of fine-tuned versions (``models list``), or None.
 
     Returns:
@@ -37,6 +38,8 @@ def resolve_weights(weights: list[str | Path] | None = None, models: str | Path 
     Raises:
         SpineInputError: ``models`` is not a folder (a typo must not fall back to the bundled weights).
     """
+    if isinstance(weights, (str, Path)):  # one folder, not its characters
+        weights = [weights]
     if weights:
         return [Path(w) for w in weights]
     if models is not None:
@@ -59,14 +62,14 @@ def _segmenter(weights: tuple[Path, ...], device: str, precision: str, tta: bool
     return Segmenter(list(weights), device=device, precision=precision, tta=tta, cleanup=cleanup, turns=turns)
 
 
-def segment(image: str | Path | Volume, weights: list[str | Path] | None = None, models: str | Path | None = None,
+def segment(image: str | Path | Volume, weights: str | Path | list[str | Path] | None = None, models: str | Path | None = None,
             device: str = "auto", precision: str = "auto", tta: bool = False, cleanup: str | None = None,
             level_hint: LevelHint | None = None, turns: bool | None = None) -> SegmentationResult:
     """Segment one volume level by level.
 
     Args:
         image: An image file (NIfTI, NRRD, MHA, a DICOM folder) or a :class:`~SAFNetSpineLib.volume.Volume`.
-        weights: Weights folder(s); default: see :func:`resolve_weights`.
+        weights: A weights folder, or a list of them (an ensemble); default: see :func:`resolve_weights`.
         models: Models folder whose active version to use when ``weights`` is not given.
         device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
         precision: "auto", "fp32", "bf16" or "fp16".

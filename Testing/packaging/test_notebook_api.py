@@ -39,6 +39,8 @@ def test_segment_then_measure_the_sample_in_four_lines():
 def test_default_weights_are_the_bundled_ones_unless_a_models_folder_is_given(tmp_path):
     assert sp.resolve_weights() == [default_weights_dir()]
     assert sp.resolve_weights([tmp_path]) == [tmp_path]
+    # One folder given as a string or a path is that folder, not a list of its characters.
+    assert sp.resolve_weights(str(tmp_path)) == sp.resolve_weights(tmp_path) == [tmp_path]
     try:
         sp.resolve_weights(models=tmp_path / "typo")
     except SpineInputError as error:

@@ -140,7 +140,7 @@ def test_a_widened_field_of_view_puts_the_anatomy_where_the_whole_scan_has_it():
     cut = (slice(None), slice(20, 108), slice(32, 96))  # 52.8 x 38.4 mm about the centre
     origin = image.origin + image.spacing * np.array([0.0, 20.0, 32.0])
     small = Volume(image.array[cut], image.spacing, origin, image.direction)
-    small_labels = Volume(labels.array[cut], image.spacing, origin, image.direction, is_label=True)
+    small_labels = small.with_array(labels.array[cut], is_label=True)
     whole, whole_grid = preprocess_image(image, config)
     part, part_grid = preprocess_image(small, config)
     np.testing.assert_allclose(part_grid.spacing, whole_grid.spacing)

@@ -242,7 +242,7 @@ def _hint_problems(chain: Chain, assignment: Assignment, hint_name: str) -> list
         problems.append(f"counting from the hint at {hint_name}, {above} structure(s) at the top fall above T9, "
                         "which has no name in the label table, and are left unlabelled")
     lowest_body = next((i for i, p in enumerate(chain.pieces) if p.kind == "vertebra"), None)
-    if sacrum_shape(chain) == "sacrum" and lowest_body is not None and assignment.positions[lowest_body] != 0:
+    if sacrum_shape(chain) == "sacrum" and lowest_body is not None and assignment.positions[lowest_body] != SACRUM_POSITION:
         problems.append(f"the lowest body is shaped like the sacrum, but counting from the hint at {hint_name} "
                         f"names it {level_name(assignment.positions[lowest_body])}")
     return problems

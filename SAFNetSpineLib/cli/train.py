@@ -42,7 +42,8 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
                        help="draw each training case whose id starts with PREFIX N times per epoch "
                             "(oversample a small source, e.g. chu_=4); repeatable")
     group.add_argument("--target-shape", type=int, nargs=3, metavar=("D", "H", "W"), default=None,
-                       help="network grid (default 18 256 128)")
+                       help="network grid (default 18 256 128; H and W multiples of 16); with --init-weights, "
+                            "another grid replaces the weights'")
     group.add_argument("--ap-crop-fraction", type=float, default=None,
                        help="central anterior-posterior fraction kept (default 0.5)")
     group.add_argument("--min-fov-mm", type=float, default=None,

@@ -74,7 +74,8 @@ class TrainConfig:
         synth_clusters: K, intensity clusters of everything the generation map does not label (1-12).
         synth_prediction: Weights predicting the structures a case does not annotate, for the
             generation maps only (never a loss target): "bundled" (the bundled weights), a weights
-            folder, or "" for none. Used only when its preprocessing is the run's.
+            folder, or "" for none. It predicts on its own grid (its manifest's preprocessing); where
+            the run's grid differs, the prediction is restored onto the scan and resampled onto it.
         synthesis: Synthesis ranges, SynthConfig field -> value (training/synth_config.py);
             fields not given keep SynthConfig's defaults.
         sacrum_review: Review file of the team's sacrum labels (e.g.

@@ -30,6 +30,7 @@ from SAFNetSpineLib.data.cases import Case
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.labels import NUM_CLASSES, STRUCTURES
 from SAFNetSpineLib.models import build_model
+from SAFNetSpineLib.preprocessing.config import PreprocessConfig
 from SAFNetSpineLib.training.anchor import anchor_penalty
 from SAFNetSpineLib.training.averaging import WeightAverage
 from SAFNetSpineLib.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
@@ -80,7 +81,9 @@ def _config_from_weights(config: TrainConfig, init_weights: Path) -> tuple[Train
     Model options the run names (``--model-option``) are added to the manifest's: a head the
     weights lack (SAFNet's ``refine``) starts fresh, everything else starts from the weights.
     A run that sets ``min_fov_mm`` (``--min-fov-mm``) keeps it: the weights then learn scans
-    widened to that field of view.
+    widened to that field of view. So does a run whose grid (``--target-shape``) is not the
+    paper's: SAFNet is fully convolutional, and its position attention runs over any number of
+    positions, so the weights then learn the anatomy on a finer or coarser grid.
     """
     manifest = read_manifest(init_weights)
     options = {k: v for k, v in manifest.model_config.items() if k not in ("width", "in_channels", "num_classes")}
@@ -89,6 +92,8 @@ def _config_from_weights(config: TrainConfig, init_weights: Path) -> tuple[Train
     preprocess = dict(manifest.preprocess)
     if config.preprocess.min_fov_mm:
         preprocess["min_fov_mm"] = config.preprocess.min_fov_mm
+    if config.preprocess.target_shape != PreprocessConfig().target_shape:
+        preprocess["target_shape"] = list(config.preprocess.target_shape)
     changed = config.replace(model=manifest.architecture, width=width, model_options=options,
                              preprocess=preprocess)
     return changed, manifest.version

@@ -17,7 +17,6 @@ the case's cache key, K, the predicting weights' checksum and the annotated ids.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -112,24 +111,47 @@ def predicted_labels(model, image: np.ndarray) -> np.ndarray:
     return predict_probabilities([model], image, torch.device("cpu"), "fp32").argmax(0).numpy().astype(np.uint8)
 
 
-def _predictor(source: str, preprocess: dict, report):
-    """(model or None, tag): the predicting weights if their preprocessing is the run's."""
+def _predictor(source: str):
+    """(model or None, its PreprocessConfig or None, tag) of the weights predicting unannotated structures."""
     from SAFNetSpineLib.atomic import file_sha256
-    from SAFNetSpineLib.weights import TENSOR_FILE, default_weights_dir, load_model, read_manifest
+    from SAFNetSpineLib.weights import TENSOR_FILE, default_weights_dir, load_model
 
     if not source:
-        return None, "none"
+        return None, None, "none"
     folder = default_weights_dir() if source == BUNDLED else Path(source)
-    manifest = read_manifest(folder)
-    # The predictor reads the run's grid; a widened field of view (min_fov_mm) only shows it the
-    # anatomy smaller, as scans of a larger field of view do.
-    theirs, ours = PreprocessConfig.from_dict(manifest.preprocess), PreprocessConfig.from_dict(preprocess)
-    if dataclasses.replace(theirs, min_fov_mm=0.0) != dataclasses.replace(ours, min_fov_mm=0.0):
-        report("synthesis", 0.0, f"{folder}: preprocessing differs from the run's; generation maps "
-                                 "use expert labels and clusters only")
-        return None, "none"
-    model, _ = load_model(folder)
-    return model, file_sha256(folder / TENSOR_FILE)[:12]
+    model, manifest = load_model(folder)
+    return model, PreprocessConfig.from_dict(manifest.preprocess), file_sha256(folder / TENSOR_FILE)[:12]
+
+
+def prediction_on_run_grid(model, theirs: PreprocessConfig, ours: PreprocessConfig, case, item) -> np.ndarray:
+    """The predictor's labels on the run's grid, predicted on the predictor's own grid.
+
+    A network sees the anatomy at the size its own preprocessing gives it: run on another grid
+    (another shape, a widened field of view) it finds the structures worse. So where the two
+    configs differ, the case is preprocessed the predictor's way, predicted, restored onto the
+    scan and resampled onto the run's grid, as ``segment`` then the training cache would.
+
+    Args:
+        model: The predicting network.
+        theirs: Its preprocessing (from its manifest).
+        ours: The run's preprocessing.
+        case: The :class:`~SAFNetSpineLib.data.cases.Case` (its files are read when the configs differ).
+        item: Its PreprocessedCase on the run's grid.
+
+    Returns:
+        (D, H, W) uint8 label ids on the run's grid.
+    """
+    if theirs == ours:
+        return predicted_labels(model, item.image)
+    from SAFNetSpineLib.data.cases import load_case
+    from SAFNetSpineLib.preprocessing.grid import NetworkGrid
+    from SAFNetSpineLib.preprocessing.pipeline import preprocess_image, preprocess_label
+    from SAFNetSpineLib.preprocessing.restore import restore_labels
+
+    image_volume, _ = load_case(case)
+    image, grid = preprocess_image(image_volume, theirs)
+    restored = restore_labels(predicted_labels(model, image), grid, image_volume)
+    return preprocess_label(restored, NetworkGrid.covering(image_volume, ours)).astype(np.uint8)
 
 
 def generation_maps(cases: Sequence, data: Sequence, preprocess: dict, clusters: int, source: str,
@@ -151,7 +173,10 @@ def generation_maps(cases: Sequence, data: Sequence, preprocess: dict, clusters:
     from SAFNetSpineLib.training.cache import cache_key, load_npy, save_npy
 
     report = report or (lambda *a, **k: None)
-    model, tag = _predictor(source, preprocess, report)
+    model, theirs, tag = _predictor(source)
+    ours = PreprocessConfig.from_dict(preprocess)
+    if theirs is not None and theirs != ours:
+        tag += "-own"  # predicted on the predictor's own grid, then resampled onto the run's
     maps = []
     for index, (case, item) in enumerate(zip(cases, data, strict=True)):
         path = None
@@ -162,7 +187,7 @@ def generation_maps(cases: Sequence, data: Sequence, preprocess: dict, clusters:
             if cached is not None and cached.shape == item.label.shape:
                 maps.append(cached)
                 continue
-        prediction = predicted_labels(model, item.image) if model is not None else None
+        prediction = prediction_on_run_grid(model, theirs, ours, case, item) if model is not None else None
         result = generation_map(item.image, item.label, item.annotated, prediction, clusters)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -119,8 +119,8 @@ def test_fine_tuning_takes_architecture_from_the_init_weights(small_phantoms, tm
     assert result.config.width == 8
 
 
-def test_a_run_that_widens_the_field_of_view_keeps_it_over_its_init_weights(small_phantoms, tmp_path,
-                                                                          make_tiny_weights):
+def test_a_run_that_widens_the_field_of_view_or_changes_the_grid_keeps_it_over_its_init_weights(
+        small_phantoms, tmp_path, make_tiny_weights):
     cases = load_case_folder(small_phantoms)
     weights = make_tiny_weights(tmp_path / "start", version="tiny-v1")
     config = TrainConfig(epochs=1, batch_size=2, augment=False, preprocess={"min_fov_mm": 400.0})
@@ -131,6 +131,10 @@ def test_a_run_that_widens_the_field_of_view_keeps_it_over_its_init_weights(smal
     plain = train(TrainConfig(epochs=1, batch_size=2, augment=False), cases[:2], cases[2:3], tmp_path / "plain",
                   init_weights=weights, version="tiny-v3")
     assert load_model(plain.weights_dir)[1].preprocess["min_fov_mm"] == 0.0
+    finer = train(TrainConfig(epochs=1, batch_size=2, augment=False, preprocess={"target_shape": [8, 96, 48]}),
+                  cases[:2], cases[2:3], tmp_path / "finer", init_weights=weights, version="tiny-v4")
+    assert load_model(finer.weights_dir)[1].preprocess["target_shape"] == [8, 96, 48]  # a grid of more rows
+    assert load_model(plain.weights_dir)[1].preprocess["target_shape"] == [8, 64, 32]  # the paper's: the weights'
 
 
 def test_fine_tuning_can_add_a_refine_head_but_not_change_the_network(small_phantoms, tmp_path, make_tiny_weights):

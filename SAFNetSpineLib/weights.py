@@ -49,6 +49,9 @@ class ModelManifest:
         format: Manifest format number.
         model_card: File name, relative to the weights folder, of the model card (intended
             use, training data, evaluation, limits), e.g. "README.md"; "" when there is none.
+        trained_fov_mm: [smallest, largest] in-plane field of view (mm, superior-inferior and
+            anterior-posterior) of the scans the network was trained on, or None when unknown;
+            ``segment`` warns about scans far outside it (inference.field_of_view).
     """
 
     architecture: str
@@ -63,6 +66,7 @@ class ModelManifest:
     sha256: str = ""
     format: int = MANIFEST_FORMAT
     model_card: str = ""
+    trained_fov_mm: list | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,6 +89,10 @@ class ModelManifest:
                 raise ValueError(f"'{name}' is a JSON {_json_type(data[name])}, not {wanted}")
         if not data["architecture"].strip():
             raise ValueError("'architecture' is empty")
+        fov = data.get("trained_fov_mm")
+        if fov is not None and not (len(fov) == 2 and all(_json_type(v) == "number" and v > 0 for v in fov)
+                                    and fov[0] <= fov[1]):
+            raise ValueError(f"'trained_fov_mm' must be [smallest, largest] in mm, got {fov}")
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -103,6 +111,7 @@ _FIELD_TYPES = {
     "sha256": (str,),
     "format": (int,),
     "model_card": (str,),
+    "trained_fov_mm": (list, type(None)),
 }
 
 

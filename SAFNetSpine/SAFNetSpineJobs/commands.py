@@ -185,9 +185,13 @@ def progress_text(update, elapsed_s: float) -> tuple[int, str]:
 
 
 def segment_done_text(summary: dict, count: int, seconds: float) -> str:
-    """The status line after a segmentation was loaded into the scene."""
-    return (f"Done: {count} structures in {seconds:.0f} s on {summary.get('device', '?')} "
+    """The status line after a segmentation was loaded into the scene, with the field-of-view warning if any."""
+    text = (f"Done: {count} structures in {seconds:.0f} s on {summary.get('device', '?')} "
             f"with {summary.get('model_version', '?')}.")
+    field = summary.get("field_of_view")
+    if isinstance(field, dict) and field.get("warning"):  # an older library writes no field_of_view
+        text += f" Warning: {field['warning']}."
+    return text
 
 
 def naming_text(summary: dict) -> tuple[str, bool]:

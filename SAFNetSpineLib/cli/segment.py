@@ -130,4 +130,6 @@ def run(args: argparse.Namespace) -> int:
             print(summary_line(measured))
         if result.naming.warning:
             print(f"warning: {path.name}: {result.naming.warning}", file=sys.stderr)
+        if result.field_of_view and result.field_of_view["warning"]:
+            print(f"warning: {path.name}: {result.field_of_view['warning']}", file=sys.stderr)
     return 0

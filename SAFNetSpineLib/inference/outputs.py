@@ -229,6 +229,7 @@ class SegmentOutputs:
                       turns=segmenter.turns, volumes_ml=result.volumes_ml, image=image, timings_s=timings_s)
         summary.extra["naming"] = result.naming.naming
         summary.extra["level_hint"] = None if level_hint is None else str(level_hint)
+        summary.extra["field_of_view"] = result.field_of_view
         summary.structure_fields.update(result.naming.structure_fields())
         return summary
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.inference.field_of_view import ensemble_range, field_of_view_check
 from SAFNetSpineLib.inference.naming import ClassEvidence, LevelHint, NamingResult, name_levels
 from SAFNetSpineLib.inference.postprocess import CLEANUPS, DEFAULT_CLEANUP, clean_up, structure_volumes_ml
 from SAFNetSpineLib.inference.turns import DEFAULT_TURNS, transfer_names, turned_probabilities
@@ -44,12 +45,16 @@ class SegmentationResult:
         timings_s: Seconds per stage (preprocess, network, postprocess, restore).
         naming: How the levels were named and how far the names can be trusted
             (inference.naming); None with ``naming=False``.
+        field_of_view: The scan's in-plane field of view against the training scans'
+            (inference.field_of_view: ``in_plane_mm``, ``trained_mm``, ``warning``); None
+            from :func:`segment_volume` alone.
     """
 
     labels: Volume
     volumes_ml: dict[str, float]
     timings_s: dict[str, float] = field(default_factory=dict)
     naming: NamingResult | None = None
+    field_of_view: dict | None = None
 
 
 def predict_probabilities(models: Sequence[torch.nn.Module], network_input: np.ndarray, device: torch.device,
@@ -210,6 +215,7 @@ class Segmenter:
             if config != configs[0]:
                 raise SpineInputError(folder, "ensemble members use different preprocessing")
         self.preprocess_config = configs[0]
+        self.trained_fov_mm = ensemble_range([manifest.trained_fov_mm for _, manifest in loaded])
 
     @property
     def version(self) -> str:
@@ -222,7 +228,10 @@ class Segmenter:
                                      self.turns)
 
     def segment(self, image: Volume, progress=None, level_hint: LevelHint | None = None) -> SegmentationResult:
-        """:func:`segment_volume` with this segmenter's models and settings (levels named by counting)."""
-        return segment_volume(self.models, image, self.preprocess_config, self.device, self.precision,
-                              tta=self.tta, turns=self.turns, cleanup=self.cleanup, version=self.version, progress=progress,
-                              level_hint=level_hint)
+        """:func:`segment_volume` with this segmenter's models and settings (levels named by counting), and
+        the scan's field of view against the training scans'."""
+        result = segment_volume(self.models, image, self.preprocess_config, self.device, self.precision,
+                                tta=self.tta, turns=self.turns, cleanup=self.cleanup, version=self.version,
+                                progress=progress, level_hint=level_hint)
+        result.field_of_view = field_of_view_check(image, self.trained_fov_mm, self.preprocess_config.min_fov_mm)
+        return result

@@ -28,6 +28,7 @@ from SAFNetSpineLib.atomic import write_json_atomic
 from SAFNetSpineLib.cancel import is_cancelled
 from SAFNetSpineLib.data.cases import Case
 from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.inference.field_of_view import fov_of_file, trained_range
 from SAFNetSpineLib.labels import NUM_CLASSES, STRUCTURES
 from SAFNetSpineLib.models import build_model
 from SAFNetSpineLib.preprocessing.config import PreprocessConfig
@@ -186,10 +187,12 @@ def train(
         if (out_dir / CHECKPOINT_FILE).exists() and not resume:
             raise SpineInputError(out_dir, "already holds a training checkpoint; resume it or choose another folder")
         ctx.barrier()  # every rank has looked before rank 0 writes anything
+        parent_fov = read_manifest(init_weights).trained_fov_mm if init_weights is not None else None
         request = RunRequest(config=config, train_cases=list(train_cases), val_cases=list(val_cases),
                              out_dir=out_dir, cache_dir=Path(cache_dir) if cache_dir else out_dir / "cache",
                              init_weights=Path(init_weights) if init_weights is not None else None,
-                             parent_version=parent_version, resume=resume, version=version, trained_on=trained_on)
+                             parent_version=parent_version, resume=resume, version=version, trained_on=trained_on,
+                             trained_fov_mm=trained_range((fov_of_file(c.image_path) for c in train_cases), parent_fov))
         run = set_up_run(ctx, request, progress, cancel)
         result = run_epochs(run)
         # The run (its DDP wrapper holds the process group) must be gone before the group is

@@ -93,6 +93,8 @@ class RunRequest:
         resume: Continue the checkpoint in ``out_dir`` if there is one.
         version: Version name of the weights written.
         trained_on: Manifest text on the training data (None: case counts).
+        trained_fov_mm: [smallest, largest] in-plane field of view (mm) of the training scans and the
+            init weights' (the manifest's ``trained_fov_mm``), or None.
     """
 
     config: TrainConfig
@@ -105,6 +107,7 @@ class RunRequest:
     resume: bool = False
     version: str = "safnet-trained"
     trained_on: str | None = None
+    trained_fov_mm: list | None = None
 
 
 @dataclass
@@ -176,7 +179,8 @@ class TrainingRun:
                                             f"{len(request.val_cases)} validation cases")
         return ModelManifest(architecture=config.model, model_config=config.model_config,
                              preprocess=config.preprocess.to_dict(), trained_on=trained_on,
-                             version=request.version, metrics=metrics, parent_version=request.parent_version)
+                             version=request.version, metrics=metrics, parent_version=request.parent_version,
+                             trained_fov_mm=request.trained_fov_mm)
 
 
 def check_resume_config(saved: dict, config: TrainConfig, out_dir: Path) -> None:

@@ -144,3 +144,26 @@ def test_tampered_weights_and_unwritable_output(tmp_path, phantom_file, tiny_wei
     code = main(["segment", str(phantom_file), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights)])
     err = capsys.readouterr().err
     assert code == 2 and "model.safetensors" in err and "checksum" in err
+
+
+def test_a_field_of_view_unlike_the_training_scans_is_recorded_and_warned(tmp_path, phantom_file, tiny_weights,
+                                                                          capsys):
+    """The weights' training range against the scan's field of view: in NAME_seg.json, and one warning line."""
+    manifest_path = tiny_weights / "model.json"
+    summaries = {}
+    for trained in ([100.0, 150.0], [250.0, 400.0], None):
+        manifest = json.loads(manifest_path.read_text())
+        manifest["trained_fov_mm"] = trained
+        manifest_path.write_text(json.dumps(manifest))
+        out = tmp_path / f"out{len(summaries)}"
+        assert main(["segment", str(phantom_file), "-o", str(out), "--weights", str(tiny_weights),
+                     "--device", "cpu", "--progress", "none"]) == 0
+        summaries[str(trained)] = (json.loads((out / "case 01_seg.json").read_text())["field_of_view"],
+                                   capsys.readouterr().err)
+    far, err = summaries["[100.0, 150.0]"]
+    assert far["trained_mm"] == [100.0, 150.0] and far["in_plane_mm"][0] > 1.4 * 150
+    assert far["warning"] and f"warning: case 01.nii.gz: {far['warning']}" in err
+    near, err = summaries["[250.0, 400.0]"]
+    assert near["warning"] is None and near["in_plane_mm"] == far["in_plane_mm"] and "field of view" not in err
+    unknown, _ = summaries["None"]
+    assert unknown["trained_mm"] is None and unknown["warning"] is None

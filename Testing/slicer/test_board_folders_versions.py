@@ -127,6 +127,16 @@ def test_device_probe_runs_in_a_child_and_names_the_device():
         commands.parse_device_probe("Traceback ...\nModuleNotFoundError: No module named 'torch'")
 
 
+def test_the_done_line_carries_the_field_of_view_warning():
+    summary = {"device": "cpu", "model_version": "safnet-default"}
+    assert commands.segment_done_text(summary, 12, 9.6) == "Done: 12 structures in 10 s on cpu with safnet-default."
+    quiet = {**summary, "field_of_view": {"in_plane_mm": [224.0, 224.0], "trained_mm": [221.0, 390.6],
+                                          "warning": None}}
+    assert commands.segment_done_text(quiet, 12, 9.6) == commands.segment_done_text(summary, 12, 9.6)
+    far = {**summary, "field_of_view": {**quiet["field_of_view"], "warning": "the in-plane field of view is far"}}
+    assert commands.segment_done_text(far, 12, 9.6).endswith(" Warning: the in-plane field of view is far.")
+
+
 def test_naming_status_line():
     assert commands.naming_text({}) == ("", False)
     text, ask = commands.naming_text({"naming": {"status": "uncertain", "anchor": "none", "reason": "no sacrum"}})

@@ -137,6 +137,24 @@ def test_a_run_that_widens_the_field_of_view_or_changes_the_grid_keeps_it_over_i
     assert load_model(plain.weights_dir)[1].preprocess["target_shape"] == [8, 64, 32]  # the paper's: the weights'
 
 
+
+def test_the_weights_record_the_training_scans_field_of_view_joined_with_their_parents(small_phantoms, tmp_path,
+                                                                                      make_tiny_weights):
+    from SAFNetSpineLib.inference.field_of_view import fov_of_file
+
+    cases = load_case_folder(small_phantoms)
+    fields = [v for case in cases[:2] for v in fov_of_file(case.image_path)]
+    result = train(TrainConfig(epochs=1, batch_size=2, augment=False), cases[:2], cases[2:3], tmp_path / "own")
+    assert load_model(result.weights_dir)[1].trained_fov_mm == [round(min(fields), 1), round(max(fields), 1)]
+    weights = make_tiny_weights(tmp_path / "start", version="tiny-v1")
+    manifest = json.loads((weights / "model.json").read_text())
+    manifest["trained_fov_mm"] = [150.0, 500.0]
+    (weights / "model.json").write_text(json.dumps(manifest))
+    child = train(TrainConfig(epochs=1, batch_size=2, augment=False), cases[:2], cases[2:3], tmp_path / "child",
+                  init_weights=weights, version="tiny-v2")
+    assert load_model(child.weights_dir)[1].trained_fov_mm == [150.0, 500.0]  # the parent's scans reach further
+
+
 def test_fine_tuning_can_add_a_refine_head_but_not_change_the_network(small_phantoms, tmp_path, make_tiny_weights):
     cases = load_case_folder(small_phantoms)
     weights = make_tiny_weights(tmp_path / "start", version="tiny-v1")

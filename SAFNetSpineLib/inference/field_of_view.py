@@ -1,0 +1,101 @@
+"""Is a scan's field of view like the training scans'? One warning where it is not.
+
+The network grid fits each scan's in-plane field of view (``preprocessing.grid``), so a
+vertebra's size in the grid depends on it: a scan whose field of view is far smaller or far
+larger than every training scan's shows the network vertebrae of a size it never learnt, and
+outlines and names get worse. The weights' manifest records the training scans' range
+(``trained_fov_mm``); ``segment`` compares each scan with it and says so in ``NAME_seg.json``
+(``field_of_view``) and one warning line.
+
+The reach beyond the range was chosen on the bundled weights with cropped and zero-padded
+development scans (``Testing/benchmarks/bench_field_of_view.py``, RESULTS.md "Field of view
+against the training scans'"): the bodies' outlines held at 0.8 times the smallest training
+field of view (179 mm: 0.84-0.89 Dice), fell at 0.7 times (157 mm: 0.63-0.84) and 0.6 times
+(134 mm: 0.30-0.70); they held moderately at 1.36 times the largest (533 mm: 0.73-0.81) and fell at
+1.56 times (610 mm: 0.57-0.68) and 1.76 times (686 mm: 0.19-0.23).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from SAFNetSpineLib.preprocessing.orientation import match_network_axes
+
+#: A field of view this many times the smallest trained one, or less, is warned about.
+SMALLER = 0.75
+#: A field of view this many times the largest trained one, or more, is warned about.
+LARGER = 1.4
+
+
+def in_plane_fov_mm(shape: Sequence[int], spacing: Sequence[float], direction: np.ndarray) -> tuple[float, float]:
+    """(superior-inferior, anterior-posterior) extent in mm of an image's voxels.
+
+    Args:
+        shape: Array shape in index order (i, j, k).
+        spacing: Voxel size (mm) per index axis.
+        direction: (3, 3) LPS direction matrix.
+    """
+    axes, _ = match_network_axes(np.asarray(direction, dtype=np.float64).reshape(3, 3))
+    return tuple(float(shape[axes[a]]) * float(spacing[axes[a]]) for a in (1, 2))
+
+
+def fov_of_file(path: Path) -> tuple[float, float]:
+    """:func:`in_plane_fov_mm` of an image file, from its header only."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    return in_plane_fov_mm(reader.GetSize(), reader.GetSpacing(), np.reshape(reader.GetDirection(), (3, 3)))
+
+
+def trained_range(fields_mm: Iterable[Sequence[float]], parent: Sequence[float] | None = None) -> list[float] | None:
+    """[smallest, largest] in-plane field of view (mm) over training scans, joined with a parent's range.
+
+    Args:
+        fields_mm: (superior-inferior, anterior-posterior) mm per training scan.
+        parent: The initial weights' ``trained_fov_mm`` (their network learnt those scans too), or None.
+
+    Returns:
+        [low, high] rounded to 0.1 mm, or None with no scan and no parent.
+    """
+    values = [float(v) for pair in fields_mm for v in pair]
+    if parent:
+        values += [float(parent[0]), float(parent[1])]
+    return [round(min(values), 1), round(max(values), 1)] if values else None
+
+
+def field_of_view_check(volume, trained_fov_mm: Sequence[float] | None, min_fov_mm: float = 0.0) -> dict:
+    """The ``field_of_view`` record of ``NAME_seg.json`` for one scan.
+
+    Args:
+        volume: The input image (Volume).
+        trained_fov_mm: The weights' [low, high] in mm, or None when the manifest has none.
+        min_fov_mm: The weights' ``min_fov_mm``: a smaller field of view is widened to it before
+            the grid is laid, for training scans and this one alike.
+
+    Returns:
+        ``{"in_plane_mm": [si, ap], "trained_mm": [low, high] or None, "warning": str or None}``.
+    """
+    si, ap = in_plane_fov_mm(volume.shape, volume.spacing, volume.direction)
+    record = {"in_plane_mm": [round(si, 1), round(ap, 1)],
+              "trained_mm": [float(v) for v in trained_fov_mm] if trained_fov_mm else None, "warning": None}
+    if not trained_fov_mm:
+        return record
+    low, high = (max(float(v), min_fov_mm) for v in trained_fov_mm)
+    seen = [max(si, min_fov_mm), max(ap, min_fov_mm)]
+    if min(seen) <= SMALLER * low or max(seen) >= LARGER * high:
+        record["warning"] = (f"the in-plane field of view ({si:.0f} x {ap:.0f} mm) is far from the training scans' "
+                             f"({trained_fov_mm[0]:.0f}-{trained_fov_mm[1]:.0f} mm), so vertebrae appear at a size "
+                             "the network did not learn: check the outlines and the level names")
+    return record
+
+
+def ensemble_range(ranges: Sequence[Sequence[float] | None]) -> list[float] | None:
+    """The range an ensemble trusts: what every member learnt (None if any member's is unknown)."""
+    if not ranges or any(not r for r in ranges):
+        return None
+    return [max(float(r[0]) for r in ranges), min(float(r[1]) for r in ranges)]

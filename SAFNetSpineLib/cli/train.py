@@ -16,7 +16,7 @@ from SAFNetSpineLib.cancel import cancel_on_signals
 from SAFNetSpineLib.cli.common import add_config_flags, add_progress_option, config_changes
 from SAFNetSpineLib.data.cases import load_case_folders, read_case_ids
 from SAFNetSpineLib.errors import SpineInputError
-from SAFNetSpineLib.preprocessing.config import PreprocessConfig
+from SAFNetSpineLib.preprocessing.config import WIDEN_FILLS, PreprocessConfig
 from SAFNetSpineLib.progress import Progress
 from SAFNetSpineLib.training.augment_config import RANGE_FIELDS, AugmentConfig
 from SAFNetSpineLib.training.config import TrainConfig
@@ -49,6 +49,9 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-fov-mm", type=float, default=None,
                        help="widen a smaller in-plane field of view to this many mm before the grid is laid "
                             "(default 0: the grid fits each scan's own field of view)")
+    group.add_argument("--widen-fill", choices=WIDEN_FILLS, default=None,
+                       help="with --min-fov-mm, what the grid holds past the scan: image_zero (default; the image's 0, "
+                            "then the whole grid z-scored) or network_zero (the scan z-scored alone, 0 around it)")
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +128,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         preprocess["ap_crop_fraction"] = args.ap_crop_fraction
     if args.min_fov_mm is not None:
         preprocess["min_fov_mm"] = args.min_fov_mm
+    if args.widen_fill is not None:
+        preprocess["widen_fill"] = args.widen_fill
     if preprocess:
         changes["preprocess"] = PreprocessConfig.from_dict(preprocess)
     return TrainConfig(**changes)

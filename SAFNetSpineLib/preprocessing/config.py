@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass, fields
 
 from SAFNetSpineLib.errors import SpineInputError
 
+#: What a widened grid holds past the scan (:attr:`PreprocessConfig.widen_fill`).
+WIDEN_FILLS = ("image_zero", "network_zero")
+
 
 @dataclass(frozen=True)
 class PreprocessConfig:
@@ -22,11 +25,18 @@ class PreprocessConfig:
             the grid that it has in a scan of that field of view. 0 (the paper): the grid fits
             each scan's own field of view, so the same vertebra is larger in the grid the
             smaller the field of view is.
+        widen_fill: What the grid holds where it reaches past the scan (a widened field of
+            view): ``"image_zero"`` (until 2026-12-07; manifests without the key) resamples
+            the image with 0 there and z-scores the whole grid, so the padding is as dark as
+            air and shifts the scan's own z-scores; ``"network_zero"`` z-scores the scan's own
+            voxels only and puts 0 there, the value SAFNet's convolutions pad its borders with,
+            so a widened scan reads like its own field of view with more border around it.
     """
 
     target_shape: tuple[int, int, int] = (18, 256, 128)
     ap_crop_fraction: float = 0.5
     min_fov_mm: float = 0.0
+    widen_fill: str = "image_zero"
 
     def __post_init__(self) -> None:
         shape = tuple(int(n) for n in self.target_shape)
@@ -36,6 +46,8 @@ class PreprocessConfig:
             raise ValueError(f"ap_crop_fraction must be in (0, 1], got {self.ap_crop_fraction}")
         if not float(self.min_fov_mm) >= 0.0:
             raise ValueError(f"min_fov_mm must be 0 or more, got {self.min_fov_mm}")
+        if self.widen_fill not in WIDEN_FILLS:
+            raise ValueError(f"widen_fill must be one of {', '.join(WIDEN_FILLS)}, got {self.widen_fill!r}")
         object.__setattr__(self, "target_shape", shape)
         object.__setattr__(self, "ap_crop_fraction", float(self.ap_crop_fraction))
         object.__setattr__(self, "min_fov_mm", float(self.min_fov_mm))

@@ -48,13 +48,24 @@ def preprocess_image(
     """
     config = config or PreprocessConfig()
     grid = NetworkGrid.covering(volume, config)
-    array = _onto_grid(volume.to_sitk(), grid, sitk.sitkLinear, sitk.sitkFloat32)
-    mean = float(array.mean(dtype=np.float64))
-    std = float(array.std(dtype=np.float64))
+    sitk_image = volume.to_sitk()
+    array = _onto_grid(sitk_image, grid, sitk.sitkLinear, sitk.sitkFloat32)
+    inside = None  # network voxels within the scan, where the grid reaches past it and network_zero fills there
+    if config.min_fov_mm > 0 and config.widen_fill == "network_zero":
+        ones = sitk.Image(sitk_image.GetSize(), sitk.sitkUInt8) + 1
+        ones.CopyInformation(sitk_image)
+        inside = _onto_grid(ones, grid, sitk.sitkNearestNeighbor, sitk.sitkUInt8) > 0
+        if inside.all():
+            inside = None
+    values = array if inside is None else array[inside]
+    mean = float(values.mean(dtype=np.float64)) if values.size else 0.0
+    std = float(values.std(dtype=np.float64)) if values.size else 0.0
     if not np.isfinite(std) or std <= 1e-6 * max(1.0, abs(mean)):
         raise SpineInputError(subject, "image is constant inside the network field of view; nothing to segment")
     array -= mean
     array /= std
+    if inside is not None:
+        array[~inside] = 0.0
     return array, grid
 
 

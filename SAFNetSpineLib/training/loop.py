@@ -81,8 +81,9 @@ def _config_from_weights(config: TrainConfig, init_weights: Path) -> tuple[Train
 
     Model options the run names (``--model-option``) are added to the manifest's: a head the
     weights lack (SAFNet's ``refine``) starts fresh, everything else starts from the weights.
-    A run that sets ``min_fov_mm`` (``--min-fov-mm``) keeps it: the weights then learn scans
-    widened to that field of view. So does a run whose grid (``--target-shape``) is not the
+    A run that sets ``min_fov_mm`` (``--min-fov-mm``) keeps it, and so its ``widen_fill``
+    (``--widen-fill``) when not the default: the weights then learn scans widened to that field
+    of view. So does a run whose grid (``--target-shape``) is not the
     paper's: SAFNet is fully convolutional, and its position attention runs over any number of
     positions, so the weights then learn the anatomy on a finer or coarser grid.
     """
@@ -93,6 +94,8 @@ def _config_from_weights(config: TrainConfig, init_weights: Path) -> tuple[Train
     preprocess = dict(manifest.preprocess)
     if config.preprocess.min_fov_mm:
         preprocess["min_fov_mm"] = config.preprocess.min_fov_mm
+    if config.preprocess.widen_fill != PreprocessConfig().widen_fill:
+        preprocess["widen_fill"] = config.preprocess.widen_fill
     if config.preprocess.target_shape != PreprocessConfig().target_shape:
         preprocess["target_shape"] = list(config.preprocess.target_shape)
     changed = config.replace(model=manifest.architecture, width=width, model_options=options,

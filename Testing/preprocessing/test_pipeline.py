@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -158,6 +159,34 @@ def test_a_widened_field_of_view_puts_the_anatomy_where_the_whole_scan_has_it():
     assert np.ptp(part[:, :outside]) < 1e-5 < np.ptp(whole[:, :outside])
 
 
+def test_network_zero_fills_past_the_scan_with_0_and_z_scores_the_scan_alone():
+    """widen_fill="network_zero": the scan's own voxels are z-scored by themselves and the grid past them holds
+    0 (SAFNet's border padding); "image_zero" (the default, older manifests) keeps the image's 0 there."""
+    image, _ = case(np.eye(3), scene=SAGITTAL)
+    cut = (slice(None), slice(20, 108), slice(32, 96))
+    small = Volume(image.array[cut], image.spacing, image.origin + image.spacing * np.array([0.0, 20.0, 32.0]),
+                   image.direction)
+    widened = PreprocessConfig((18, 64, 32), 1.0, min_fov_mm=76.8)
+    dark, grid = preprocess_image(small, widened)
+    filled, filled_grid = preprocess_image(small, dataclasses.replace(widened, widen_fill="network_zero"))
+    np.testing.assert_allclose(filled_grid.origin, grid.origin)
+    inside = preprocess_label(small.with_array(np.ones(small.shape, np.int64), is_label=True), grid) > 0
+    assert 0.2 < inside.mean() < 0.8
+    assert np.all(filled[~inside] == 0.0) and np.ptp(dark[~inside]) < 1e-5 and dark[~inside].max() < -0.1
+    assert abs(filled[inside].mean()) < 1e-4 and abs(filled[inside].std() - 1.0) < 1e-4
+    assert abs(dark[inside].mean()) > 0.05  # the padding shifted the scan's own z-scores
+    # The scan's voxels differ only by the z-scoring: one affine map takes the one onto the other.
+    slope, offset = np.polyfit(dark[inside], filled[inside], 1)
+    np.testing.assert_allclose(filled[inside], slope * dark[inside] + offset, atol=1e-4)
+    # Without a widening there is nothing past the scan, and the two fills agree exactly.
+    plain = PreprocessConfig((18, 64, 32), 1.0)
+    np.testing.assert_array_equal(preprocess_image(small, plain)[0],
+                                  preprocess_image(small, dataclasses.replace(plain, widen_fill="network_zero"))[0])
+    assert PreprocessConfig.from_dict({"target_shape": [18, 64, 32]}).widen_fill == "image_zero"
+    with pytest.raises(SpineInputError, match="widen_fill"):
+        PreprocessConfig.from_dict({"widen_fill": "mirror"})
+
+
 def test_scores_restore_is_smoother_but_agrees_with_nearest():
     image, labels = case()
     config = PreprocessConfig((12, 32, 16), 0.5)
@@ -233,7 +262,7 @@ def test_config_round_trips_through_json_and_rejects_nonsense():
     assert PreprocessConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert PreprocessConfig.from_dict({}) == PreprocessConfig()
     assert PreprocessConfig().to_dict() == {"target_shape": [18, 256, 128], "ap_crop_fraction": 0.5,
-                                            "min_fov_mm": 0.0}
+                                            "min_fov_mm": 0.0, "widen_fill": "image_zero"}
     assert PreprocessConfig.from_dict({"min_fov_mm": 380}).min_fov_mm == 380.0
     with pytest.raises(SpineInputError, match="unknown keys"):
         PreprocessConfig.from_dict({"target_shape": [18, 256, 128], "spacing": 1.0})

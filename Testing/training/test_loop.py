@@ -123,10 +123,11 @@ def test_a_run_that_widens_the_field_of_view_or_changes_the_grid_keeps_it_over_i
         small_phantoms, tmp_path, make_tiny_weights):
     cases = load_case_folder(small_phantoms)
     weights = make_tiny_weights(tmp_path / "start", version="tiny-v1")
-    config = TrainConfig(epochs=1, batch_size=2, augment=False, preprocess={"min_fov_mm": 400.0})
+    config = TrainConfig(epochs=1, batch_size=2, augment=False,
+                         preprocess={"min_fov_mm": 400.0, "widen_fill": "network_zero"})
     result = train(config, cases[:2], cases[2:3], tmp_path / "ft", init_weights=weights, version="tiny-v2")
     _, manifest = load_model(result.weights_dir)
-    assert manifest.preprocess["min_fov_mm"] == 400.0  # the run's
+    assert manifest.preprocess["min_fov_mm"] == 400.0 and manifest.preprocess["widen_fill"] == "network_zero"
     assert manifest.preprocess["target_shape"] == [8, 64, 32]  # the rest is the weights'
     plain = train(TrainConfig(epochs=1, batch_size=2, augment=False), cases[:2], cases[2:3], tmp_path / "plain",
                   init_weights=weights, version="tiny-v3")

@@ -42,13 +42,19 @@ def in_plane_fov_mm(shape: Sequence[int], spacing: Sequence[float], direction: n
     return tuple(float(shape[axes[a]]) * float(spacing[axes[a]]) for a in (1, 2))
 
 
-def fov_of_file(path: Path) -> tuple[float, float]:
-    """:func:`in_plane_fov_mm` of an image file, from its header only."""
+def fov_of_file(path: Path) -> tuple[float, float] | None:
+    """:func:`in_plane_fov_mm` of an image file, from its header only; None when ITK cannot read it
+    that way (a DICOM folder, a damaged file: reading the case itself says what is wrong)."""
     import SimpleITK as sitk
 
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
-    reader.ReadImageInformation()
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    if reader.GetDimension() != 3:
+        return None
     return in_plane_fov_mm(reader.GetSize(), reader.GetSpacing(), np.reshape(reader.GetDirection(), (3, 3)))
 
 
@@ -56,13 +62,14 @@ def trained_range(fields_mm: Iterable[Sequence[float]], parent: Sequence[float] 
     """[smallest, largest] in-plane field of view (mm) over training scans, joined with a parent's range.
 
     Args:
-        fields_mm: (superior-inferior, anterior-posterior) mm per training scan.
+        fields_mm: (superior-inferior, anterior-posterior) mm per training scan; None entries (not
+            read) are left out.
         parent: The initial weights' ``trained_fov_mm`` (their network learnt those scans too), or None.
 
     Returns:
         [low, high] rounded to 0.1 mm, or None with no scan and no parent.
     """
-    values = [float(v) for pair in fields_mm for v in pair]
+    values = [float(v) for pair in fields_mm if pair is not None for v in pair]
     if parent:
         values += [float(parent[0]), float(parent[1])]
     return [round(min(values), 1), round(max(values), 1)] if values else None

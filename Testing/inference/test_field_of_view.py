@@ -38,6 +38,8 @@ def test_the_extent_follows_the_anatomy_not_the_array_order(tmp_path):
     assert in_plane_fov_mm(turned.shape, turned.spacing, turned.direction) == (225.0, 200.0)
     path = write_volume(turned, tmp_path / "turned.nii.gz")
     assert fov_of_file(path) == pytest.approx((225.0, 200.0))  # from the header alone
+    (tmp_path / "broken.nii.gz").write_bytes(b"not an image")
+    assert fov_of_file(tmp_path / "broken.nii.gz") is None  # left to reading the case to report
 
 
 def test_a_scan_far_smaller_or_larger_than_the_training_scans_is_warned_about():
@@ -68,6 +70,7 @@ def test_the_trained_range_joins_the_parents_and_an_ensemble_trusts_what_all_lea
     assert trained_range([(224.0, 224.0), (381.04, 300.0)]) == [224.0, 381.0]
     assert trained_range([(224.0, 224.0)], parent=[150.0, 300.0]) == [150.0, 300.0]
     assert trained_range([]) is None and trained_range([], parent=[1.0, 2.0]) == [1.0, 2.0]
+    assert trained_range([None, (224.0, 200.0)]) == [200.0, 224.0]
     assert ensemble_range([[200.0, 400.0], [220.0, 380.0]]) == [220.0, 380.0]
     assert ensemble_range([[200.0, 400.0], None]) is None
 

@@ -58,8 +58,8 @@ def preprocess_image(
         if inside.all():
             inside = None
     values = array if inside is None else array[inside]
-    mean = float(values.mean(dtype=np.float64)) if values.size else 0.0
-    std = float(values.std(dtype=np.float64)) if values.size else 0.0
+    mean = float(values.mean(dtype=np.float64))
+    std = float(values.std(dtype=np.float64))
     if not np.isfinite(std) or std <= 1e-6 * max(1.0, abs(mean)):
         raise SpineInputError(subject, "image is constant inside the network field of view; nothing to segment")
     array -= mean

@@ -40,7 +40,7 @@ from SAFNetSpineLib.training.dataset import validation_dice
 from SAFNetSpineLib.training.distributed import DistributedContext, setup_distributed
 from SAFNetSpineLib.training.losses import training_loss
 from SAFNetSpineLib.training.run_state import RunRequest, TrainingRun, set_up_run
-from SAFNetSpineLib.weights import read_manifest, save_weights
+from SAFNetSpineLib.weights import ModelManifest, read_manifest, save_weights
 
 BEST_WEIGHTS_DIR = "best"
 AVERAGED_WEIGHTS_DIR = "averaged"
@@ -76,31 +76,34 @@ class TrainResult:
     averaged_val_dice: float = float("nan")
 
 
-def _config_from_weights(config: TrainConfig, init_weights: Path) -> tuple[TrainConfig, str]:
+#: Preprocessing a run may set over its init weights' (where it is not the paper's default).
+RUN_PREPROCESS_FIELDS = ("target_shape", "min_fov_mm", "widen_fill")
+
+
+def _config_from_weights(config: TrainConfig, init_weights: Path) -> tuple[TrainConfig, ModelManifest]:
     """Take architecture, model config and preprocessing from a weights folder's manifest.
 
     Model options the run names (``--model-option``) are added to the manifest's: a head the
     weights lack (SAFNet's ``refine``) starts fresh, everything else starts from the weights.
-    A run that sets ``min_fov_mm`` (``--min-fov-mm``) keeps it, and so its ``widen_fill``
-    (``--widen-fill``) when not the default: the weights then learn scans widened to that field
-    of view. So does a run whose grid (``--target-shape``) is not the
-    paper's: SAFNet is fully convolutional, and its position attention runs over any number of
-    positions, so the weights then learn the anatomy on a finer or coarser grid.
+    The rest of the preprocessing is the manifest's, but for :data:`RUN_PREPROCESS_FIELDS` the run
+    sets to other than the default: a widened field of view (``--min-fov-mm``), what fills it
+    (``--widen-fill``) or another grid (``--target-shape``; SAFNet is fully convolutional and its
+    position attention runs over any number of positions). The weights then learn the anatomy
+    that way.
+
+    Returns:
+        (the config to train, the init weights' manifest).
     """
     manifest = read_manifest(init_weights)
     options = {k: v for k, v in manifest.model_config.items() if k not in ("width", "in_channels", "num_classes")}
     options.update(config.model_options)
     width = int(manifest.model_config.get("width", config.width))
+    ours, default = config.preprocess.to_dict(), PreprocessConfig().to_dict()
     preprocess = dict(manifest.preprocess)
-    if config.preprocess.min_fov_mm:
-        preprocess["min_fov_mm"] = config.preprocess.min_fov_mm
-    if config.preprocess.widen_fill != PreprocessConfig().widen_fill:
-        preprocess["widen_fill"] = config.preprocess.widen_fill
-    if config.preprocess.target_shape != PreprocessConfig().target_shape:
-        preprocess["target_shape"] = list(config.preprocess.target_shape)
+    preprocess.update({k: ours[k] for k in RUN_PREPROCESS_FIELDS if ours[k] != default[k]})
     changed = config.replace(model=manifest.architecture, width=width, model_options=options,
                              preprocess=preprocess)
-    return changed, manifest.version
+    return changed, manifest
 
 
 def _gathered_validation(ctx: DistributedContext, module, cases, autocast) -> np.ndarray:
@@ -182,19 +185,20 @@ def train(
     out_dir = Path(out_dir)
     if not train_cases:
         raise SpineInputError(out_dir, "no training cases")
-    parent_version = None
+    parent = None
     if init_weights is not None:
-        config, parent_version = _config_from_weights(config, Path(init_weights))
+        config, parent = _config_from_weights(config, Path(init_weights))
     ctx = setup_distributed(config.device)
     try:
         if (out_dir / CHECKPOINT_FILE).exists() and not resume:
             raise SpineInputError(out_dir, "already holds a training checkpoint; resume it or choose another folder")
         ctx.barrier()  # every rank has looked before rank 0 writes anything
-        parent_fov = read_manifest(init_weights).trained_fov_mm if init_weights is not None else None
+        parent_fov = parent.trained_fov_mm if parent is not None else None
         request = RunRequest(config=config, train_cases=list(train_cases), val_cases=list(val_cases),
                              out_dir=out_dir, cache_dir=Path(cache_dir) if cache_dir else out_dir / "cache",
                              init_weights=Path(init_weights) if init_weights is not None else None,
-                             parent_version=parent_version, resume=resume, version=version, trained_on=trained_on,
+                             parent_version=parent.version if parent is not None else None, resume=resume,
+                             version=version, trained_on=trained_on,
                              trained_fov_mm=trained_range((fov_of_file(c.image_path) for c in train_cases), parent_fov))
         run = set_up_run(ctx, request, progress, cancel)
         result = run_epochs(run)

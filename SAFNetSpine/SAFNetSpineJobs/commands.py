@@ -185,12 +185,18 @@ def progress_text(update, elapsed_s: float) -> tuple[int, str]:
 
 
 def segment_done_text(summary: dict, count: int, seconds: float) -> str:
-    """The status line after a segmentation was loaded into the scene, with the field-of-view warning if any."""
+    """The status line after a segmentation was loaded into the scene, with the field-of-view warning or
+    widening if any."""
     text = (f"Done: {count} structures in {seconds:.0f} s on {summary.get('device', '?')} "
             f"with {summary.get('model_version', '?')}.")
     field = summary.get("field_of_view")
     if isinstance(field, dict) and field.get("warning"):  # an older library writes no field_of_view
         text += f" Warning: {field['warning']}."
+    if isinstance(field, dict) and field.get("widened_to_mm"):  # nor widened_to_mm before 2026-12-07
+        text += f" The small field of view was widened to {field['widened_to_mm']:.0f} mm, the training scans' smallest."
+    if isinstance(field, dict) and field.get("window_mm"):
+        text += (f" The large field of view was segmented in its {field['window_mm'][0]:.0f} mm window "
+                 "holding the sacrum.")
     return text
 
 

@@ -51,6 +51,12 @@ def add_parser(subparsers) -> None:
                         help="auto: fp16 autocast on CUDA, fp32 on CPU (bf16 autocast on request)")
     parser.add_argument("--tta", action="store_true", help="also segment the left-right mirrored image and average")
     add_turns_option(parser)
+    parser.add_argument("--fit-fov", choices=("on", "off"), default="on",
+                        help="on (default): an in-plane field of view at most 0.75 times the smallest of the "
+                             "training scans' is widened to that size (the scan centred, background around), and "
+                             "one at least 1.4 times the largest is segmented in windows of that size, keeping "
+                             "the one with the sacrum, so the vertebrae have a size the network learnt; off: the "
+                             "grid fits the whole scan")
     parser.add_argument("--format", default="nii.gz", choices=FORMATS, help="label map format(s)")
     parser.add_argument("--cleanup", default=DEFAULT_CLEANUP, choices=CLEANUPS, help=CLEANUP_HELP)
     parser.add_argument("--overlay", action="store_true", help="also write a mid-sagittal overlay PNG")
@@ -83,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     weights = resolve_weights(args.weights, args.models)  # given, else the active version of --models, else bundled
     started = time.perf_counter()
     segmenter = Segmenter(weights, device=args.device, precision=args.precision, tta=args.tta,
-                          cleanup=args.cleanup, turns=args.turns == "on")
+                          cleanup=args.cleanup, turns=args.turns == "on", fit_fov=args.fit_fov == "on")
     load_s = time.perf_counter() - started
 
     for index, path in enumerate(inputs):
@@ -130,6 +136,18 @@ def run(args: argparse.Namespace) -> int:
             print(summary_line(measured))
         if result.naming.warning:
             print(f"warning: {path.name}: {result.naming.warning}", file=sys.stderr)
-        if result.field_of_view and result.field_of_view["warning"]:
-            print(f"warning: {path.name}: {result.field_of_view['warning']}", file=sys.stderr)
+        field = result.field_of_view or {}
+        if field.get("warning"):
+            print(f"warning: {path.name}: {field['warning']}", file=sys.stderr)
+        if field.get("widened_to_mm"):
+            si, ap = field["in_plane_mm"]
+            print(f"note: {path.name}: the in-plane field of view ({si:.0f} x {ap:.0f} mm) was widened to "
+                  f"{field['widened_to_mm']:.0f} mm, the smallest training scans', before segmenting (--fit-fov)",
+                  file=sys.stderr)
+        if field.get("window_mm"):
+            si, ap = field["in_plane_mm"]
+            wsi, wap = field["window_mm"]
+            print(f"note: {path.name}: the in-plane field of view ({si:.0f} x {ap:.0f} mm) is far larger than the "
+                  f"training scans'; only the {wsi:.0f} x {wap:.0f} mm window holding the sacrum was segmented "
+                  "(--fit-fov)", file=sys.stderr)
     return 0

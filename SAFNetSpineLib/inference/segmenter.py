@@ -24,10 +24,18 @@ import numpy as np
 import torch
 
 from SAFNetSpineLib.errors import SpineInputError
-from SAFNetSpineLib.inference.field_of_view import ensemble_range, field_of_view_check
+from SAFNetSpineLib.inference.field_of_view import ensemble_range, field_of_view_check, fitted_preprocess
 from SAFNetSpineLib.inference.naming import ClassEvidence, LevelHint, NamingResult, name_levels
 from SAFNetSpineLib.inference.postprocess import CLEANUPS, DEFAULT_CLEANUP, clean_up, structure_volumes_ml
 from SAFNetSpineLib.inference.turns import DEFAULT_TURNS, transfer_names, turned_probabilities
+from SAFNetSpineLib.inference.windows import (
+    box_extent_mm,
+    choose_window,
+    paste,
+    sub_volume,
+    window_boxes,
+    windows_holding,
+)
 from SAFNetSpineLib.models.prepare import prepare_for_inference
 from SAFNetSpineLib.preprocessing import PreprocessConfig, preprocess_image, restore_labels
 from SAFNetSpineLib.runtime import autocast_context, memory_format, resolve_device, resolve_precision
@@ -194,10 +202,15 @@ class Segmenter:
         cleanup: Post-processing, one of postprocess.CLEANUPS: "levels" (specks,
             fragments, misplaced sacrum pieces and detached discs removed; see inference.pieces), "largest"
             (largest component per label) or "none".
+        fit_fov: Widen a field of view much smaller than the training scans' to the smallest of
+            theirs before the grid is laid (inference.field_of_view.fitted_preprocess); segment one
+            far larger in windows of the largest of theirs and keep the one with the sacrum
+            (inference.windows).
     """
 
     def __init__(self, weights_dirs: list[str | Path], device: str = "auto", precision: str = "auto",
-                 tta: bool = False, cleanup: str = DEFAULT_CLEANUP, turns: bool = DEFAULT_TURNS):
+                 tta: bool = False, cleanup: str = DEFAULT_CLEANUP, turns: bool = DEFAULT_TURNS,
+                 fit_fov: bool = True):
         if not weights_dirs:
             raise SpineInputError(None, "no weights folder given")
         if cleanup not in CLEANUPS:
@@ -207,6 +220,7 @@ class Segmenter:
         self.tta = tta
         self.turns = turns
         self.cleanup = cleanup
+        self.fit_fov = fit_fov
         loaded = [load_model(folder, self.device) for folder in weights_dirs]
         self.models = [prepare_for_inference(model, self.device, self.precision) for model, _ in loaded]
         self.versions = [manifest.version for _, manifest in loaded]
@@ -229,9 +243,38 @@ class Segmenter:
 
     def segment(self, image: Volume, progress=None, level_hint: LevelHint | None = None) -> SegmentationResult:
         """:func:`segment_volume` with this segmenter's models and settings (levels named by counting), and
-        the scan's field of view against the training scans'."""
-        result = segment_volume(self.models, image, self.preprocess_config, self.device, self.precision,
-                                tta=self.tta, turns=self.turns, cleanup=self.cleanup, version=self.version,
-                                progress=progress, level_hint=level_hint)
-        result.field_of_view = field_of_view_check(image, self.trained_fov_mm, self.preprocess_config.min_fov_mm)
-        return result
+        the scan's field of view against the training scans' (widened first when much smaller, with ``fit_fov``)."""
+        config = self.preprocess_config
+        boxes = None
+        if self.fit_fov:
+            config = fitted_preprocess(image, config, self.trained_fov_mm)
+            boxes = window_boxes(image, self.trained_fov_mm)
+        if not boxes:
+            result = segment_volume(self.models, image, config, self.device, self.precision,
+                                    tta=self.tta, turns=self.turns, cleanup=self.cleanup, version=self.version,
+                                    progress=progress, level_hint=level_hint)
+            result.field_of_view = field_of_view_check(image, self.trained_fov_mm, config.min_fov_mm)
+            return result
+        return self._segment_windows(image, config, boxes, progress, level_hint)
+
+    def _segment_windows(self, image: Volume, config: PreprocessConfig, boxes, progress,
+                         level_hint: LevelHint | None) -> SegmentationResult:
+        """Each window of a scan far larger than the training scans segmented; the one with the sacrum kept."""
+        report = progress or (lambda *a, **k: None)
+        results = []
+        for index, box in enumerate(boxes):
+            def window_report(stage, fraction, message="", _i=index):
+                report(stage, (_i + fraction) / len(boxes), f"window {_i + 1} of {len(boxes)}: {message}")
+
+            results.append(segment_volume(self.models, sub_volume(image, box), config, self.device, self.precision,
+                                          tta=self.tta, turns=self.turns, cleanup=self.cleanup,
+                                          version=self.version, progress=window_report, level_hint=level_hint))
+        candidates = None if level_hint is None else windows_holding(boxes, image, level_hint.point_lps)
+        keep = choose_window([r.labels.array for r in results], candidates)
+        result = results[keep]
+        labels = paste(result.labels, boxes[keep], image)
+        naming = None if result.naming is None else dataclasses.replace(result.naming, labels=labels)
+        timings = {**result.timings_s, "network": round(sum(r.timings_s.get("network", 0.0) for r in results), 4)}
+        window_mm = box_extent_mm(image, boxes[keep])
+        field = field_of_view_check(image, self.trained_fov_mm, config.min_fov_mm, window_mm=window_mm)
+        return SegmentationResult(labels, result.volumes_ml, timings, naming, field)

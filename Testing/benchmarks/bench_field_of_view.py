@@ -5,7 +5,10 @@ centre along both in-plane axes, then segmented by ``segment``'s own path (``Seg
 ``--cleanup levels``). The figure is bodies with names ignored within the annotated levels
 (``bench_loso.py``'s "in range"), and whether ``segment`` warns about the field of view
 (``inference.field_of_view``). Padding is background, not tissue, so a padded scan is only a
-proxy for a scan of a larger field of view. No training; nothing is written.
+proxy for a scan of a larger field of view (and it leaves the spine at the centre, so it does not test
+finding the lumbar spine in a window). With ``--fit-fov off`` a small field of view is segmented on its
+own grid, not widened to the trained one first, and a large one whole, not in windows of the trained
+size (``Segmenter(fit_fov=...)``). No training; nothing is written.
 
 Usage:
     .venv/bin/python Testing/benchmarks/bench_field_of_view.py --weights Resources/Models/safnet-default \
@@ -56,12 +59,13 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", required=True)
     parser.add_argument("--factors", nargs="+", type=float, default=[0.6, 0.7, 0.8, 1.0, 1.4, 1.6, 1.8])
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--fit-fov", choices=("on", "off"), default="on")
     args = parser.parse_args()
     if not (args.data / "dataset.json").exists():
         sys.exit(f"{args.data}: no dataset.json (the real data is not here)")
     cases = {c.case_id: c for c in load_case_folder(args.data)}
-    segmenter = Segmenter([args.weights], device="cpu", precision="fp32")
-    print(f"trained field of view: {segmenter.trained_fov_mm} mm")
+    segmenter = Segmenter([args.weights], device="cpu", precision="fp32", fit_fov=args.fit_fov == "on")
+    print(f"trained field of view: {segmenter.trained_fov_mm} mm; fit-fov {args.fit_fov}")
     table = {f: [] for f in args.factors}
     for case_id in args.cases:
         image, label = load_case(cases[case_id])
@@ -75,9 +79,12 @@ def main() -> None:
                                            range_axis=superior_axis(scan))
             table[factor].append(dice)
             fov = result.field_of_view
-            row.append(f"x{factor:g} {fov['in_plane_mm'][0]:.0f} mm: {dice:.3f}{' W' if fov['warning'] else ''}")
+            marks = ((" W" if fov["warning"] else "") + (" F" if fov["widened_to_mm"] else "")
+                     + (" N" if fov["window_mm"] else ""))
+            row.append(f"x{factor:g} {fov['in_plane_mm'][0]:.0f} mm: {dice:.3f}{marks}")
         print(case_id, " | ".join(row), flush=True)
-    print("mean in range by factor (W: segment warned):")
+    print("mean in range by factor (W: segment warned; F: widened to the trained field of view; N: narrowed to a "
+          "window of it):")
     for factor, values in table.items():
         print(f"  x{factor:g}: {np.nanmean(values):.3f} (min {np.nanmin(values):.3f})")
 

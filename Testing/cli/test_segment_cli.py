@@ -151,19 +151,32 @@ def test_a_field_of_view_unlike_the_training_scans_is_recorded_and_warned(tmp_pa
     """The weights' training range against the scan's field of view: in NAME_seg.json, and one warning line."""
     manifest_path = tiny_weights / "model.json"
     summaries = {}
-    for trained in ([100.0, 150.0], [250.0, 400.0], None):
+    for trained, fit in (([100.0, 150.0], "off"), ([250.0, 400.0], "on"), (None, "on"), ([600.0, 900.0], "on"),
+                         ([600.0, 900.0], "off"), ([100.0, 150.0], "on")):
         manifest = json.loads(manifest_path.read_text())
         manifest["trained_fov_mm"] = trained
         manifest_path.write_text(json.dumps(manifest))
         out = tmp_path / f"out{len(summaries)}"
         assert main(["segment", str(phantom_file), "-o", str(out), "--weights", str(tiny_weights),
-                     "--device", "cpu", "--progress", "none"]) == 0
-        summaries[str(trained)] = (json.loads((out / "case 01_seg.json").read_text())["field_of_view"],
-                                   capsys.readouterr().err)
-    far, err = summaries["[100.0, 150.0]"]
+                     "--device", "cpu", "--progress", "none", "--fit-fov", fit]) == 0
+        summaries[f"{trained} {fit}"] = (json.loads((out / "case 01_seg.json").read_text())["field_of_view"],
+                                         capsys.readouterr().err)
+    summaries = {key.removesuffix(" on"): value for key, value in summaries.items()}
+    far, err = summaries["[100.0, 150.0] off"]
     assert far["trained_mm"] == [100.0, 150.0] and far["in_plane_mm"][0] > 1.4 * 150
     assert far["warning"] and f"warning: case 01.nii.gz: {far['warning']}" in err
     near, err = summaries["[250.0, 400.0]"]
     assert near["warning"] is None and near["in_plane_mm"] == far["in_plane_mm"] and "field of view" not in err
     unknown, _ = summaries["None"]
     assert unknown["trained_mm"] is None and unknown["warning"] is None
+    # Under 0.75 x the smallest trained field: widened to it (a note, no warning), or with --fit-fov off warned.
+    widened, err = summaries["[600.0, 900.0]"]
+    assert widened["widened_to_mm"] == 600.0 and widened["warning"] is None
+    assert "note: case 01.nii.gz:" in err and "widened to 600 mm" in err and "field of view" not in err.split("note")[0]
+    kept, err = summaries["[600.0, 900.0] off"]
+    assert kept["widened_to_mm"] is None and f"warning: case 01.nii.gz: {kept['warning']}" in err and "note" not in err
+    assert far["widened_to_mm"] is None and near["widened_to_mm"] is None
+    # At least 1.4 x the largest: segmented in a window of the largest (a note, no warning), or whole and warned.
+    windowed, err = summaries["[100.0, 150.0]"]
+    assert windowed["window_mm"] == pytest.approx([150.0, 150.0], abs=1.5) and windowed["warning"] is None and far["window_mm"] is None
+    assert "note: case 01.nii.gz:" in err and "mm window holding the sacrum" in err

@@ -135,6 +135,14 @@ def test_the_done_line_carries_the_field_of_view_warning():
     assert commands.segment_done_text(quiet, 12, 9.6) == commands.segment_done_text(summary, 12, 9.6)
     far = {**summary, "field_of_view": {**quiet["field_of_view"], "warning": "the in-plane field of view is far"}}
     assert commands.segment_done_text(far, 12, 9.6).endswith(" Warning: the in-plane field of view is far.")
+    small = {**summary, "field_of_view": {**quiet["field_of_view"], "in_plane_mm": [150.0, 150.0],
+                                          "widened_to_mm": 221.0}}
+    assert commands.segment_done_text(small, 12, 9.6).endswith(" widened to 221 mm, the training scans' smallest.")
+    large = {**summary, "field_of_view": {**quiet["field_of_view"], "in_plane_mm": [740.0, 560.0],
+                                          "window_mm": [391.0, 391.0]}}
+    assert commands.segment_done_text(large, 12, 9.6).endswith(" segmented in its 391 mm window holding the sacrum.")
+    assert commands.segment_done_text({**quiet, "field_of_view": {**quiet["field_of_view"], "widened_to_mm": None}},
+                                      12, 9.6) == commands.segment_done_text(summary, 12, 9.6)
 
 
 def test_naming_status_line():

@@ -1,0 +1,99 @@
+"""Windows of a scan far larger than the training scans': exact blocks, put back exactly, the sacrum's kept."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from SAFNetSpineLib.inference.windows import (
+    box_extent_mm,
+    choose_window,
+    paste,
+    sub_volume,
+    window_boxes,
+    windows_holding,
+)
+from SAFNetSpineLib.labels import SACRUM_ID
+from SAFNetSpineLib.volume import Volume
+
+
+def _oblique(shape=(12, 300, 700), spacing=(4.0, 1.0, 1.0)):
+    """A scan stored k, i, j with one axis flipped and turned 10 deg: k runs superior-inferior (700 mm)."""
+    turn = np.deg2rad(10.0)
+    rotation = np.array([[1, 0, 0], [0, np.cos(turn), -np.sin(turn)], [0, np.sin(turn), np.cos(turn)]])
+    direction = rotation @ (np.eye(3) * np.array([1.0, -1.0, 1.0]))
+    rng = np.random.default_rng(0)
+    return Volume(rng.integers(0, 20, shape).astype(np.int16), np.asarray(spacing), np.array([5.0, -3.0, 40.0]),
+                  direction, is_label=True)
+
+
+def test_a_window_lies_where_its_voxels_lie_and_goes_back_exactly():
+    scan = _oblique()
+    box = (slice(2, 9), slice(10, 250), slice(100, 490))
+    window = sub_volume(scan, box)
+    assert window.shape == (7, 240, 390)
+    # The window's voxel (0, 0, 0) is the scan's voxel (2, 10, 100), in the patient.
+    np.testing.assert_allclose(window.affine_lps @ [0, 0, 0, 1], scan.affine_lps @ [2, 10, 100, 1], atol=1e-9)
+    np.testing.assert_allclose(window.affine_lps @ [6, 239, 389, 1], scan.affine_lps @ [8, 249, 489, 1], atol=1e-9)
+    back = paste(window, box, scan)
+    assert back.same_grid(scan) and back.is_label
+    np.testing.assert_array_equal(back.array[box], scan.array[box])
+    outside = np.ones(scan.shape, bool)
+    outside[box] = False
+    assert not back.array[outside].any()
+
+
+def test_only_an_axis_far_larger_than_the_training_scans_is_cut_into_windows_that_cover_it():
+    scan = _oblique()  # 700 mm superior-inferior (k), 300 mm anterior-posterior (j)
+    assert window_boxes(scan, None) is None
+    assert window_boxes(scan, [200.0, 510.0]) is None  # 700 < 1.4 x 510
+    boxes = window_boxes(scan, [200.0, 390.0])
+    assert boxes and all(b[0] == slice(0, 12) and b[1] == slice(0, 300) for b in boxes)  # AP and LR whole
+    starts = [b[2].start for b in boxes]
+    assert starts[0] == 0 and boxes[-1][2].stop == 700 and all(b[2].stop - b[2].start == 390 for b in boxes)
+    assert max(np.diff(starts)) <= 195  # overlapping by half: every point of the spine well inside one window
+    assert box_extent_mm(scan, boxes[0]) == (390.0, 300.0)
+    square = _oblique(shape=(12, 700, 700))  # both in-plane axes far larger: one central AP window too
+    boxes = window_boxes(square, [200.0, 390.0])
+    assert all((b[1].start, b[1].stop) == (155, 545) for b in boxes) and len(boxes) == 3
+
+
+def test_the_window_with_the_largest_sacrum_is_kept_or_the_one_holding_the_hint():
+    empty, bodies, sacrum = np.zeros((4, 4)), np.full((4, 4), 3), np.zeros((4, 4))
+    sacrum[0, :2] = SACRUM_ID
+    assert choose_window([empty, bodies, sacrum]) == 2  # the sacrum before more structure
+    assert choose_window([empty, bodies]) == 1
+    assert choose_window([empty, bodies, sacrum], candidates=[0, 1]) == 1
+    scan = _oblique()
+    boxes = window_boxes(scan, [200.0, 390.0])
+    top = scan.affine_lps @ [5, 100, 650, 1]  # a point near k = 650: only the last window holds it
+    assert windows_holding(boxes, scan, top[:3]) == [len(boxes) - 1]
+    assert windows_holding(boxes, scan, np.array([1e4, 0.0, 0.0])) == list(range(len(boxes)))
+
+
+def test_the_bundled_weights_find_the_bodies_of_a_scan_twice_the_training_field_in_a_window():
+    """The sample zero-padded to twice its field of view (740 x 560 mm): on one grid its vertebrae are drawn
+    smaller than any the network learnt; in a window of the largest trained field they have a learnt size."""
+    import dataclasses
+
+    from SAFNetSpineLib.data.phantom import SAMPLE_OPTIONS, SAMPLE_SEED, make_phantom
+    from SAFNetSpineLib.inference import Segmenter
+    from SAFNetSpineLib.labels import VERTEBRA_IDS
+    from SAFNetSpineLib.preprocessing.orientation import match_network_axes
+    from SAFNetSpineLib.weights import default_weights_dir
+
+    image, labels = make_phantom(SAMPLE_SEED, SAMPLE_OPTIONS)
+    axes, _ = match_network_axes(image.direction)
+    pad = [(0, 0)] * 3
+    for axis in axes[1:]:
+        pad[axis] = (image.shape[axis] // 2, image.shape[axis] - image.shape[axis] // 2)
+    scan = dataclasses.replace(image, array=np.pad(np.asarray(image.array, np.float32), pad))
+    truth = np.isin(np.pad(labels.array, pad), VERTEBRA_IDS)
+    dice = {}
+    for fit in (True, False):
+        result = Segmenter([default_weights_dir()], device="cpu", precision="fp32", fit_fov=fit).segment(scan)
+        assert result.labels.same_grid(scan)
+        found = np.isin(result.labels.array, VERTEBRA_IDS)
+        dice[fit] = 2 * (found & truth).sum() / (found.sum() + truth.sum())
+        assert (result.field_of_view["window_mm"] is not None) == fit
+        assert (result.field_of_view["warning"] is None) == fit  # the window is within the trained range
+    assert dice[True] >= 0.75 and dice[True] >= dice[False] + 0.15, dice

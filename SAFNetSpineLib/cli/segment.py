@@ -54,7 +54,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--fit-fov", choices=("on", "off"), default="on",
                         help="on (default): an in-plane field of view at most 0.75 times the smallest of the "
                              "training scans' is widened to that size (the scan centred, background around), and "
-                             "one at least 1.4 times the largest is segmented in windows of that size, keeping "
+                             "one at least 1.15 times the largest is segmented in windows of that size, keeping "
                              "the one with the sacrum, so the vertebrae have a size the network learnt; off: the "
                              "grid fits the whole scan")
     parser.add_argument("--format", default="nii.gz", choices=FORMATS, help="label map format(s)")

@@ -28,14 +28,7 @@ from SAFNetSpineLib.inference.field_of_view import ensemble_range, field_of_view
 from SAFNetSpineLib.inference.naming import ClassEvidence, LevelHint, NamingResult, name_levels
 from SAFNetSpineLib.inference.postprocess import CLEANUPS, DEFAULT_CLEANUP, clean_up, structure_volumes_ml
 from SAFNetSpineLib.inference.turns import DEFAULT_TURNS, transfer_names, turned_probabilities
-from SAFNetSpineLib.inference.windows import (
-    box_extent_mm,
-    choose_window,
-    paste,
-    sub_volume,
-    window_boxes,
-    windows_holding,
-)
+from SAFNetSpineLib.inference.windows import box_extent_mm, paste, segment_in_windows, window_boxes
 from SAFNetSpineLib.models.prepare import prepare_for_inference
 from SAFNetSpineLib.preprocessing import PreprocessConfig, preprocess_image, restore_labels
 from SAFNetSpineLib.runtime import autocast_context, memory_format, resolve_device, resolve_precision
@@ -259,22 +252,15 @@ class Segmenter:
 
     def _segment_windows(self, image: Volume, config: PreprocessConfig, boxes, progress,
                          level_hint: LevelHint | None) -> SegmentationResult:
-        """Each window of a scan far larger than the training scans segmented; the one with the sacrum kept."""
-        report = progress or (lambda *a, **k: None)
-        results = []
-        for index, box in enumerate(boxes):
-            def window_report(stage, fraction, message="", _i=index):
-                report(stage, (_i + fraction) / len(boxes), f"window {_i + 1} of {len(boxes)}: {message}")
+        """:func:`~SAFNetSpineLib.inference.windows.segment_in_windows` with this segmenter's settings."""
+        def segment_one(window: Volume, report) -> SegmentationResult:
+            return segment_volume(self.models, window, config, self.device, self.precision, tta=self.tta,
+                                  turns=self.turns, cleanup=self.cleanup, version=self.version, progress=report,
+                                  level_hint=level_hint)
 
-            results.append(segment_volume(self.models, sub_volume(image, box), config, self.device, self.precision,
-                                          tta=self.tta, turns=self.turns, cleanup=self.cleanup,
-                                          version=self.version, progress=window_report, level_hint=level_hint))
-        candidates = None if level_hint is None else windows_holding(boxes, image, level_hint.point_lps)
-        keep = choose_window([r.labels.array for r in results], candidates)
-        result = results[keep]
-        labels = paste(result.labels, boxes[keep], image)
+        result, box, network_s = segment_in_windows(image, boxes, segment_one, progress, level_hint)
+        labels = paste(result.labels, box, image)
         naming = None if result.naming is None else dataclasses.replace(result.naming, labels=labels)
-        timings = {**result.timings_s, "network": round(sum(r.timings_s.get("network", 0.0) for r in results), 4)}
-        window_mm = box_extent_mm(image, boxes[keep])
-        field = field_of_view_check(image, self.trained_fov_mm, config.min_fov_mm, window_mm=window_mm)
+        timings = {**result.timings_s, "network": round(network_s, 4)}
+        field = field_of_view_check(image, self.trained_fov_mm, config.min_fov_mm, window_mm=box_extent_mm(image, box))
         return SegmentationResult(labels, result.volumes_ml, timings, naming, field)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_loso import names_ignored_body_dice, superior_axis  # noqa: E402
 
 from SAFNetSpineLib.data.cases import load_case, load_case_folder  # noqa: E402
-from SAFNetSpineLib.inference import Segmenter  # noqa: E402
+from SAFNetSpineLib.inference import Segmenter, windows  # noqa: E402
 from SAFNetSpineLib.preprocessing.orientation import match_network_axes  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "spine-mri"
@@ -53,6 +53,28 @@ def refit(image: np.ndarray, label: np.ndarray, in_plane: tuple[int, int], facto
     return image, label
 
 
+def stack_above(image: np.ndarray, label: np.ndarray, si_axis: int, inferior_up: bool, copies: int,
+                keep: float = 0.6):
+    """A taller field of view with vertebrae in it everywhere: ``copies`` copies of the scan's superior ``keep``
+    fraction (no sacrum, unlabelled) stacked above the scan along its superior-inferior array axis.
+
+    Args:
+        image, label: The case's arrays.
+        si_axis: The superior-inferior array axis.
+        inferior_up: True when the index grows towards inferior (the superior end is index 0).
+        copies: How many copies go above.
+        keep: The superior fraction of the scan copied.
+    """
+    n = image.shape[si_axis]
+    part = int(round(keep * n))
+    top = np.take(image, range(part) if inferior_up else range(n - part, n), axis=si_axis)
+    blank = np.zeros_like(np.take(label, range(part), axis=si_axis))
+    images, labels = [top] * copies, [blank] * copies
+    if inferior_up:
+        return np.concatenate([*images, image], axis=si_axis), np.concatenate([*labels, label], axis=si_axis)
+    return np.concatenate([image, *images], axis=si_axis), np.concatenate([label, *labels], axis=si_axis)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, required=True)
@@ -60,19 +82,41 @@ def main() -> None:
     parser.add_argument("--factors", nargs="+", type=float, default=[0.6, 0.7, 0.8, 1.0, 1.4, 1.6, 1.8])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--fit-fov", choices=("on", "off"), default="on")
+    parser.add_argument("--window-placement", choices=("sacrum", "grid"), default="sacrum",
+                        help="grid: keep the chosen half-overlapping window as it is, not placed again on its "
+                             "sacrum (inference.windows.PLACE_ON_SACRUM)")
+    parser.add_argument("--stack", type=int, default=0, metavar="K",
+                        help="instead of cropping or padding: K copies of each scan's superior 0.6 stacked above it "
+                             "(vertebrae without a sacrum in the windows above; --factors is then ignored)")
+    parser.add_argument("--cut-sacrum", choices=("skip", "count"), default="skip",
+                        help="count: a sacrum at a window's inferior edge inside the scan counts when the window is "
+                             "chosen (inference.windows.SKIP_CUT_SACRUM)")
+    parser.add_argument("--window-at", type=float, default=None,
+                        help="cut an extent of at least this many times the largest trained field into windows "
+                             "(default inference.windows.WINDOW_AT)")
     args = parser.parse_args()
     if not (args.data / "dataset.json").exists():
         sys.exit(f"{args.data}: no dataset.json (the real data is not here)")
     cases = {c.case_id: c for c in load_case_folder(args.data)}
+    windows.PLACE_ON_SACRUM = args.window_placement == "sacrum"
+    windows.SKIP_CUT_SACRUM = args.cut_sacrum == "skip"
+    if args.window_at is not None:
+        windows.WINDOW_AT = args.window_at
     segmenter = Segmenter([args.weights], device="cpu", precision="fp32", fit_fov=args.fit_fov == "on")
-    print(f"trained field of view: {segmenter.trained_fov_mm} mm; fit-fov {args.fit_fov}")
-    table = {f: [] for f in args.factors}
+    print(f"trained field of view: {segmenter.trained_fov_mm} mm; fit-fov {args.fit_fov}; "
+          f"windows placed: {args.window_placement}, from {windows.WINDOW_AT} x the largest, cut sacrum: "
+          f"{args.cut_sacrum}")
+    table = {f: [] for f in ([0.0] if args.stack else args.factors)}
     for case_id in args.cases:
         image, label = load_case(cases[case_id])
-        axes, _ = match_network_axes(image.direction)
+        axes, signs = match_network_axes(image.direction)
         row = []
-        for factor in args.factors:
-            a, b = refit(np.asarray(image.array, np.float32), np.asarray(label.array), (axes[1], axes[2]), factor)
+        for factor in [0.0] if args.stack else args.factors:
+            if args.stack:
+                a, b = stack_above(np.asarray(image.array, np.float32), np.asarray(label.array), axes[1],
+                                   signs[1] > 0, args.stack)
+            else:
+                a, b = refit(np.asarray(image.array, np.float32), np.asarray(label.array), (axes[1], axes[2]), factor)
             scan = dataclasses.replace(image, array=a)
             result = segmenter.segment(scan)
             dice = names_ignored_body_dice(np.asarray(result.labels.array), b, cases[case_id].annotated_labels,
@@ -81,12 +125,14 @@ def main() -> None:
             fov = result.field_of_view
             marks = ((" W" if fov["warning"] else "") + (" F" if fov["widened_to_mm"] else "")
                      + (" N" if fov["window_mm"] else ""))
-            row.append(f"x{factor:g} {fov['in_plane_mm'][0]:.0f} mm: {dice:.3f}{marks}")
+            tag = f"stack {args.stack}" if args.stack else f"x{factor:g}"
+            row.append(f"{tag} {fov['in_plane_mm'][0]:.0f} mm: {dice:.3f}{marks}")
         print(case_id, " | ".join(row), flush=True)
     print("mean in range by factor (W: segment warned; F: widened to the trained field of view; N: narrowed to a "
           "window of it):")
     for factor, values in table.items():
-        print(f"  x{factor:g}: {np.nanmean(values):.3f} (min {np.nanmin(values):.3f})")
+        tag = f"stack {args.stack}" if args.stack else f"x{factor:g}"
+        print(f"  {tag}: {np.nanmean(values):.3f} (min {np.nanmin(values):.3f})")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,12 @@ def test_a_scan_far_smaller_or_larger_than_the_training_scans_is_warned_about():
     assert field_of_view_check(_volume(spacing=(4.0, 2.0, 380.0 * LARGER / 150 - 0.1)), trained)["warning"] is None
     assert SMALLER < 1.0 < LARGER
     assert field_of_view_check(scan, None) == {"in_plane_mm": [225.0, 200.0], "trained_mm": None,
-                                               "widened_to_mm": None, "warning": None}
+                                               "widened_to_mm": None, "window_mm": None, "warning": None}
+    # What the network saw judges: a window of a trained size in a scan far larger is not warned about.
+    huge = _volume(spacing=(4.0, 2.0, large))
+    assert field_of_view_check(huge, trained, window_mm=(380.0, 200.0)) == {
+        "in_plane_mm": [round(150 * large, 1), 200.0], "trained_mm": trained, "widened_to_mm": None,
+        "window_mm": [380.0, 200.0], "warning": None}
 
 
 def test_a_widened_field_of_view_counts_as_the_network_sees_it():

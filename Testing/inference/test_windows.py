@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from SAFNetSpineLib.inference.windows import (
+    SACRUM_MARGIN_MM,
     box_extent_mm,
     choose_window,
+    cut_below,
+    on_the_sacrum,
     paste,
     sub_volume,
     window_boxes,
@@ -45,7 +48,8 @@ def test_a_window_lies_where_its_voxels_lie_and_goes_back_exactly():
 def test_only_an_axis_far_larger_than_the_training_scans_is_cut_into_windows_that_cover_it():
     scan = _oblique()  # 700 mm superior-inferior (k), 300 mm anterior-posterior (j)
     assert window_boxes(scan, None) is None
-    assert window_boxes(scan, [200.0, 510.0]) is None  # 700 < 1.4 x 510
+    assert window_boxes(scan, [200.0, 620.0]) is None  # 700 < WINDOW_AT (1.15) x 620
+    assert window_boxes(scan, [200.0, 600.0]) is not None
     boxes = window_boxes(scan, [200.0, 390.0])
     assert boxes and all(b[0] == slice(0, 12) and b[1] == slice(0, 300) for b in boxes)  # AP and LR whole
     starts = [b[2].start for b in boxes]
@@ -68,6 +72,53 @@ def test_the_window_with_the_largest_sacrum_is_kept_or_the_one_holding_the_hint(
     top = scan.affine_lps @ [5, 100, 650, 1]  # a point near k = 650: only the last window holds it
     assert windows_holding(boxes, scan, top[:3]) == [len(boxes) - 1]
     assert windows_holding(boxes, scan, np.array([1e4, 0.0, 0.0])) == list(range(len(boxes)))
+
+
+def test_a_sacrum_at_a_window_s_lower_edge_inside_the_scan_does_not_choose_the_window():
+    """The network takes the lowest body a window shows for a sacrum: where the window's lower edge cuts the
+    spine, that "sacrum" must not win over the real one, whole in a lower window or at the scan's own edge."""
+    scan = Volume(np.zeros((4, 50, 700), np.int16), np.array([4.0, 1.0, 1.0]), np.zeros(3), np.eye(3),
+                  is_label=True)
+    boxes = window_boxes(scan, [200.0, 390.0])
+    cuts = [cut_below(scan, box) for box in boxes]
+    inferior_at_end = cuts[0] is not None and cuts[0][1] == 389  # which end of k is inferior, as the grid says
+    assert (cuts[-1] is None) == inferior_at_end and (cuts[0] is None) != inferior_at_end
+    false_window = 0 if inferior_at_end else len(boxes) - 1  # its inferior edge lies inside the scan
+    real_window = len(boxes) - 1 - false_window  # its inferior edge is the scan's
+    arrays = [np.zeros((4, 50, 390), np.int16) for _ in boxes]
+    edge = slice(360, 390) if inferior_at_end else slice(0, 30)
+    arrays[false_window][:, :, edge] = SACRUM_ID  # a large "sacrum" at the cut edge
+    arrays[real_window][:, :, edge] = SACRUM_ID  # the real one, at the scan's edge, smaller
+    arrays[real_window][:, :10] = 0
+    assert choose_window(arrays) == false_window  # counted, the false one wins
+    assert choose_window(arrays, cuts=cuts) == real_window
+
+
+def test_the_kept_window_is_placed_again_with_its_lower_edge_just_below_the_sacrum():
+    from SAFNetSpineLib.preprocessing.orientation import match_network_axes
+
+    for flip in (1.0, -1.0):  # superior-inferior along +k or -k
+        scan = Volume(np.zeros((4, 50, 1000), np.int16), np.array([4.0, 1.0, 1.0]), np.zeros(3),
+                      np.diag([1.0, 1.0, flip]), is_label=True)
+        axes, signs = match_network_axes(scan.direction)
+        assert axes[1] == 2
+        box = (slice(0, 4), slice(0, 50), slice(300, 690))
+        labels = np.zeros((4, 50, 390), np.int16)
+        labels[:, :, 150:210] = SACRUM_ID  # the sacrum at k 450-509 of the scan
+        placed = on_the_sacrum(scan, box, labels)
+        assert placed[:2] == box[:2] and placed[2].stop - placed[2].start == 390
+        margin = int(SACRUM_MARGIN_MM)  # 1 mm voxels
+        if signs[1] > 0:  # inferior is +k: the window ends margin past the sacrum's last voxel
+            assert placed[2].stop == 510 + margin
+        else:  # inferior is -k: the window starts margin before the sacrum's first voxel
+            assert placed[2].start == 450 - margin
+        assert on_the_sacrum(scan, box, np.zeros_like(labels)) is None  # no sacrum: left where it was
+        at_edge = np.zeros_like(labels)
+        at_edge[:, :, :10] = SACRUM_ID if signs[1] < 0 else 0
+        at_edge[:, :, -10:] = SACRUM_ID if signs[1] > 0 else 0
+        far = (slice(0, 4), slice(0, 50), slice(0, 390)) if signs[1] < 0 else (slice(0, 4), slice(0, 50),
+                                                                                  slice(610, 1000))
+        assert on_the_sacrum(scan, far, at_edge) is None  # clipped to the scan: it cannot move
 
 
 def test_the_bundled_weights_find_the_bodies_of_a_scan_twice_the_training_field_in_a_window():

@@ -8,10 +8,13 @@
    (evaluation.metrics.level_named_correctly), the naming status, where the count starts
    and the reason; at the end the totals, the confident / uncertain / out-of-range split,
    the confident cases with a level named wrong, and the calibration table: annotated levels
-   per ``name_confidence`` bin of the name given, and the fraction named right.
+   per ``name_confidence`` bin of the name given, and the fraction named right. With
+   ``--keep-superior F`` each scan and its mask are first cut to their superior fraction F along
+   superior-inferior (a scan that ends above the sacrum: no anchor to count from).
 
 Usage:
     .venv/bin/python Testing/benchmarks/bench_naming.py [--weights DIR ...] [--cases ID ...] [--hint-l3] [--no-real] [--turns on|off]
+        [--keep-superior F]
 """
 
 from __future__ import annotations
@@ -64,8 +67,25 @@ def calibration_rows(pairs: list[tuple[float, bool]], edges=CALIBRATION_EDGES) -
     return rows
 
 
+def superior_part(image, reference, keep: float):
+    """``image`` and ``reference`` cut to their superior fraction ``keep`` along superior-inferior."""
+    import dataclasses
+
+    from SAFNetSpineLib.preprocessing.orientation import match_network_axes
+
+    axes, signs = match_network_axes(image.direction)
+    n = image.shape[axes[1]]
+    part = int(round(keep * n))
+    rows = range(part) if signs[1] > 0 else range(n - part, n)  # rows run towards inferior where signs[1] > 0
+    first = rows[0]
+    origin = image.origin + image.direction[:, axes[1]] * image.spacing[axes[1]] * first
+    cut = [dataclasses.replace(v, array=np.take(np.asarray(v.array), rows, axis=axes[1]), origin=origin)
+           for v in (image, reference)]
+    return cut[0], cut[1]
+
+
 def bench_real(weights: list[Path], data: Path, case_ids: list[str], hint_l3: bool = False,
-               turns: bool = False) -> None:
+               turns: bool = False, keep_superior: float | None = None) -> None:
     """``segment``'s own path on real cases: names, status, where the count starts, calibration."""
     from SAFNetSpineLib.data.cases import load_case, load_case_folder, select_cases
     from SAFNetSpineLib.inference import Segmenter
@@ -79,6 +99,8 @@ def bench_real(weights: list[Path], data: Path, case_ids: list[str], hint_l3: bo
     pairs: list[tuple[float, bool]] = []
     for case in select_cases(load_case_folder(data), case_ids):
         image, reference = load_case(case)
+        if keep_superior is not None:
+            image, reference = superior_part(image, reference, keep_superior)
         truth = np.asarray(reference.array)
         hint = None
         if hint_l3:  # the expert centre of L3 (of L3/L4 where only discs are annotated)
@@ -127,12 +149,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--cases", nargs="+", default=HELD_OUT)
     parser.add_argument("--no-real", action="store_true", help="only the speed benchmark")
+    parser.add_argument("--keep-superior", type=float, default=None, metavar="F",
+                        help="cut each scan and mask to their superior fraction F (0-1) along superior-inferior first")
     add_turns_option(parser)
     args = parser.parse_args()
     bench_speed()
     if not args.no_real and (args.data / "dataset.json").is_file():
         bench_real(args.weights or [default_weights_dir()], args.data, args.cases, args.hint_l3,
-                   args.turns == "on")
+                   args.turns == "on", args.keep_superior)
 
 
 if __name__ == "__main__":

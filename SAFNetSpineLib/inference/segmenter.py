@@ -236,7 +236,8 @@ class Segmenter:
 
     def segment(self, image: Volume, progress=None, level_hint: LevelHint | None = None) -> SegmentationResult:
         """:func:`segment_volume` with this segmenter's models and settings (levels named by counting), and
-        the scan's field of view against the training scans' (widened first when much smaller, with ``fit_fov``)."""
+        the scan's field of view against the training scans'. With ``fit_fov`` a field of view much smaller
+        than theirs is widened first, and one much larger is segmented in windows (inference.windows)."""
         config = self.preprocess_config
         boxes = None
         if self.fit_fov:

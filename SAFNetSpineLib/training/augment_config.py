@@ -18,7 +18,7 @@ from SAFNetSpineLib.errors import SpineInputError
 
 #: Fields holding (min, max) ranges: JSON lists in files, tuples in memory.
 RANGE_FIELDS = (
-    "scale_range", "fov_keep", "elastic_spacing", "elastic_magnitude", "bend_slices", "slip_voxels",
+    "scale_range", "fov_keep", "cut_keep", "elastic_spacing", "elastic_magnitude", "bend_slices", "slip_voxels",
     "gamma_range", "thick_factor", "blur_sigma", "ringing_keep", "noise_sigma",
 )
 def config_from_dict(cls, data: dict[str, Any], what: str):
@@ -51,6 +51,10 @@ class AugmentConfig:
             kept and stretched onto all rows, as a scan of a shorter field of view is squeezed
             into the same 256 rows, so the sacrum or the top levels may fall outside.
         fov_keep: (min, max) fraction of the rows kept.
+        cut_prob: Probability of a scan that ends above the sacrum: the superior band of rows is
+            kept and stretched onto all rows, so the lowest levels (the sacrum first) fall outside
+            and the levels in view must be named without them (0: off, the default).
+        cut_keep: (min, max) fraction of the rows kept, from the top.
         elastic_prob: Probability of a smooth in-plane deformation.
         elastic_spacing: (H, W) distance between the random displacement's control points, voxels.
         elastic_magnitude: (min, max) standard deviation of the control-point displacement, voxels.
@@ -95,6 +99,8 @@ class AugmentConfig:
     scale_range: tuple[float, float] = (0.8, 1.2)
     fov_prob: float = 0.25
     fov_keep: tuple[float, float] = (0.6, 0.9)
+    cut_prob: float = 0.0
+    cut_keep: tuple[float, float] = (0.45, 0.8)
     elastic_prob: float = 0.3
     elastic_spacing: tuple[float, float] = (32.0, 32.0)
     elastic_magnitude: tuple[float, float] = (1.0, 2.0)
@@ -132,12 +138,13 @@ class AugmentConfig:
                 if len(pair) != 2 or not pair[0] <= pair[1]:
                     raise SpineInputError("augmentation config", f"{item.name} must be (min, max), got {value}")
                 object.__setattr__(self, item.name, pair)
-        positive = ("scale_range", "fov_keep", "elastic_spacing", "gamma_range", "thick_factor", "ringing_keep")
+        positive = ("scale_range", "fov_keep", "cut_keep", "elastic_spacing", "gamma_range", "thick_factor", "ringing_keep")
         for name in positive:
             if getattr(self, name)[0] <= 0:
                 raise SpineInputError("augmentation config", f"{name} must be positive, got {getattr(self, name)}")
         checks = [
             (self.fov_keep[1] <= 1.0, "fov_keep must be at most 1"),
+            (self.cut_keep[1] <= 1.0, "cut_keep must be at most 1"),
             (self.ringing_keep[1] <= 1.0, "ringing_keep must be at most 1"),
             (self.thick_factor[0] >= 1.0, "thick_factor must be >= 1"),
             (int(self.remap_points) >= 2, "remap_points must be >= 2"),

@@ -103,6 +103,10 @@ def sampling_grid(config: AugmentConfig, shape: tuple[int, int, int], gen: torch
         centre = uniform(gen, (-(1 - keep) * height / 2, (1 - keep) * height / 2))
         rows = centre + keep * rows
         applied = True
+    if happens(gen, config.cut_prob):  # the superior band only: row 0 is the most superior
+        keep = uniform(gen, config.cut_keep)
+        rows = -(1 - keep) * height / 2 + keep * rows
+        applied = True
     slices = _centred(depth)[:, None, None].expand(depth, height, width)
     if happens(gen, config.bend_prob):
         amplitude = uniform(gen, config.bend_slices) * sign(gen)

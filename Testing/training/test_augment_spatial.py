@@ -103,3 +103,18 @@ def test_sagittal_curve_turns_rows_against_each_other_by_the_drawn_share():
         assert abs(abs(bottom - top) - abs(turn) / 2) < 1.5, (turn, top, bottom)  # 128 of 256 rows apart
     assert np.sign(tilts(20.0)[1] - tilts(20.0)[0]) == -np.sign(tilts(-20.0)[1] - tilts(-20.0)[0])
     assert tilts(0.0) == pytest.approx((0.0, 0.0), abs=1e-6)
+
+
+def test_a_cut_keeps_the_superior_band_so_the_lowest_structures_leave_the_view():
+    """Row 0 is the most superior: a cut to the top half stretches rows 0-31 onto all 64, as a scan that ends
+    above the sacrum is fitted to the grid; the lowest block (rows 40-51) is gone, the top one twice as tall."""
+    image, label = blocks(depth=4)
+    cut = build_augmentation(OFF.replace(cut_prob=1.0, cut_keep=(0.5, 0.5)))
+    for seed in range(3):
+        _, kept = augment_pair(cut, image, label, seed)
+        assert _area(kept, 2) == 0  # the inferior block left the view
+        top = np.flatnonzero((kept[0] == 3).any(1).numpy())
+        assert abs(len(top) - 24) <= 1 and abs(int(top[0]) - 20) <= 1, top
+        assert np.array_equal(np.flatnonzero((kept[0] == 3).any(0).numpy()), np.arange(8, 24))  # AP untouched
+    with pytest.raises(Exception, match="cut_keep"):
+        AugmentConfig(cut_keep=(0.5, 1.2))

@@ -55,16 +55,17 @@ def resolve_weights(weights: str | Path | list[str | Path] | None = None,
 
 @lru_cache(maxsize=4)
 def _segmenter(weights: tuple[Path, ...], device: str, precision: str, tta: bool, cleanup: str,
-               turns: bool) -> Segmenter:
+               turns: bool, fit_fov: bool) -> Segmenter:
     """A loaded :class:`Segmenter`, kept for the next call with the same settings."""
     from SAFNetSpineLib.inference.segmenter import Segmenter
 
-    return Segmenter(list(weights), device=device, precision=precision, tta=tta, cleanup=cleanup, turns=turns)
+    return Segmenter(list(weights), device=device, precision=precision, tta=tta, cleanup=cleanup, turns=turns,
+                     fit_fov=fit_fov)
 
 
 def segment(image: str | Path | Volume, weights: str | Path | list[str | Path] | None = None, models: str | Path | None = None,
             device: str = "auto", precision: str = "auto", tta: bool = False, cleanup: str | None = None,
-            level_hint: LevelHint | None = None, turns: bool | None = None) -> SegmentationResult:
+            level_hint: LevelHint | None = None, turns: bool | None = None, fit_fov: bool = True) -> SegmentationResult:
     """Segment one volume level by level.
 
     Args:
@@ -78,6 +79,8 @@ def segment(image: str | Path | Volume, weights: str | Path | list[str | Path] |
         level_hint: One structure's name at a point, to count the others from.
         turns: Also read the image turned in its sagittal plane (``segment --turns``,
             :mod:`SAFNetSpineLib.inference.turns`); None: the default (off).
+        fit_fov: Widen a field of view far smaller than the training scans' and segment one far
+            larger in a window (``segment --fit-fov``, the default); False: the grid fits the whole scan.
 
     Returns:
         The :class:`~SAFNetSpineLib.inference.segmenter.SegmentationResult`: ``labels`` (a label
@@ -97,7 +100,7 @@ def segment(image: str | Path | Volume, weights: str | Path | list[str | Path] |
         image = read_volume(Path(image))
     folders = tuple(p.resolve() for p in resolve_weights(weights, models))
     segmenter = _segmenter(folders, device, precision, tta, cleanup or DEFAULT_CLEANUP,
-                           DEFAULT_TURNS if turns is None else turns)
+                           DEFAULT_TURNS if turns is None else turns, fit_fov)
     return segmenter.segment(image, level_hint=level_hint)
 
 

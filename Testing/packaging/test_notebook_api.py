@@ -36,6 +36,17 @@ def test_segment_then_measure_the_sample_in_four_lines():
     np.testing.assert_array_equal(again.labels.array, result.labels.array)
 
 
+def test_a_far_larger_field_of_view_is_windowed_unless_fit_fov_is_false():
+    image = sp.read_volume(sample_path())  # 15 x 370 x 280 voxels of 4 x 1 x 1 mm: axis 1 is superior-inferior
+    assert image.shape[1:] == (370, 280) and tuple(image.spacing[1:]) == (1.0, 1.0)
+    tall = np.pad(np.asarray(image.array), [(0, 0), (200, 200), (0, 0)])  # 770 mm superior-inferior
+    scan = sp.Volume(tall, image.spacing, image.origin, image.direction)
+    windowed = sp.segment(scan, device="cpu")
+    whole = sp.segment(scan, device="cpu", fit_fov=False)
+    assert windowed.field_of_view["window_mm"] is not None and windowed.field_of_view["warning"] is None
+    assert whole.field_of_view["window_mm"] is None and whole.field_of_view["warning"] is not None
+
+
 def test_default_weights_are_the_bundled_ones_unless_a_models_folder_is_given(tmp_path):
     assert sp.resolve_weights() == [default_weights_dir()]
     assert sp.resolve_weights([tmp_path]) == [tmp_path]

@@ -24,11 +24,16 @@ import numpy as np
 import torch
 
 from SAFNetSpineLib.errors import SpineInputError
-from SAFNetSpineLib.inference.field_of_view import ensemble_range, field_of_view_check, fitted_preprocess
+from SAFNetSpineLib.inference.field_of_view import (
+    ensemble_range,
+    field_of_view_check,
+    fitted_preprocess,
+    in_plane_fov_mm,
+)
 from SAFNetSpineLib.inference.naming import ClassEvidence, LevelHint, NamingResult, name_levels
 from SAFNetSpineLib.inference.postprocess import CLEANUPS, DEFAULT_CLEANUP, clean_up, structure_volumes_ml
 from SAFNetSpineLib.inference.turns import DEFAULT_TURNS, transfer_names, turned_probabilities
-from SAFNetSpineLib.inference.windows import box_extent_mm, paste, segment_in_windows, window_boxes
+from SAFNetSpineLib.inference.windows import paste, segment_in_windows, window_boxes
 from SAFNetSpineLib.models.prepare import prepare_for_inference
 from SAFNetSpineLib.preprocessing import PreprocessConfig, preprocess_image, restore_labels
 from SAFNetSpineLib.runtime import autocast_context, memory_format, resolve_device, resolve_precision
@@ -263,5 +268,6 @@ class Segmenter:
         labels = paste(result.labels, box, image)
         naming = None if result.naming is None else dataclasses.replace(result.naming, labels=labels)
         timings = {**result.timings_s, "network": round(network_s, 4)}
-        field = field_of_view_check(image, self.trained_fov_mm, config.min_fov_mm, window_mm=box_extent_mm(image, box))
+        window_mm = in_plane_fov_mm(result.labels.shape, image.spacing, image.direction)  # the window's own extent
+        field = field_of_view_check(image, self.trained_fov_mm, config.min_fov_mm, window_mm=window_mm)
         return SegmentationResult(labels, result.volumes_ml, timings, naming, field)

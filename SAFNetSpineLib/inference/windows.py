@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from SAFNetSpineLib.errors import SpineInputError
+from SAFNetSpineLib.inference.naming.hint import hint_voxel
 from SAFNetSpineLib.labels import SACRUM_ID
 from SAFNetSpineLib.preprocessing.orientation import match_network_axes
 from SAFNetSpineLib.volume import Volume
@@ -104,23 +106,28 @@ def window_boxes(volume: Volume, trained_fov_mm: Sequence[float] | None) -> list
     return [(a, b, c) for a in ranges[0] for b in ranges[1] for c in ranges[2]]
 
 
-def box_holds(box: Box, volume: Volume, point_lps: np.ndarray) -> bool:
-    """Whether a point (LPS mm) lies in the voxels of ``box`` of ``volume``."""
-    index = np.linalg.solve(volume.direction * volume.spacing, np.asarray(point_lps, float) - volume.origin)
-    return all((s.start or 0) <= v < s.stop for s, v in zip(box, np.round(index).astype(int), strict=True))
+def _holds(box: Box, voxel: Sequence[int]) -> bool:
+    return all((s.start or 0) <= v < s.stop for s, v in zip(box, voxel, strict=True))
 
 
-def windows_holding(boxes: Sequence[Box], volume: Volume, point_lps: np.ndarray) -> list[int]:
-    """Indices of the boxes that hold a point (LPS mm) of ``volume``; every index when none does."""
-    return [i for i, box in enumerate(boxes) if box_holds(box, volume, point_lps)] or list(range(len(boxes)))
+def windows_holding(boxes: Sequence[Box], voxel: Sequence[int] | None) -> list[int]:
+    """Indices of the boxes that hold a voxel (i, j, k) of the scan; every index when none does or
+    ``voxel`` is None (a hint outside the image, which the naming reports)."""
+    holding = [] if voxel is None else [i for i, box in enumerate(boxes) if _holds(box, voxel)]
+    return holding or list(range(len(boxes)))
+
+
+def _superior_inferior(volume: Volume) -> tuple[int, bool]:
+    """(the superior-inferior index axis, whether its index grows towards inferior)."""
+    axes, signs = match_network_axes(volume.direction)
+    return axes[1], signs[1] > 0  # the network's rows run towards inferior
 
 
 def cut_below(volume: Volume, box: Box) -> tuple[int, int] | None:
     """(index axis, window index of its inferior edge row) where ``box`` ends inferiorly inside the scan, else None."""
-    axes, signs = match_network_axes(volume.direction)
-    n = axes[1]
+    n, towards_inferior = _superior_inferior(volume)
     start, stop = box[n].start or 0, box[n].stop
-    if signs[1] > 0:  # index grows towards inferior
+    if towards_inferior:
         return (n, stop - start - 1) if stop < volume.shape[n] else None
     return (n, 0) if start > 0 else None
 
@@ -161,14 +168,13 @@ def on_the_sacrum(volume: Volume, box: Box, window_labels: np.ndarray) -> Box | 
     Returns:
         The new box, or None when the window holds no sacrum or the box would not move.
     """
-    axes, signs = match_network_axes(volume.direction)
-    n = axes[1]  # the superior-inferior index axis; the network's rows run towards inferior
+    n, towards_inferior = _superior_inferior(volume)
     rows = np.flatnonzero(np.moveaxis(np.asarray(window_labels) == SACRUM_ID, n, 0).any(axis=(1, 2)))
     if rows.size == 0:
         return None
     size, start = volume.shape[n], box[n].start or 0
     width, margin = box[n].stop - start, int(round(SACRUM_MARGIN_MM / volume.spacing[n]))
-    if signs[1] > 0:  # index grows towards inferior: the sacrum's lowest voxel is its largest index
+    if towards_inferior:  # the sacrum's lowest voxel is its largest index
         stop = min(size, start + int(rows.max()) + 1 + margin)
         first = max(0, stop - width)
     else:
@@ -178,12 +184,6 @@ def on_the_sacrum(volume: Volume, box: Box, window_labels: np.ndarray) -> Box | 
     placed = list(box)
     placed[n] = slice(first, first + width)
     return tuple(placed)
-
-
-def box_extent_mm(volume: Volume, box: Box) -> tuple[float, float]:
-    """(superior-inferior, anterior-posterior) extent in mm of a box of ``volume``."""
-    axes, _ = match_network_axes(volume.direction)
-    return tuple(float((box[axes[a]].stop - (box[axes[a]].start or 0)) * volume.spacing[axes[a]]) for a in (1, 2))
 
 
 def segment_in_windows(volume: Volume, boxes: Sequence[Box], segment_one: Callable, progress=None,
@@ -203,18 +203,24 @@ def segment_in_windows(volume: Volume, boxes: Sequence[Box], segment_one: Callab
         (the kept window's result, its box, seconds of network time over every window).
     """
     report = progress or (lambda *a, **k: None)
+    voxel = None
+    if level_hint is not None:
+        try:
+            voxel = hint_voxel(level_hint, volume)
+        except SpineInputError:  # outside the image: the naming in the window says so
+            voxel = None
     results = []
     for index, box in enumerate(boxes):
         def window_report(stage, fraction, message="", _i=index):
             report(stage, (_i + fraction) / len(boxes), f"window {_i + 1} of {len(boxes)}: {message}")
 
         results.append(segment_one(sub_volume(volume, box), window_report))
-    candidates = None if level_hint is None else windows_holding(boxes, volume, level_hint.point_lps)
+    candidates = None if voxel is None else windows_holding(boxes, voxel)
     cuts = [cut_below(volume, box) for box in boxes] if SKIP_CUT_SACRUM else None
     keep = choose_window([r.labels.array for r in results], candidates, cuts)
     result, box = results[keep], boxes[keep]
     placed = on_the_sacrum(volume, box, result.labels.array) if PLACE_ON_SACRUM else None
-    if placed is not None and (level_hint is None or box_holds(placed, volume, level_hint.point_lps)):
+    if placed is not None and (voxel is None or _holds(placed, voxel)):
         again = segment_one(sub_volume(volume, placed), None)
         results.append(again)
         if np.any(np.asarray(again.labels.array) == SACRUM_ID):  # the sacrum found again there: keep it

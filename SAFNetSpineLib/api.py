@@ -65,7 +65,8 @@ def _segmenter(weights: tuple[Path, ...], device: str, precision: str, tta: bool
 
 def segment(image: str | Path | Volume, weights: str | Path | list[str | Path] | None = None, models: str | Path | None = None,
             device: str = "auto", precision: str = "auto", tta: bool = False, cleanup: str | None = None,
-            level_hint: LevelHint | None = None, turns: bool | None = None, fit_fov: bool = True) -> SegmentationResult:
+            level_hint: LevelHint | None = None, turns: bool | None = None,
+            fit_fov: bool | None = None) -> SegmentationResult:
     """Segment one volume level by level.
 
     Args:
@@ -80,7 +81,7 @@ def segment(image: str | Path | Volume, weights: str | Path | list[str | Path] |
         turns: Also read the image turned in its sagittal plane (``segment --turns``,
             :mod:`SAFNetSpineLib.inference.turns`); None: the default (off).
         fit_fov: Widen a field of view far smaller than the training scans' and segment one far
-            larger in a window (``segment --fit-fov``, the default); False: the grid fits the whole scan.
+            larger in a window (``segment --fit-fov``); None: the default (on); False: the grid fits the whole scan.
 
     Returns:
         The :class:`~SAFNetSpineLib.inference.segmenter.SegmentationResult`: ``labels`` (a label
@@ -90,6 +91,7 @@ def segment(image: str | Path | Volume, weights: str | Path | list[str | Path] |
     Raises:
         SpineInputError: an unreadable or untrustworthy input, or unusable weights (one sentence).
     """
+    from SAFNetSpineLib.inference.field_of_view import DEFAULT_FIT_FOV
     from SAFNetSpineLib.inference.postprocess import DEFAULT_CLEANUP
     from SAFNetSpineLib.inference.turns import DEFAULT_TURNS
     from SAFNetSpineLib.volume import Volume
@@ -100,7 +102,7 @@ def segment(image: str | Path | Volume, weights: str | Path | list[str | Path] |
         image = read_volume(Path(image))
     folders = tuple(p.resolve() for p in resolve_weights(weights, models))
     segmenter = _segmenter(folders, device, precision, tta, cleanup or DEFAULT_CLEANUP,
-                           DEFAULT_TURNS if turns is None else turns, fit_fov)
+                           DEFAULT_TURNS if turns is None else turns, DEFAULT_FIT_FOV if fit_fov is None else fit_fov)
     return segmenter.segment(image, level_hint=level_hint)
 
 

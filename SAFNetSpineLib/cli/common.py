@@ -41,6 +41,20 @@ def add_turns_option(parser: argparse.ArgumentParser) -> None:
                              f"(default {'on' if DEFAULT_TURNS else 'off'})")
 
 
+def add_fit_fov_option(parser: argparse.ArgumentParser) -> None:
+    """The one ``--fit-fov on|off`` option (see :mod:`SAFNetSpineLib.inference.field_of_view` and
+    :mod:`~SAFNetSpineLib.inference.windows`); ``args.fit_fov`` is "on" or "off"."""
+    from SAFNetSpineLib.inference.field_of_view import DEFAULT_FIT_FOV
+
+    default = "on" if DEFAULT_FIT_FOV else "off"
+    parser.add_argument("--fit-fov", choices=("on", "off"), default=default,
+                        help="on: an in-plane field of view at most 0.75 times the smallest of the training scans' "
+                             "is widened to that size (the scan centred, background around), and one at least "
+                             "1.15 times the largest is segmented in windows of that size, keeping the one with "
+                             "the sacrum, so the vertebrae have a size the network learnt; off: the grid fits the "
+                             f"whole scan (default {default})")
+
+
 def level_hint_option(text: str | None):
     """The parsed ``--level-hint`` (a :class:`~SAFNetSpineLib.inference.naming.LevelHint`), None when not given.
 

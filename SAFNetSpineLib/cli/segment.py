@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from SAFNetSpineLib.cli.common import add_turns_option, level_hint_option
+from SAFNetSpineLib.cli.common import add_fit_fov_option, add_turns_option, level_hint_option
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.inference.outputs import (
     FORMATS,
@@ -51,12 +51,7 @@ def add_parser(subparsers) -> None:
                         help="auto: fp16 autocast on CUDA, fp32 on CPU (bf16 autocast on request)")
     parser.add_argument("--tta", action="store_true", help="also segment the left-right mirrored image and average")
     add_turns_option(parser)
-    parser.add_argument("--fit-fov", choices=("on", "off"), default="on",
-                        help="on (default): an in-plane field of view at most 0.75 times the smallest of the "
-                             "training scans' is widened to that size (the scan centred, background around), and "
-                             "one at least 1.15 times the largest is segmented in windows of that size, keeping "
-                             "the one with the sacrum, so the vertebrae have a size the network learnt; off: the "
-                             "grid fits the whole scan")
+    add_fit_fov_option(parser)
     parser.add_argument("--format", default="nii.gz", choices=FORMATS, help="label map format(s)")
     parser.add_argument("--cleanup", default=DEFAULT_CLEANUP, choices=CLEANUPS, help=CLEANUP_HELP)
     parser.add_argument("--overlay", action="store_true", help="also write a mid-sagittal overlay PNG")

@@ -40,6 +40,8 @@ LARGER = 1.4
 #: (:func:`fitted_preprocess`): where the scan would be warned about. Between this and the
 #: smallest trained field, widening cost the outlines a little (0.8 times: 0.851 against 0.859).
 FIT_BELOW = SMALLER
+#: ``segment --fit-fov``'s default: fit a field of view that small or that large (see :mod:`.windows`).
+DEFAULT_FIT_FOV = True
 
 
 def in_plane_fov_mm(shape: Sequence[int], spacing: Sequence[float], direction: np.ndarray) -> tuple[float, float]:

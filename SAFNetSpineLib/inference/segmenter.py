@@ -25,6 +25,7 @@ import torch
 
 from SAFNetSpineLib.errors import SpineInputError
 from SAFNetSpineLib.inference.field_of_view import (
+    DEFAULT_FIT_FOV,
     ensemble_range,
     field_of_view_check,
     fitted_preprocess,
@@ -208,7 +209,7 @@ class Segmenter:
 
     def __init__(self, weights_dirs: list[str | Path], device: str = "auto", precision: str = "auto",
                  tta: bool = False, cleanup: str = DEFAULT_CLEANUP, turns: bool = DEFAULT_TURNS,
-                 fit_fov: bool = True):
+                 fit_fov: bool = DEFAULT_FIT_FOV):
         if not weights_dirs:
             raise SpineInputError(None, "no weights folder given")
         if cleanup not in CLEANUPS:

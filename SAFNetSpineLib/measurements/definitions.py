@@ -43,7 +43,13 @@ a wedged body is measured along its own axis.
   its anterior end is lower (the endplate faces anteriorly).
 * Genant grade: :func:`genant_grade` (Genant HK, Wu CY, van Kuijk C, Nevitt MC,
   "Vertebral fracture assessment using a semiquantitative technique", J Bone Miner
-  Res 1993;8:1137-1148), applied here to measured height ratios.
+  Res 1993;8:1137-1148), applied here to measured height ratios, and confirmed against
+  the neighbours: the body's smallest height over the mean posterior height of the
+  whole bodies next to it (``height_ratio_neighbours``) must show the same mild loss.
+  That second criterion is the one of McCloskey-Kanis morphometry (McCloskey EV et al.,
+  "The assessment of vertebral deformity: a method for use in population studies and
+  clinical trials", Osteoporos Int 1993;3:138-147), which added it to cut the false
+  deformities that a single ratio gives through normal shape and measurement error.
 * Lumbar lordosis L1-S1: Cobb angle between the superior endplates of L1 and S1
   (Cobb JR, "Outline for the study of scoliosis", Instr Course Lect 1948;5:261-275;
   L1-S1 as in Vialle R et al., J Bone Joint Surg Am 2005;87:260-267), positive for a
@@ -149,8 +155,9 @@ def rounded(field: str, value: float) -> float:
     return round(float(value), decimals_of(field))
 
 
-def genant_grade(ratio_anterior_posterior: float, ratio_middle_posterior: float) -> int:
-    """Genant semi-quantitative grade from the two height ratios.
+def genant_grade(ratio_anterior_posterior: float, ratio_middle_posterior: float,
+                 ratio_neighbours: float | None = None) -> int:
+    """Genant semi-quantitative grade from the two height ratios, confirmed against the neighbours.
 
     The height loss is ``1 - min(ratios)``: grade 0 below 20 %, grade 1 (mild) for
     20-25 %, grade 2 (moderate) for 25-40 %, grade 3 (severe) over 40 % (Genant et al.
@@ -158,16 +165,26 @@ def genant_grade(ratio_anterior_posterior: float, ratio_middle_posterior: float)
     quantitative reading of its limits. A crush deformity that shortens the posterior
     height as much as the others is not caught by ratios within one body.
 
+    The grade stands only where the body is also short against its neighbours: its
+    smallest height at least the mild loss (20 %) under their mean posterior height
+    (McCloskey et al. 1993). A wedge or biconcave fracture shortens one height and
+    leaves the posterior wall, so it passes both; a ratio lowered by a posterior wall
+    taller than the neighbours' (an endplate traced tilted, or a normal body's shape)
+    does not. A neighbour that is itself crushed (posterior wall shortened too) lowers
+    the reference and can hide a fracture next to it.
+
     Args:
         ratio_anterior_posterior: Anterior / posterior height.
         ratio_middle_posterior: Middle / posterior height.
+        ratio_neighbours: Smallest of the three heights / the mean posterior height of the
+            whole bodies next to it; None where no neighbour was measured (the ratios alone grade).
 
     Returns:
         The grade, 0-3.
     """
     loss = 1.0 - min(ratio_anterior_posterior, ratio_middle_posterior)
     mild, moderate, severe = GENANT_LOSS_LIMITS
-    if loss < mild:
+    if loss < mild or (ratio_neighbours is not None and 1.0 - ratio_neighbours < mild):
         return 0
     if loss < moderate:
         return 1

@@ -19,7 +19,8 @@ from SAFNetSpineLib.measurements.definitions import SLIP_FLAG_MM
 
 #: CSV columns (and Slicer table columns), in order.
 ROW_COLUMNS = ("level", "kind", "anterior_height_mm", "middle_height_mm", "posterior_height_mm", "ap_depth_mm",
-               "volume_ml", "height_ratio_anterior_posterior", "height_ratio_middle_posterior", "genant_grade",
+               "volume_ml", "height_ratio_anterior_posterior", "height_ratio_middle_posterior",
+               "height_ratio_neighbours", "genant_grade",
                "angle_deg", "slip_mm", "slip_percent", "direction", "meyerding_grade", "not_measured")
 #: Spine angles given one row each: JSON key under "angles_deg" -> row level name.
 ANGLE_ROWS = {"lumbar_lordosis_L1_S1": "L1-S1", "lumbar_lordosis_L1_L5": "L1-L5"}

@@ -121,20 +121,34 @@ def _endplate_landmarks(shape: Shape, frame: SpineFrame) -> dict:
     return landmarks
 
 
-def _vertebra_entry(shape: Shape | None, volume_ml: float, frame: SpineFrame) -> dict:
-    """One body's entry: heights, ratios and grade when measured, endplate tilt and landmarks."""
+def _neighbours_posterior_mm(shapes: dict[int, Shape], label_id: int) -> float | None:
+    """Mean posterior height (mm) of the whole bodies one level above and below ``label_id``; None without one."""
+    heights = [shapes[other].heights_mm["posterior"] for other in (neighbour(label_id, 2), neighbour(label_id, -2))
+               if other in shapes and shapes[other].heights_mm]
+    return float(np.mean(heights)) if heights else None
+
+
+def _vertebra_entry(shape: Shape | None, volume_ml: float, frame: SpineFrame,
+                    neighbours_posterior_mm: float | None = None) -> dict:
+    """One body's entry: heights, ratios and grade when measured, endplate tilt and landmarks.
+
+    ``neighbours_posterior_mm`` (:func:`_neighbours_posterior_mm`) confirms the grade
+    (:func:`~.definitions.genant_grade`).
+    """
     entry: dict = {"volume_ml": rounded("volume_ml", volume_ml)}
     if shape is None:
         return entry
     if shape.heights_mm:
         h = shape.heights_mm
         ratio_ap, ratio_mp = h["anterior"] / h["posterior"], h["middle"] / h["posterior"]
+        ratio_nb = None if neighbours_posterior_mm is None else min(h.values()) / neighbours_posterior_mm
         entry = {
             **_heights_entry(shape),
             **entry,
             "height_ratio_anterior_posterior": rounded("height_ratio", ratio_ap),
             "height_ratio_middle_posterior": rounded("height_ratio", ratio_mp),
-            "genant_grade": genant_grade(ratio_ap, ratio_mp),
+            **({} if ratio_nb is None else {"height_ratio_neighbours": rounded("height_ratio", ratio_nb)}),
+            "genant_grade": genant_grade(ratio_ap, ratio_mp, ratio_nb),
         }
     if shape.superior is not None:
         entry["superior_endplate_tilt_deg"] = rounded("deg", tilt_deg(shape.superior.direction))
@@ -224,7 +238,8 @@ def measure_spine(labels: Volume) -> dict:
     """
     survey = survey_labels(labels)
     shapes, not_measured = _measure_vertebrae(survey)
-    vertebrae = {survey.name(i): _vertebra_entry(shapes.get(i), survey.volumes[i], survey.frame)
+    vertebrae = {survey.name(i): _vertebra_entry(shapes.get(i), survey.volumes[i], survey.frame,
+                                                 _neighbours_posterior_mm(shapes, i))
                  for i in CHAIN_IDS if i in survey.present}
     discs = _measure_discs(survey, shapes, not_measured)
     segmental, listhesis = segmental_and_listhesis(survey, shapes, not_measured)

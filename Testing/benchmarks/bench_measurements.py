@@ -8,8 +8,13 @@ and over the held-out cases only (never seen in training: myo_05 myo_15 myo_25 m
 myo_45 chu_09 chu_16 ivd_25). The masks cover bodies (myo_: L1-L5, chu_: T11-L5) or
 discs (ivd_: L1/L2-L5/S1) only, so lordosis is L1-L5 and no L1-S1 is compared.
 
+With ``--list-grades`` it also lists every body that the ratios alone grade 1 or more, on the
+masks and on the model's maps, with its grade as reported (confirmed against the neighbours,
+``definitions.genant_grade``).
+
 Usage:
     .venv/bin/python Testing/benchmarks/bench_measurements.py [--cases chu_05 chu_09 ...] [--json out.json]
+        [--list-grades]
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from SAFNetSpineLib.cli.common import add_turns_option  # noqa: E402
 from SAFNetSpineLib.inference import Segmenter  # noqa: E402
 from SAFNetSpineLib.io import read_volume  # noqa: E402
 from SAFNetSpineLib.measurements import measure_spine  # noqa: E402
+from SAFNetSpineLib.measurements.definitions import genant_grade  # noqa: E402
 from SAFNetSpineLib.weights import default_weights_dir  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "spine-mri"
@@ -70,11 +76,28 @@ def paired_values(expert: dict, model: dict) -> dict[str, list[float]]:
     return out
 
 
+def graded_bodies(measured: dict) -> list[str]:
+    """One line per body that its height ratios alone grade 1 or more: ratios, and the grade as reported."""
+    lines = []
+    for level, body in measured["vertebrae"].items():
+        if "genant_grade" not in body:
+            continue
+        by_ratios = genant_grade(body["height_ratio_anterior_posterior"], body["height_ratio_middle_posterior"])
+        if by_ratios >= 1:
+            lines.append(f"{level}: ratios {body['height_ratio_anterior_posterior']:.3f} / "
+                         f"{body['height_ratio_middle_posterior']:.3f}, neighbours "
+                         f"{body.get('height_ratio_neighbours', float('nan')):.3f}; grade by the ratios {by_ratios}, "
+                         f"reported {body['genant_grade']}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES)
     parser.add_argument("--weights", type=Path, default=default_weights_dir())
     parser.add_argument("--json", type=Path, help="also write every case's pairs here")
+    parser.add_argument("--list-grades", action="store_true",
+                        help="list every body the height ratios alone grade, on masks and model maps")
     add_turns_option(parser)
     args = parser.parse_args()
     if not (DATA / "dataset.json").is_file():
@@ -84,6 +107,7 @@ def main() -> None:
     pooled: dict[str, list[float]] = defaultdict(list)
     held: dict[str, list[float]] = defaultdict(list)
     per_case = {}
+    counts = {"mask": [0, 0, 0], "model": [0, 0, 0]}  # bodies graded at all, by the ratios, reported
     started = time.perf_counter()
     for case in args.cases:
         t0 = time.perf_counter()
@@ -99,6 +123,15 @@ def main() -> None:
                 held[name].extend(values)
         print(f"{case}{' (held out)' if case in HELD_OUT else ''}: {sum(len(v) for v in pairs.values())} pairs, "
               f"{time.perf_counter() - t0:.1f} s", flush=True)
+        if args.list_grades:
+            for who, measured in (("mask", expert), ("model", model)):
+                lines = graded_bodies(measured)
+                bodies = [b for b in measured["vertebrae"].values() if "genant_grade" in b]
+                counts[who][0] += len(bodies)
+                counts[who][1] += len(lines)
+                counts[who][2] += sum(b["genant_grade"] >= 1 for b in bodies)
+                for line in lines:
+                    print(f"  {who} {line}")
 
     def cell(values: list[float], agreement: bool) -> str:
         if not values:
@@ -108,6 +141,10 @@ def main() -> None:
         return f"{np.mean(np.abs(values)):.2f} (n={len(values)})"
 
     print(f"\n{len(args.cases)} cases in {time.perf_counter() - started:.0f} s, weights {args.weights}\n")
+    if args.list_grades:
+        for who, (graded, by_ratios, reported) in counts.items():
+            print(f"{who}: {graded} bodies graded, {by_ratios} graded 1 or more by the ratios alone, "
+                  f"{reported} reported (confirmed by the neighbours)")
     print("| measurement | MAD, all cases | median abs. diff. | MAD, held-out cases | bias (expert - model) |")
     print("|---|---|---|---|---|")
     for name in sorted(pooled):

@@ -68,6 +68,10 @@ a wedged body is measured along its own axis.
 * Volume: voxel count times voxel volume of the whole label (a vertebra label holds
   the posterior elements too where they are labelled).
 
+A piece of a body. A body whose depth is far under its neighbours' (:data:`MIN_DEPTH_SHARE`) is
+the part of a body that the label map holds (typically the top of the field of view, where a
+network finds part of the vertebra in view), not a whole one: nothing is measured from it.
+
 Measured in view. A structure cut by the image edge in its mid-sagittal section (its
 outline within :data:`EDGE_MARGIN_VOXELS` of a face of the grid) loses
 only what needs the cut part: a body loses its heights, depth and grade, and each
@@ -125,6 +129,10 @@ LONE_ENDPLATE_INSET_MM = 4.0
 GENANT_LOSS_LIMITS = (0.20, 0.25, 0.40)
 #: Meyerding: one grade per 25 % of the endplate length (grade 5: over 100 %, spondyloptosis).
 MEYERDING_STEP_PERCENT = 25.0
+#: A body measured whole whose AP depth is under this share of the mean depth of the whole bodies
+#: next to it is a piece of a body (partly in view or partly found), and nothing is measured from it:
+#: neighbouring bodies differ in depth by a few percent, and a fracture does not make a body shallower.
+MIN_DEPTH_SHARE = 0.75
 #: Two bodies further apart than this (mm, between facing endplate centres), or overlapping
 #: by more than :data:`MAX_BODY_OVERLAP_MM`, are not neighbours (a level missing from the
 #: label map, or a misplaced label): no angle or slip is given between them.

@@ -18,6 +18,7 @@ from SAFNetSpineLib.measurements.bodies import Endplate, Shape, measure_body, me
 from SAFNetSpineLib.measurements.definitions import (
     CUT_CLEARANCE_MM,
     LONE_ENDPLATE_INSET_MM,
+    MIN_DEPTH_SHARE,
     SCHEMA,
     genant_grade,
     rounded,
@@ -100,6 +101,7 @@ def _measure_vertebrae(survey: LabelSurvey) -> tuple[dict[int, Shape], dict[str,
             not_measured[f"vertebrae.{survey.name(label_id)}"] = found
         else:
             shapes[label_id] = found
+    _leave_out_pieces(shapes, not_measured, survey)
     for label_id, section in lone:
         sides = ("superior",) if label_id == SACRUM_ID else ("superior", "inferior")
         found = _lone_endplates(section, label_id, sides, shapes, survey)
@@ -109,6 +111,26 @@ def _measure_vertebrae(survey: LabelSurvey) -> tuple[dict[int, Shape], dict[str,
             shapes[label_id] = found
             not_measured.update({f"vertebrae.{survey.name(label_id)}.{k}": r for k, r in found.not_measured.items()})
     return shapes, not_measured
+
+
+def _leave_out_pieces(shapes: dict[int, Shape], not_measured: dict[str, str], survey: LabelSurvey) -> None:
+    """Drop from ``shapes`` every body far shallower than the whole bodies next to it (:data:`MIN_DEPTH_SHARE`).
+
+    Args:
+        shapes: Vertebra id -> shape of the bodies measured whole so far; changed in place.
+        not_measured: Gets the reason for each body dropped.
+        survey: The label map's survey (for names).
+    """
+    pieces = {}
+    for label_id, shape in shapes.items():
+        depths = [shapes[other].ap_depth_mm for other in (neighbour(label_id, 2), neighbour(label_id, -2))
+                  if other in shapes]
+        if depths and shape.ap_depth_mm < MIN_DEPTH_SHARE * np.mean(depths):
+            pieces[label_id] = (f"its depth ({shape.ap_depth_mm:.1f} mm) is {shape.ap_depth_mm / np.mean(depths):.2f} "
+                                f"of the bodies' next to it ({np.mean(depths):.1f} mm): a piece of a body, not a whole one")
+    for label_id, why in pieces.items():
+        del shapes[label_id]
+        not_measured[f"vertebrae.{survey.name(label_id)}"] = why
 
 
 def _endplate_landmarks(shape: Shape, frame: SpineFrame) -> dict:

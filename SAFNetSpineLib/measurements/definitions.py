@@ -70,7 +70,8 @@ a wedged body is measured along its own axis.
 
 A piece of a body. A body whose depth is far under its neighbours' (:data:`MIN_DEPTH_SHARE`) is
 the part of a body that the label map holds (typically the top of the field of view, where a
-network finds part of the vertebra in view), not a whole one: nothing is measured from it.
+network finds part of the vertebra in view), not a whole one: nothing is measured from it. So is
+an endplate measured on its own (below) that spans under that share of the endplate it faces.
 
 Measured in view. A structure cut by the image edge in its mid-sagittal section (its
 outline within :data:`EDGE_MARGIN_VOXELS` of a face of the grid) loses

@@ -52,8 +52,9 @@ def _lone_endplates(section: Section, label_id: int, sides: tuple[str, ...], sha
     """A structure measured by its endplates alone: the sacrum (S1's), or a body cut by the image edge.
 
     Each endplate is traced on its own, across from the neighbour's endplate it faces
-    when that is measured, and kept only when it is clear of the cut. A cut body loses
-    its heights.
+    when that is measured, and kept only when it is clear of the cut and, where it faces
+    one, at least :data:`MIN_DEPTH_SHARE` of that endplate's length (shorter, it is the
+    part of a body that the label map holds). A cut body loses its heights.
 
     Returns:
         A shape with the endplates kept and ``not_measured`` for the rest, or the reason
@@ -72,6 +73,11 @@ def _lone_endplates(section: Section, label_id: int, sides: tuple[str, ...], sha
         elif why_cut and section.cut_near(plate.posterior_corner, plate.anterior_corner,
                                           LONE_ENDPLATE_INSET_MM + CUT_CLEARANCE_MM):
             reasons[f"{side}_endplate"] = why_cut
+        elif facing is not None and plate.length_mm < MIN_DEPTH_SHARE * facing.length_mm:
+            reasons[f"{side}_endplate"] = (
+                f"traced over {plate.length_mm:.1f} mm, {plate.length_mm / facing.length_mm:.2f} of the "
+                f"{facing.length_mm:.1f} mm of {survey.name(other)}'s endplate it faces: a piece of a body, "
+                "its corners not the body's")
         else:
             plates[side] = plate
     if not plates:

@@ -9,7 +9,7 @@ neighbour is still measured.
 
 import numpy as np
 import pytest
-from spine_model import FINE_OBLIQUE_GRIDS, NAMES_TO_IDS, lumbar_spine, rasterise
+from spine_model import FINE_OBLIQUE_GRIDS, NAMES_TO_IDS, SAGITTAL, lumbar_spine, rasterise
 
 from SAFNetSpineLib.measurements import measure_spine
 
@@ -52,3 +52,22 @@ def test_a_body_somewhat_shallower_than_its_neighbour_is_still_measured(shallowe
     assert l1["ap_depth_mm"] == pytest.approx(0.85 * 35.0, abs=1.5)
     assert l1["genant_grade"] == 0 and "L1/L2" in shallower["listhesis"]
     assert "vertebrae.L1" not in shallower["not_measured"]
+
+
+def test_a_cut_piece_of_a_body_gives_no_slip():
+    """L1 cut 8 mm under its top by the field of view, its label holding only the posterior 40 % of its body.
+
+    Its inferior endplate, traced alone, spans 0.4 of L2's superior one: its corners are not the body's, so
+    no L1/L2 slip or angle is taken from it. The same cut on the whole body gives them (test_not_measured.py).
+    """
+    spine = lumbar_spine(TILTS)
+    c = spine.bodies["L1"].corners
+    top = max(corner[1] for corner in c.values())
+    piece = np.array([c["post_inf"], c["post_inf"] + 0.4 * (c["ant_inf"] - c["post_inf"]),
+                      c["post_sup"] + 0.4 * (c["ant_sup"] - c["post_sup"]), c["post_sup"]])
+    spine.polygons = [(i, piece if i == NAMES_TO_IDS["L1"] else p) for i, p in spine.polygons]
+    result = measure_spine(rasterise(spine, SAGITTAL, (3.0, 1.0, 1.0), crop_superior=top - 8.0))
+    nm = result["not_measured"]
+    assert "L1/L2" not in result["listhesis"] and "L1/L2" not in result["angles_deg"]["segmental"]
+    assert "a piece of a body" in nm.get("vertebrae.L1", nm.get("vertebrae.L1.inferior_endplate", ""))
+    assert "anterior_height_mm" in result["vertebrae"]["L2"]

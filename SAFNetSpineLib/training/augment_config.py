@@ -18,7 +18,8 @@ from SAFNetSpineLib.errors import SpineInputError
 
 #: Fields holding (min, max) ranges: JSON lists in files, tuples in memory.
 RANGE_FIELDS = (
-    "scale_range", "fov_keep", "cut_keep", "elastic_spacing", "elastic_magnitude", "bend_slices", "slip_voxels",
+    "scale_range", "fov_keep", "cut_keep", "collapse_keep", "elastic_spacing", "elastic_magnitude", "bend_slices",
+    "slip_voxels",
     "gamma_range", "thick_factor", "blur_sigma", "ringing_keep", "noise_sigma",
 )
 def config_from_dict(cls, data: dict[str, Any], what: str):
@@ -69,6 +70,12 @@ class AugmentConfig:
             the lordosis (each body's tilt against its neighbours') changes, not only the
             whole image's orientation (0 in the default recipe).
         curve_degrees: Maximum turn between the top and the bottom row, degrees (drawn uniformly in +-).
+        collapse_prob: Probability of a collapsed vertebral body (a wedge or crush fracture):
+            one body of the label map, drawn at random, is compressed towards its inferior
+            endplate, the image above it following (0 in every recipe so far).
+        collapse_keep: (min, max) share of its height the body keeps at its anterior wall; the
+            posterior wall keeps a share drawn between that and 1 (a wedge when higher, a crush
+            when alike).
 
     Intensity (the label map is unchanged):
 
@@ -110,6 +117,8 @@ class AugmentConfig:
     slip_voxels: tuple[float, float] = (2.0, 6.0)
     curve_prob: float = 0.0
     curve_degrees: float = 20.0
+    collapse_prob: float = 0.0
+    collapse_keep: tuple[float, float] = (0.5, 0.9)
     remap_prob: float = 0.3
     remap_monotone_share: float = 0.5
     remap_points: int = 5
@@ -138,13 +147,15 @@ class AugmentConfig:
                 if len(pair) != 2 or not pair[0] <= pair[1]:
                     raise SpineInputError("augmentation config", f"{item.name} must be (min, max), got {value}")
                 object.__setattr__(self, item.name, pair)
-        positive = ("scale_range", "fov_keep", "cut_keep", "elastic_spacing", "gamma_range", "thick_factor", "ringing_keep")
+        positive = ("scale_range", "fov_keep", "cut_keep", "collapse_keep", "elastic_spacing", "gamma_range",
+                    "thick_factor", "ringing_keep")
         for name in positive:
             if getattr(self, name)[0] <= 0:
                 raise SpineInputError("augmentation config", f"{name} must be positive, got {getattr(self, name)}")
         checks = [
             (self.fov_keep[1] <= 1.0, "fov_keep must be at most 1"),
             (self.cut_keep[1] <= 1.0, "cut_keep must be at most 1"),
+            (self.collapse_keep[1] <= 1.0, "collapse_keep must be at most 1"),
             (self.ringing_keep[1] <= 1.0, "ringing_keep must be at most 1"),
             (self.thick_factor[0] >= 1.0, "thick_factor must be >= 1"),
             (int(self.remap_points) >= 2, "remap_points must be >= 2"),

@@ -1,4 +1,5 @@
-"""Random spatial augmentation as one sampling grid: rotation, zoom, field-of-view crop, elastic, bends, slip.
+"""Random spatial augmentation as one sampling grid: rotation, zoom, field-of-view crop, elastic, bends, slip,
+a collapsed body.
 
 All spatial draws are composed into a single (D, H, W, 3) grid of source positions, so
 the image is interpolated once (trilinear) and the label map once (nearest neighbour)
@@ -9,6 +10,8 @@ against a dense random field. Rotation, zoom and the elastic field act in the sa
 (H, W) plane, identical for every slice: the few thick left-right slices do not support
 through-plane rotation. The lateral bend and the slip move voxels along D and W as
 smooth functions of H; the sagittal curve (:func:`curve`) turns rows progressively in the (H, W) plane.
+A collapsed body (:func:`collapse`) is placed from the label map and acts nearest to the input,
+so the other transforms move the fractured spine as a whole.
 
 Coordinates: ``grid_sample`` with ``align_corners=False``; a voxel's centred coordinate
 along an axis of n voxels is ``u * n / 2`` for its normalised coordinate ``u``.
@@ -21,8 +24,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from SAFNetSpineLib.labels import SACRUM_ID, VERTEBRA_IDS
 from SAFNetSpineLib.training.augment_config import AugmentConfig
-from SAFNetSpineLib.training.augment_draws import happens, sign, uniform
+from SAFNetSpineLib.training.augment_draws import draw, happens, sign, uniform
 
 
 def _centred(n: int) -> torch.Tensor:
@@ -56,13 +60,94 @@ def curve(rows: torch.Tensor, cols: torch.Tensor, turn: float, height: int) -> t
     return angle * radius, radius - distance
 
 
-def sampling_grid(config: AugmentConfig, shape: tuple[int, int, int], gen: torch.Generator) -> torch.Tensor | None:
+def collapse(rows: torch.Tensor, cols: torch.Tensor, band: tuple[float, float, float, float],
+             keep: tuple[float, float]) -> torch.Tensor:
+    """Source rows of a body compressed towards its inferior endplate, the rows above it following.
+
+    Rows run superior -> inferior and columns anterior -> posterior (network axes). In each
+    column the body's rows [top, bottom) are shown over its lowest ``k`` share, ``k`` running
+    linearly from ``keep[0]`` at the anterior wall to ``keep[1]`` at the posterior wall (held
+    beyond them); everything above moves down by the height lost, everything below stays.
+
+    Args:
+        rows: (H, W) source rows before the collapse (centred voxels).
+        cols: (H, W) source columns (centred voxels), unchanged by it.
+        band: (top, bottom, anterior, posterior) edges of the body, centred voxels.
+        keep: Height kept at the (anterior, posterior) wall, each in (0, 1].
+
+    Returns:
+        (H, W) source rows.
+    """
+    top, bottom, anterior, posterior = band
+    height = bottom - top
+    share = ((cols - anterior) / max(posterior - anterior, 1.0)).clamp(0.0, 1.0)
+    k = keep[0] + (keep[1] - keep[0]) * share
+    inside = bottom - (bottom - rows) / k
+    above = rows - (1.0 - k) * height
+    return torch.where(rows >= bottom, rows, torch.where(rows >= bottom - k * height, inside, above))
+
+
+def body_band(label: torch.Tensor, label_id: int) -> tuple[float, float, float, float]:
+    """(top, bottom, anterior, posterior) edges, centred voxels, of structure ``label_id`` in a (D, H, W) label map."""
+    _, height, width = label.shape
+    rows = torch.nonzero((label == label_id).any(0).any(1)).flatten().float()
+    cols = torch.nonzero((label == label_id).any(0).any(0)).flatten().float()
+    return (float(rows.min()) - height / 2, float(rows.max()) + 1 - height / 2,
+            float(cols.min()) - width / 2, float(cols.max()) + 1 - width / 2)
+
+
+def _body_band(label: torch.Tensor, gen: torch.Generator) -> tuple[float, float, float, float] | None:
+    """:func:`body_band` of a vertebral body drawn from ``label`` (None without one)."""
+    present = [i for i in VERTEBRA_IDS if i != SACRUM_ID and bool((label == i).any())]
+    if not present:
+        return None
+    return body_band(label, present[min(int(draw(gen) * len(present)), len(present) - 1)])
+
+
+def collapse_body(image: torch.Tensor, label: torch.Tensor, label_id: int,
+                  keep: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image and label map with one body collapsed (:func:`collapse`), e.g. a synthetic fracture for a benchmark.
+
+    Args:
+        image: (D, H, W) float32, network axes (superior -> inferior rows, anterior -> posterior columns).
+        label: (D, H, W) integer ids, aligned.
+        label_id: The body to collapse (present in ``label``).
+        keep: Height kept at its (anterior, posterior) wall.
+
+    Returns:
+        (image, label), same shapes.
+    """
+    depth, height, width = image.shape
+    rows = _centred(height)[:, None].expand(height, width)
+    cols = _centred(width)[None, :].expand(height, width)
+    rows = collapse(rows, cols, body_band(label, label_id), keep)
+    return warp(image.to(torch.float32), label.to(torch.int64),
+                _assembled(rows, cols, _centred(depth)[:, None, None].expand(depth, height, width)))
+
+
+def _assembled(rows: torch.Tensor, cols: torch.Tensor, slices: torch.Tensor) -> torch.Tensor:
+    """(1, D, H, W, 3) normalised grid from (H, W) source rows and columns and (D, H, W) source slices."""
+    depth, height, width = slices.shape
+    return torch.stack(
+        (
+            (cols / (width / 2))[None].expand(depth, height, width),
+            (rows / (height / 2))[None].expand(depth, height, width),
+            slices / (depth / 2),
+        ),
+        dim=-1,
+    )[None]
+
+
+def sampling_grid(config: AugmentConfig, shape: tuple[int, int, int], gen: torch.Generator,
+                  label: torch.Tensor | None = None) -> torch.Tensor | None:
     """Draw the spatial augmentations of one sample as a grid of source positions.
 
     Args:
         config: Probabilities and ranges.
         shape: (D, H, W) network grid.
         gen: Random generator of this sample.
+        label: (D, H, W) label ids of the sample, where the collapsed body is drawn from (none
+            without it, or without a body in it).
 
     Returns:
         (1, D, H, W, 3) normalised (x=W, y=H, z=D) source positions for ``grid_sample``,
@@ -108,6 +193,12 @@ def sampling_grid(config: AugmentConfig, shape: tuple[int, int, int], gen: torch
         rows = -(1 - keep) * height / 2 + keep * rows
         applied = True
     slices = _centred(depth)[:, None, None].expand(depth, height, width)
+    if happens(gen, config.collapse_prob) and label is not None:
+        band = _body_band(label, gen)
+        if band is not None:
+            front = uniform(gen, config.collapse_keep)
+            rows = collapse(rows, cols, band, (front, uniform(gen, (front, 1.0))))
+            applied = True
     if happens(gen, config.bend_prob):
         amplitude = uniform(gen, config.bend_slices) * sign(gen)
         cycles = uniform(gen, (0.5, 1.5))
@@ -117,15 +208,7 @@ def sampling_grid(config: AugmentConfig, shape: tuple[int, int, int], gen: torch
         applied = True
     if not applied:
         return None
-    grid = torch.stack(
-        (
-            (cols / (width / 2))[None].expand(depth, height, width),
-            (rows / (height / 2))[None].expand(depth, height, width),
-            slices / (depth / 2),
-        ),
-        dim=-1,
-    )
-    return grid[None]  # (1, D, H, W, 3)
+    return _assembled(rows, cols, slices)  # (1, D, H, W, 3)
 
 
 def warp(image: torch.Tensor, label: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

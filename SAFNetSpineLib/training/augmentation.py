@@ -47,7 +47,7 @@ class SpineAugmentation:
         gen = torch.Generator().manual_seed(int(seed) % (2**63))
         image = image.to(torch.float32)
         label = label.to(torch.int64)
-        grid = sampling_grid(self.config, tuple(image.shape), gen)
+        grid = sampling_grid(self.config, tuple(image.shape), gen, label)
         if grid is not None:
             image, label = warp(image, label, grid)
         return random_intensity(image, self.config, gen), label

@@ -121,7 +121,7 @@ class Synthesizer:
         """
         gen = torch.Generator().manual_seed(int(seed) % (2**63))
         maps = torch.stack((generation.to(torch.int64), label.to(torch.int64)))
-        grid = sampling_grid(self.spatial, tuple(generation.shape), gen)
+        grid = sampling_grid(self.spatial, tuple(generation.shape), gen, label)
         if grid is not None:
             maps = warp_labels(maps, grid)
         generation, label = maps[0].clamp(0, GENERATION_LABELS - 1), maps[1]

@@ -11,7 +11,8 @@ from SAFNetSpineLib.training.augment_config import AugmentConfig
 from SAFNetSpineLib.training.augmentation import augment_pair, build_augmentation
 
 OFF = AugmentConfig.off()
-SPATIAL = ["rotate_prob", "scale_prob", "fov_prob", "elastic_prob", "bend_prob", "slip_prob", "curve_prob"]
+SPATIAL = ["rotate_prob", "scale_prob", "fov_prob", "elastic_prob", "bend_prob", "slip_prob", "curve_prob",
+           "collapse_prob"]
 
 
 @pytest.mark.parametrize("name", [*SPATIAL, "all"])
@@ -118,3 +119,58 @@ def test_a_cut_keeps_the_superior_band_so_the_lowest_structures_leave_the_view()
         assert np.array_equal(np.flatnonzero((kept[0] == 3).any(0).numpy()), np.arange(8, 24))  # AP untouched
     with pytest.raises(Exception, match="cut_keep"):
         AugmentConfig(cut_keep=(0.5, 1.2))
+
+
+def _rows(label: torch.Tensor, label_id: int, col: int) -> np.ndarray:
+    return np.flatnonzero((label[0, :, col] == label_id).numpy())
+
+
+def test_a_collapsed_body_loses_height_towards_its_inferior_endplate():
+    """Blocks 3 (L4, rows 10-21) and 2 (L5, rows 40-51), 12 rows tall, columns 8-23 (anterior -> posterior).
+
+    Kept to half at the anterior wall and to a share between that and 1 at the posterior wall: the drawn
+    body keeps its inferior edge and loses height, most in front (a wedge or a crush); whatever lies above
+    it moves down by what it lost in that column; below it nothing moves.
+    """
+    image, label = blocks(depth=4)
+    transform = build_augmentation(OFF.replace(collapse_prob=1.0, collapse_keep=(0.5, 0.5)))
+    drawn = set()
+    for seed in range(8):
+        _, moved = augment_pair(transform, image, label, seed)
+        body, top = (3, 10) if len(_rows(moved, 3, 9)) < 12 else (2, 40)
+        drawn.add(body)
+        front, back = _rows(moved, body, 9), _rows(moved, body, 22)
+        assert abs(len(front) - 6) <= 1 and len(front) - 1 <= len(back) <= 13, (seed, body, len(front), len(back))
+        assert front[-1] == top + 11 and back[-1] == top + 11  # the inferior endplate stays
+        if body == 3:  # the disc and L5 below it do not move
+            for other in (12, 2):
+                assert np.array_equal(_rows(moved, other, 9), np.flatnonzero(label[0, :, 9] == other))
+        else:  # L4 above moves down by what L5 lost in front, whole
+            lost = 12 - len(front)
+            assert abs(_rows(moved, 3, 9)[0] - (10 + lost)) <= 1 and len(_rows(moved, 3, 9)) == 12
+    assert drawn == {2, 3}  # either body can be drawn
+
+
+def test_no_body_in_the_label_map_no_collapse():
+    image, label = blocks(depth=4)
+    label[label != 12] = 0  # only the disc
+    image = label.astype(np.float32) * 10.0 + 1.0
+    transform = build_augmentation(OFF.replace(collapse_prob=1.0))
+    new_image, new_label = augment_pair(transform, image, label, 0)
+    assert np.array_equal(new_label.numpy(), label) and np.allclose(new_image.numpy(), image)
+    with pytest.raises(Exception, match="collapse_keep"):
+        AugmentConfig(collapse_keep=(0.5, 1.2))
+
+
+def test_collapse_body_collapses_the_body_asked_for():
+    from SAFNetSpineLib.training.augment_spatial import collapse_body
+
+    image, label = blocks(depth=2)
+    new_image, new_label = collapse_body(torch.from_numpy(image), torch.from_numpy(label.astype(np.int64)), 2,
+                                         (0.5, 1.0))
+    front, back = len(_rows(new_label, 2, 8)), len(_rows(new_label, 2, 23))
+    assert abs(front - 6) <= 1 and back == 12  # a wedge of L5
+    for col, height in ((8, front), (23, back)):  # L4 above moves down by what L5 lost in that column
+        assert abs(_rows(new_label, 3, col)[0] - (10 + 12 - height)) <= 1
+    exact = new_image.numpy() == np.float32(21.0)  # image = 10 * label + 1: L5's value, away from its edges
+    assert exact.sum() > 50 and (new_label.numpy()[exact] == 2).mean() > 0.995

@@ -30,7 +30,8 @@ from SAFNetSpineLib.training.synth_maps import (
 )
 
 ALL_SPATIAL = AugmentConfig.off().replace(rotate_prob=1.0, scale_prob=1.0, fov_prob=1.0, elastic_prob=1.0,
-                                          elastic_magnitude=(2.0, 4.0), bend_prob=1.0, slip_prob=1.0)
+                                          elastic_magnitude=(2.0, 4.0), bend_prob=1.0, slip_prob=1.0,
+                                          collapse_prob=1.0)
 #: No within-label spread, no blur, no resolution change, no scanner chain: a piecewise-constant image.
 FLAT = SynthConfig(std_range=(0.0, 0.0), partial_volume_sigma=(0.0, 0.0), slice_mm=(1.0, 1.0),
                    inplane_mm=(0.5, 0.5), gamma_prob=0.0, bias_prob=0.0, ringing_prob=0.0, noise_prob=0.0,
@@ -99,6 +100,17 @@ def test_label_map_and_image_stay_aligned():
                 values[structure] = float(inside.mean())
         assert len(values) >= 2 and len({round(v, 3) for v in values.values()}) == len(values)
     assert moved_any
+
+
+def test_a_synthetic_sample_can_show_a_collapsed_body_with_its_target():
+    generation, label = _block_case()
+    synth = Synthesizer(AugmentConfig.off().replace(collapse_prob=1.0, collapse_keep=(0.5, 0.5)), FLAT)
+    image, moved = synth(torch.from_numpy(generation.astype(np.int64)), torch.from_numpy(label.astype(np.int64)), 0)
+    heights = {i: len(np.flatnonzero((moved[0, :, 9] == i).numpy())) for i in (2, 3)}
+    assert sorted(heights.values()) in ([6, 12], [5, 12], [7, 12]), heights  # one body kept to half in front
+    short = min(heights, key=heights.get)
+    inside = image[moved == short]
+    assert float(inside.max() - inside.min()) < 1e-4  # the image shows that body where the target has it
 
 
 def test_same_seed_same_sample_other_seed_other_sample():

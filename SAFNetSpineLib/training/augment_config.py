@@ -19,8 +19,7 @@ from SAFNetSpineLib.errors import SpineInputError
 #: Fields holding (min, max) ranges: JSON lists in files, tuples in memory.
 RANGE_FIELDS = (
     "scale_range", "fov_keep", "cut_keep", "collapse_keep", "elastic_spacing", "elastic_magnitude", "bend_slices",
-    "slip_voxels",
-    "gamma_range", "thick_factor", "blur_sigma", "ringing_keep", "noise_sigma",
+    "slip_voxels", "gamma_range", "thick_factor", "blur_sigma", "ringing_keep", "noise_sigma",
 )
 def config_from_dict(cls, data: dict[str, Any], what: str):
     """``cls(**data)`` for a config dataclass, refusing unknown keys and invalid values.

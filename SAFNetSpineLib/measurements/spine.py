@@ -129,11 +129,11 @@ def _leave_out_pieces(shapes: dict[int, Shape], not_measured: dict[str, str], su
     """
     pieces = {}
     for label_id, shape in shapes.items():
-        depths = [shapes[other].ap_depth_mm for other in (neighbour(label_id, 2), neighbour(label_id, -2))
-                  if other in shapes]
-        if depths and shape.ap_depth_mm < MIN_DEPTH_SHARE * np.mean(depths):
-            pieces[label_id] = (f"its depth ({shape.ap_depth_mm:.1f} mm) is {shape.ap_depth_mm / np.mean(depths):.2f} "
-                                f"of the bodies' next to it ({np.mean(depths):.1f} mm): a piece of a body, not a whole one")
+        depths = [other.ap_depth_mm for other in _bodies_next_to(shapes, label_id)]
+        share = shape.ap_depth_mm / np.mean(depths) if depths else 1.0
+        if share < MIN_DEPTH_SHARE:
+            pieces[label_id] = (f"its depth ({shape.ap_depth_mm:.1f} mm) is {share:.2f} of the bodies' next to it "
+                                f"({np.mean(depths):.1f} mm): a piece of a body, not a whole one")
     for label_id, why in pieces.items():
         del shapes[label_id]
         not_measured[f"vertebrae.{survey.name(label_id)}"] = why
@@ -149,10 +149,14 @@ def _endplate_landmarks(shape: Shape, frame: SpineFrame) -> dict:
     return landmarks
 
 
+def _bodies_next_to(shapes: dict[int, Shape], label_id: int) -> list[Shape]:
+    """The measured shapes of the vertebrae one level above and below ``label_id`` (0-2 of them)."""
+    return [shapes[other] for other in (neighbour(label_id, 2), neighbour(label_id, -2)) if other in shapes]
+
+
 def _neighbours_posterior_mm(shapes: dict[int, Shape], label_id: int) -> float | None:
     """Mean posterior height (mm) of the whole bodies one level above and below ``label_id``; None without one."""
-    heights = [shapes[other].heights_mm["posterior"] for other in (neighbour(label_id, 2), neighbour(label_id, -2))
-               if other in shapes and shapes[other].heights_mm]
+    heights = [other.heights_mm["posterior"] for other in _bodies_next_to(shapes, label_id) if other.heights_mm]
     return float(np.mean(heights)) if heights else None
 
 

@@ -90,8 +90,9 @@ def collapse(rows: torch.Tensor, cols: torch.Tensor, band: tuple[float, float, f
 def body_band(label: torch.Tensor, label_id: int) -> tuple[float, float, float, float]:
     """(top, bottom, anterior, posterior) edges, centred voxels, of structure ``label_id`` in a (D, H, W) label map."""
     _, height, width = label.shape
-    rows = torch.nonzero((label == label_id).any(0).any(1)).flatten().float()
-    cols = torch.nonzero((label == label_id).any(0).any(0)).flatten().float()
+    section = (label == label_id).any(0)  # (H, W)
+    rows = torch.nonzero(section.any(1)).flatten().float()
+    cols = torch.nonzero(section.any(0)).flatten().float()
     return (float(rows.min()) - height / 2, float(rows.max()) + 1 - height / 2,
             float(cols.min()) - width / 2, float(cols.max()) + 1 - width / 2)
 

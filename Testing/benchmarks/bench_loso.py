@@ -45,6 +45,24 @@ from SAFNetSpineLib.preprocessing.orientation import match_network_axes  # noqa:
 DATA = REPO.parent / "shared" / "data" / "spine-mri"
 
 
+def outside_annotated_range(truth: np.ndarray, range_axis: int) -> np.ndarray:
+    """Boolean mask of the slabs along ``range_axis`` that no annotated body reaches.
+
+    Args:
+        truth: Boolean mask of the annotated bodies, any shape.
+        range_axis: The array axis running superior-inferior.
+
+    Returns:
+        Mask of ``truth``'s shape, True outside the span of the annotated bodies.
+    """
+    spanned = np.flatnonzero(truth.any(axis=tuple(a for a in range(truth.ndim) if a != range_axis)))
+    outside = np.ones(truth.shape[range_axis], bool)
+    outside[spanned[0]:spanned[-1] + 1] = False
+    shape = [1] * truth.ndim
+    shape[range_axis] = truth.shape[range_axis]
+    return np.broadcast_to(outside.reshape(shape), truth.shape)
+
+
 def names_ignored_body_dice(prediction: np.ndarray, reference: np.ndarray, annotated,
                             sacrum_aside: bool = False, range_axis: int | None = None) -> float:
     """Dice of (any predicted vertebra) vs (any annotated vertebral body); NaN without bodies.
@@ -66,11 +84,7 @@ def names_ignored_body_dice(prediction: np.ndarray, reference: np.ndarray, annot
     aside = {SACRUM_ID} if sacrum_aside and SACRUM_ID not in annotated else set()
     found = np.isin(prediction, sorted(set(VERTEBRA_IDS) - aside))
     if range_axis is not None:
-        spanned = np.flatnonzero(truth.any(axis=tuple(a for a in range(truth.ndim) if a != range_axis)))
-        outside = np.ones(truth.shape[range_axis], bool)
-        outside[spanned[0]:spanned[-1] + 1] = False
-        found = found.copy()
-        found[(slice(None),) * range_axis + (outside,)] = False
+        found = np.logical_and(found, ~outside_annotated_range(truth, range_axis))
     return float(2.0 * np.logical_and(truth, found).sum() / max(truth.sum() + found.sum(), 1))
 
 

@@ -31,29 +31,11 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_loso import DATA, mean, superior_axis  # noqa: E402
+from bench_loso import DATA, mean, outside_annotated_range, superior_axis  # noqa: E402
 
 from SAFNetSpineLib.data.cases import load_case, load_case_folder  # noqa: E402
 from SAFNetSpineLib.inference import Segmenter  # noqa: E402
 from SAFNetSpineLib.labels import SACRUM_ID, VERTEBRA_IDS  # noqa: E402
-
-
-def outside_annotated_range(truth: np.ndarray, range_axis: int) -> np.ndarray:
-    """Boolean mask of the slabs along ``range_axis`` that no annotated body reaches.
-
-    Args:
-        truth: Boolean mask of the annotated bodies, any shape.
-        range_axis: The array axis running superior-inferior.
-
-    Returns:
-        Mask of ``truth``'s shape, True outside the span of the annotated bodies.
-    """
-    spanned = np.flatnonzero(truth.any(axis=tuple(a for a in range(truth.ndim) if a != range_axis)))
-    outside = np.ones(truth.shape[range_axis], bool)
-    outside[spanned[0]:spanned[-1] + 1] = False
-    shape = [1] * truth.ndim
-    shape[range_axis] = truth.shape[range_axis]
-    return np.broadcast_to(outside.reshape(shape), truth.shape)
 
 
 def whole_image_ceiling(prediction: np.ndarray, reference: np.ndarray, annotated, range_axis: int,

@@ -16,6 +16,8 @@ import numpy as np
 
 from SAFNetSpineLib.volume import Volume
 
+#: Endplate tilts (deg) of a gently lordotic L5-L1, for :func:`lumbar_spine`.
+GENTLE_LORDOSIS_TILTS = {"L5": 12.0, "L4": 8.0, "L3": 4.0, "L2": 0.0, "L1": -3.0}
 NAMES_TO_IDS = {"S": 1, "L5": 2, "L4": 3, "L3": 4, "L2": 5, "L1": 6, "T12": 7}
 DISC_IDS = {("L5", "S"): 11, ("L4", "L5"): 12, ("L3", "L4"): 13, ("L2", "L3"): 14, ("L1", "L2"): 15,
             ("T12", "L1"): 16}

@@ -9,11 +9,18 @@ neighbour is still measured.
 
 import numpy as np
 import pytest
-from spine_model import FINE_OBLIQUE_GRIDS, NAMES_TO_IDS, SAGITTAL, lumbar_spine, rasterise
+from spine_model import (
+    FINE_OBLIQUE_GRIDS,
+    GENTLE_LORDOSIS_TILTS,
+    NAMES_TO_IDS,
+    SAGITTAL,
+    lumbar_spine,
+    rasterise,
+)
 
 from SAFNetSpineLib.measurements import measure_spine
 
-TILTS = {"L5": 12.0, "L4": 8.0, "L3": 4.0, "L2": 0.0, "L1": -3.0}
+TILTS = GENTLE_LORDOSIS_TILTS
 
 
 def _with_l1_kept_to(share: float) -> dict:

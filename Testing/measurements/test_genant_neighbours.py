@@ -8,11 +8,11 @@ and a 26 mm posterior wall (ratio 0.77, Genant 1 by its ratios alone):
 """
 
 import pytest
-from spine_model import FINE_OBLIQUE_GRIDS, lumbar_spine, rasterise
+from spine_model import FINE_OBLIQUE_GRIDS, GENTLE_LORDOSIS_TILTS, lumbar_spine, rasterise
 
 from SAFNetSpineLib.measurements import measure_spine, summary_line
 
-TILTS = {"L5": 12.0, "L4": 8.0, "L3": 4.0, "L2": 0.0, "L1": -3.0}
+TILTS = GENTLE_LORDOSIS_TILTS
 
 
 def _measured(neighbour_mm: float) -> dict:
